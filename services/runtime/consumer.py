@@ -1,0 +1,242 @@
+"""The effectively-once consumer.
+
+For each message it writes, in ONE transaction of the service's event store:
+- the events the handler caused,
+- an inbox entry whose id is derived from the integration event's ``event_id`` (a second copy of
+  the same event, e.g. republished by an outbox relay after a crash, collides with it), and
+- a tracking record of the message's position (topic, partition, offset), so a redelivery of the
+  same offset (a consumer killed between its database commit and its Kafka commit) is skipped.
+
+Kafka's own idempotence and transactions are not relied on. A message that is not a valid
+contract goes to ``<topic>.dlq`` at once; one whose handler keeps failing goes there after bounded
+retries with backoff, with the error in the headers; then the partition moves on. Failures of the
+store itself (database down) are not the message's fault: they are retried without dead-lettering,
+and the message is not acknowledged until they pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    Tracking,
+)
+
+from contracts.envelope import IntegrationEvent
+from contracts.registry import ContractError, parse_event
+from contracts.topics import dlq
+from services.runtime.eventstore import ServiceApplication, stable_id
+from services.runtime.observability import DEAD_LETTERS, MESSAGES_CONSUMED, correlation_id_var
+
+log = logging.getLogger(__name__)
+
+# Errors of the infrastructure, not of the message: retry, never dead-letter.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"  # same event_id seen before (republished)
+    REDELIVERED = "redelivered"  # same position seen before (Kafka redelivery)
+    IGNORED = "ignored"  # a valid event this consumer does not act on
+    DEAD_LETTERED = "dead_lettered"
+
+
+class InboxEntry(Aggregate):
+    """Marks one integration event as processed by one consumer."""
+
+    @staticmethod
+    def create_id(consumer: str, event_id: UUID, **_: object) -> UUID:  # type: ignore[override]
+        return stable_id("inbox", consumer, event_id)
+
+    @event("Received")
+    def __init__(self, consumer: str, event_id: UUID, type: str, source: str, position: int) -> None:
+        self.consumer = consumer
+        self.event_id = event_id
+        self.type = type
+        self.source = source
+        self.position = position
+
+
+@dataclass(frozen=True)
+class ConsumedMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+    @property
+    def position(self) -> int:
+        # Tracking ids must grow strictly from 1; Kafka offsets start at 0.
+        return self.offset + 1
+
+
+class DeadLetterPublisher(Protocol):
+    async def publish(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
+    ) -> None: ...
+
+
+Handler = Callable[[IntegrationEvent, ProcessingEvent], None]
+
+
+class IdempotentConsumer:
+    """Applies integration events to a service's application, effectively once."""
+
+    def __init__(
+        self,
+        app: ServiceApplication,
+        name: str,
+        handlers: dict[str, Handler],
+        dead_letters: DeadLetterPublisher,
+        *,
+        max_attempts: int = 4,
+        backoff_s: float = 0.2,
+        after_commit: Callable[[ConsumedMessage], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.name = name
+        self.handlers = handlers
+        self.dead_letters = dead_letters
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        # Test hook: called after the database commit, before the broker commit.
+        self.after_commit = after_commit
+
+    # The whole of one message ---------------------------------------------------------------
+    async def consume(self, message: ConsumedMessage) -> Outcome:
+        try:
+            integration_event = parse_event(message.value)
+        except ContractError as error:
+            await self._dead_letter(message, error, attempts=1, type_name="invalid")
+            await asyncio.to_thread(self._track_only, message)
+            return Outcome.DEAD_LETTERED
+
+        token = correlation_id_var.set(str(integration_event.correlation_id))
+        try:
+            return await self._consume_valid(message, integration_event)
+        finally:
+            correlation_id_var.reset(token)
+
+    async def _consume_valid(
+        self, message: ConsumedMessage, integration_event: IntegrationEvent
+    ) -> Outcome:
+        attempts = 0
+        transient_backoff = self.backoff_s
+        while True:
+            attempts += 1
+            try:
+                outcome = await asyncio.to_thread(self._process, message, integration_event)
+            except TRANSIENT_ERRORS:
+                log.warning("store unavailable, retrying", exc_info=True)
+                attempts -= 1  # not the message's fault
+                await asyncio.sleep(transient_backoff)
+                transient_backoff = min(transient_backoff * 2, 5.0)
+                continue
+            except Exception as error:  # noqa: BLE001 - bounded retries, then dead letter
+                if attempts < self.max_attempts:
+                    log.warning(
+                        "handler failed (attempt %s of %s)", attempts, self.max_attempts,
+                        exc_info=True,
+                    )
+                    await asyncio.sleep(self.backoff_s * 2 ** (attempts - 1))
+                    continue
+                await self._dead_letter(message, error, attempts, integration_event.type)
+                await asyncio.to_thread(self._track_only, message)
+                outcome = Outcome.DEAD_LETTERED
+            MESSAGES_CONSUMED.labels(self.name, integration_event.type, outcome.value).inc()
+            if outcome is Outcome.PROCESSED and self.after_commit is not None:
+                self.after_commit(message)
+            return outcome
+
+    # One transaction --------------------------------------------------------------------------
+    def _process(self, message: ConsumedMessage, integration_event: IntegrationEvent) -> Outcome:
+        recorder = self.app.process_recorder
+        tracking_name = f"{self.name}:{message.source}"
+        if recorder.has_tracking_id(tracking_name, message.position):
+            return Outcome.REDELIVERED
+        tracking = Tracking(tracking_name, message.position)
+        inbox_id = InboxEntry.create_id(self.name, integration_event.event_id)
+        if inbox_id in self.app.repository:
+            self._insert_tracking(tracking)
+            return Outcome.DUPLICATE
+        handler = self.handlers.get(integration_event.type)
+        if handler is None:
+            self._insert_tracking(tracking)
+            return Outcome.IGNORED
+        processing = ProcessingEvent(tracking=tracking)
+        processing.collect_events(
+            InboxEntry(
+                consumer=self.name,
+                event_id=integration_event.event_id,
+                type=integration_event.type,
+                source=message.source,
+                position=message.position,
+            )
+        )
+        handler(integration_event, processing)
+        try:
+            self.app._record(processing)  # events + inbox + tracking, atomically
+        except IntegrityError:
+            # Raced with another copy of the same event or position: it is done already.
+            return Outcome.DUPLICATE
+        self.app._take_snapshots(processing)
+        return Outcome.PROCESSED
+
+    def _insert_tracking(self, tracking: Tracking) -> None:
+        try:
+            self.app.process_recorder.insert_tracking(tracking)
+        except IntegrityError:
+            pass  # an equal or later position is recorded already
+
+    def _track_only(self, message: ConsumedMessage) -> None:
+        self._insert_tracking(Tracking(f"{self.name}:{message.source}", message.position))
+
+    async def _dead_letter(
+        self, message: ConsumedMessage, error: BaseException, attempts: int, type_name: str
+    ) -> None:
+        headers = dict(message.headers)
+        headers.update(
+            {
+                "x-error": str(error)[:2000],
+                "x-error-type": type(error).__name__,
+                "x-error-trace": "".join(traceback.format_exception(error))[-4000:],
+                "x-source-topic": message.topic,
+                "x-source-partition": str(message.partition),
+                "x-source-offset": str(message.offset),
+                "x-consumer": self.name,
+                "x-attempts": str(attempts),
+                "x-failed-at": datetime.now(UTC).isoformat(),
+            }
+        )
+        await self.dead_letters.publish(dlq(message.topic), message.key or b"", message.value, headers)
+        DEAD_LETTERS.labels(self.name, message.topic).inc()
+        MESSAGES_CONSUMED.labels(self.name, type_name, Outcome.DEAD_LETTERED.value).inc()
+        log.error(
+            "dead-lettered message",
+            extra={"topic": message.topic, "offset": message.offset, "error": str(error)},
+        )

@@ -1,0 +1,139 @@
+"""Event-store configuration and the application base every service builds on.
+
+Local runs keep one SQLite file per service under ``./var/``; production keeps one PostgreSQL
+schema per service (or one database, by setting ``<SERVICE>_POSTGRES_DBNAME``). Configuration is
+handed to the eventsourcing library as its own environment variables, so the same application
+code runs on either store by changing only the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.application import Application
+from datetime import date
+
+from eventsourcing.persistence import ProcessRecorder, Transcoder, Transcoding
+
+from services.runtime.settings import SharedSettings
+
+# Deterministic ids: the same cause always yields the same aggregate id, which is what makes
+# redelivered messages collide with what they already created instead of doubling it.
+HOMECARE_NAMESPACE = uuid5(NAMESPACE_URL, "https://homecare.example/ids")
+
+
+def stable_id(*parts: object) -> UUID:
+    """A UUID derived from the given parts (stable across processes and runs)."""
+    return uuid5(HOMECARE_NAMESPACE, "/".join(str(p) for p in parts))
+
+
+def event_store_env(service: str, settings: SharedSettings | None = None) -> dict[str, str]:
+    """eventsourcing settings for one service, from the shared settings.
+
+    Only sets what is not already given in the process environment under the service's own
+    prefix, so ``LEDGER_POSTGRES_DBNAME=ledger`` (say) still wins.
+    """
+    settings = settings or SharedSettings()
+    prefix = service.upper()
+    env: dict[str, str]
+    if settings.store == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(settings.data_dir / f"{service}.sqlite"),
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    else:
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": settings.postgres_dbname,
+            "POSTGRES_HOST": settings.postgres_host,
+            "POSTGRES_PORT": str(settings.postgres_port),
+            "POSTGRES_USER": settings.postgres_user,
+            "POSTGRES_PASSWORD": settings.postgres_password,
+            "POSTGRES_SCHEMA": service,
+            "POSTGRES_POOL_SIZE": "5",
+            "POSTGRES_MAX_OVERFLOW": "5",
+        }
+    return {
+        f"{prefix}_{key}": value
+        for key, value in env.items()
+        if f"{prefix}_{key}" not in os.environ
+    }
+
+
+class DateAsISO(Transcoding):
+    """Calendar dates (requested dates, certificate expiry) in the stored events."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class ServiceApplication(Application):
+    """An eventsourcing application whose recorder also keeps tracking records.
+
+    Tracking records are what the outbox relay and the idempotent consumer write in the same
+    transaction as the events they cause (effectively-once processing).
+    """
+
+    def __init__(self, env: Mapping[str, Any] | None = None) -> None:
+        super().__init__(env=dict(env) if env else None)
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    def construct_recorder(self) -> ProcessRecorder:  # type: ignore[override]
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, ProcessRecorder)
+        return recorder
+
+    def is_reachable(self) -> bool:
+        """True when the event store answers a trivial query (used by /readyz)."""
+        try:
+            self.process_recorder.max_notification_id()
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return False
+        return True
+
+
+def ensure_postgres_schema(service: str, settings: SharedSettings | None = None) -> None:
+    """Create the database and the service's schema if missing (eventsourcing creates tables,
+    not databases or schemas)."""
+    import psycopg
+    from psycopg import sql
+
+    settings = settings or SharedSettings()
+    prefix = service.upper()
+    dbname = os.environ.get(f"{prefix}_POSTGRES_DBNAME", settings.postgres_dbname)
+    schema = os.environ.get(f"{prefix}_POSTGRES_SCHEMA", service)
+    conninfo = dict(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        user=settings.postgres_user,
+        password=settings.postgres_password or None,
+        connect_timeout=10,
+    )
+    with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another service created it first
+    if schema:
+        with psycopg.connect(dbname=dbname, autocommit=True, **conninfo) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

@@ -1,0 +1,111 @@
+"""The outbox relay: a service's notification log is its outbox.
+
+The relay reads new notifications in order, translates each domain event into zero or more
+integration events (a translator per service; raw domain events never leave a service), publishes
+them, and only then records how far it got as a tracking record in the service's own store. After a
+crash it resumes from the recorded position and may publish the last batch again: integration
+event ids are derived from the domain event, so a republished event has the same ``event_id`` and
+consumers drop it as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+
+from contracts.envelope import IntegrationEvent
+from services.runtime.eventstore import ServiceApplication, stable_id
+from services.runtime.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+
+log = logging.getLogger(__name__)
+
+Translator = Callable[[Any], Iterable[IntegrationEvent]]
+
+
+class Publisher(Protocol):
+    async def publish(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
+    ) -> None: ...
+
+
+def integration_event_id(domain_event: Any, type_name: str) -> UUID:
+    """Stable id of the integration event that a domain event becomes (same on every replay)."""
+    return stable_id(
+        "integration", domain_event.originator_id, domain_event.originator_version, type_name
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        app: ServiceApplication,
+        translate: Translator,
+        publisher: Publisher,
+        *,
+        name: str = "outbox-relay",
+        batch_size: int = 200,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        self.app = app
+        self.translate = translate
+        self.publisher = publisher
+        self.name = name
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self._service = app.name.lower()
+
+    def position(self) -> int:
+        return self.app.process_recorder.max_tracking_id(self.name) or 0
+
+    def backlog(self) -> int:
+        latest = self.app.process_recorder.max_notification_id() or 0
+        return max(0, latest - self.position())
+
+    async def relay_once(self) -> int:
+        """Publish the next batch; return how many notifications were consumed."""
+        recorder = self.app.process_recorder
+        start = await asyncio.to_thread(self.position)
+        notifications = await asyncio.to_thread(
+            recorder.select_notifications, start + 1, self.batch_size
+        )
+        if not notifications:
+            return 0
+        for notification in notifications:
+            domain_event = self.app.mapper.to_domain_event(notification)
+            for integration_event in self.translate(domain_event):
+                await self.publisher.publish(
+                    integration_event.topic,
+                    integration_event.key(),
+                    integration_event.to_bytes(),
+                    {
+                        "type": integration_event.type,
+                        "schema_version": str(integration_event.schema_version),
+                        "correlation_id": str(integration_event.correlation_id),
+                    },
+                )
+                OUTBOX_PUBLISHED.labels(self._service, integration_event.type).inc()
+        last = notifications[-1].id
+        await asyncio.to_thread(recorder.insert_tracking, Tracking(self.name, last))
+        return len(notifications)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Relay until ``stopping`` is set; back off on errors, never give up."""
+        backoff = self.poll_interval_s
+        while not stopping.is_set():
+            try:
+                moved = await self.relay_once()
+                OUTBOX_BACKLOG.labels(self._service).set(await asyncio.to_thread(self.backlog))
+                backoff = self.poll_interval_s
+            except Exception:  # noqa: BLE001 - keep relaying after transient failures
+                log.exception("outbox relay failed; retrying", extra={"relay": self.name})
+                moved = 0
+                backoff = min(backoff * 2, 5.0)
+            if moved < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=backoff)

@@ -1,0 +1,60 @@
+"""Settings from the environment.
+
+Shared settings use the prefix ``HOMECARE_`` (plus the conventional ``KAFKA_BOOTSTRAP_SERVERS``);
+each service reads its own with its own prefix (``DISPATCH_``, ``LEDGER_``, ``TIMEBANK_``), and the
+eventsourcing library honours the same prefixes for its event-store settings
+(e.g. ``LEDGER_POSTGRES_DBNAME`` overrides ``POSTGRES_DBNAME`` for the ledger only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_NAMES = ("dispatch", "ledger", "timebank")
+
+
+class SharedSettings(BaseSettings):
+    """What every service of one deployment agrees on."""
+
+    model_config = SettingsConfigDict(env_prefix="HOMECARE_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    # sqlite: one file per service under data_dir; postgres: one schema (or database) per service
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "postgres"
+    postgres_password: str = ""
+    postgres_dbname: str = "homecare"
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    # Consumer-group session timeout: tansu's group joins are slow with Kafka's defaults.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+    consumer_max_attempts: int = 4
+    consumer_retry_backoff_s: float = 0.2
+    outbox_poll_interval_s: float = 0.05
+    log_level: str = "INFO"
+    log_json: bool = True
+    timezone: str = "Asia/Shanghai"
+
+
+class ServiceSettings(BaseSettings):
+    """Per-service settings; the env prefix is the service name (``DISPATCH_`` ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    consumer_group: str | None = None
+    partitions: int = 3
+
+    @classmethod
+    def for_service(cls, service: str) -> ServiceSettings:
+        class _Prefixed(cls):  # type: ignore[valid-type,misc]
+            model_config = SettingsConfigDict(env_prefix=f"{service.upper()}_", extra="ignore")
+
+        return cls(**_Prefixed().model_dump())
