@@ -96,47 +96,40 @@ def solomon_markdown(doc: dict, *, per_instance: bool = False) -> str:
 
 
 def homecare_markdown(doc: dict) -> str:
+    header = [
+        "day",
+        "budget",
+        "solve time",
+        "violations",
+        "dropped visits",
+        "travel minutes",
+        "urgent insertion p50 / p95 / p99 ms (placed)",
+    ]
     rows = []
     for c in doc["cases"]:
         lat = c.get("urgent_insertion_ms") or {}
         dropped = c.get("dropped_by_priority") or {}
+        by_priority = ", ".join(f"{k} {n}" for k, n in dropped.items() if n)
+        urgent = "-"
+        if "p50" in lat:
+            urgent = " / ".join(_f(lat[k], ".1f") for k in ("p50", "p95", "p99"))
+            urgent += f" ({lat['placed']}/{lat['n']})"
         rows.append(
             [
                 f"{c['visits']} visits / {c['caregivers']} caregivers (seed {c['seed']})",
-                _f(c.get("solve_seconds"), ".1f", " s"),
-                str(c.get("violations")),
-                f"{c.get('dropped')}"
-                + (
-                    " (" + ", ".join(f"{k} {n}" for k, n in dropped.items() if n) + ")"
-                    if any(dropped.values())
-                    else ""
-                ),
+                _f(c.get("time_limit_s"), "g", " s"),
+                "error" if "error" in c else _f(c.get("solve_seconds"), ".1f", " s"),
+                _f(c.get("violations"), "d"),
+                _f(c.get("dropped"), "d") + (f" ({by_priority})" if by_priority else ""),
                 _f(c.get("travel_minutes"), "d"),
-                " / ".join(_f(lat.get(k), ".1f") for k in ("p50", "p95", "p99")) if lat else "-",
+                urgent,
             ]
         )
     head = (
-        f"Generated home-care days, time limit {doc['meta']['time_limit_s']:g} s, single "
-        f"thread; violations from routing.check()."
+        "Generated home-care days (bench/router/homecare_gen.py), solved single-threaded; "
+        "violations from routing.check(); urgent insertion into the first day's plan."
     )
-    return (
-        head
-        + "\n\n"
-        + "\n".join(
-            _table(
-                [
-                    "day",
-                    "solve time",
-                    "violations",
-                    "dropped visits",
-                    "travel minutes",
-                    "urgent insertion p50 / p95 / p99 ms",
-                ],
-                rows,
-            )
-        )
-        + "\n"
-    )
+    return head + "\n\n" + "\n".join(_table(header, rows)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
