@@ -87,11 +87,12 @@ def upcast(data: dict[str, Any], event_type: str, version: int, target: int) -> 
     return data
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> IntegrationEvent:
+def parse_event(raw: bytes | str | dict[str, Any], *, topic: str | None = None) -> IntegrationEvent:
     """Turn a message value into its event, upcast to the version this code reads.
 
     Raises ContractError when the message is not JSON, names an unknown type, has a
-    schema_version this consumer cannot read, or has an invalid field.
+    schema_version this consumer cannot read, or has an invalid field; and, when `topic` (the
+    topic the message was read from) is given, when the type does not travel on that topic.
     """
     data = _decode(raw)
     event_id = str(data["event_id"]) if data.get("event_id") is not None else None
@@ -104,6 +105,12 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> IntegrationEvent:
     if cls is None:
         raise ContractError(
             f"unknown event type {event_type!r}", event_type=event_type, event_id=event_id
+        )
+    if topic is not None and cls.topic != topic:
+        raise ContractError(
+            f"{event_type} belongs on topic {cls.topic!r}, not {topic!r}",
+            event_type=event_type,
+            event_id=event_id,
         )
     version = data.get("schema_version")
     if version is None:

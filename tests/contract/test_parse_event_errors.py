@@ -121,3 +121,17 @@ def test_several_problems_are_all_listed(message: Any) -> None:
     reason = _reason(raw).reason
     assert "payload.service_type" in reason
     assert "payload.staff_count" in reason
+
+
+def test_event_on_the_wrong_topic(message: Any) -> None:
+    """Given the topic a message came from, an event that belongs elsewhere is refused."""
+    raw = message("VisitCharged")
+    assert parse_event(raw, topic="homecare.funding").type == "VisitCharged"
+    reason = _reason_on(raw, "homecare.visits")
+    assert "VisitCharged belongs on topic 'homecare.funding', not 'homecare.visits'" in reason
+
+
+def _reason_on(raw: Any, topic: str) -> str:
+    with pytest.raises(ContractError) as caught:
+        parse_event(raw, topic=topic)
+    return caught.value.reason
