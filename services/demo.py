@@ -1,0 +1,65 @@
+"""A few demo elders, caregivers and volunteers in one sub-district of Yiwu (稠城街道).
+
+Loaded by `homecare up` unless --no-demo-data. Registration is idempotent, so loading twice
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from contracts.values import CaregiverKind
+from services.ledger.domain.entitlement import ElderFacts
+
+AREA = "yiwu-choucheng"
+
+ELDERS: list[dict[str, Any]] = [
+    {"elder_id": "E-1001", "name": "王秀英", "lat": 29.3069, "lon": 120.0760, "code": "4821",
+     "gender": "female", "facts": {"birth_date": date(1931, 3, 2)}},  # 95: 4 h
+    {"elder_id": "E-1002", "name": "陈国强", "lat": 29.3121, "lon": 120.0822, "code": "7315",
+     "gender": "male", "facts": {"birth_date": date(1948, 7, 9), "dibao": True,
+                                 "disability_qualifies": True}},  # 低保 + disability: 8 h
+    {"elder_id": "E-1003", "name": "李桂兰", "lat": 29.2987, "lon": 120.0701, "code": "2290",
+     "gender": "female", "facts": {"birth_date": date(1950, 1, 20),
+                                   "no_spouse_no_children": True}},  # 孤寡: 4 h
+    {"elder_id": "E-1004", "name": "张德明", "lat": 29.3155, "lon": 120.0655, "code": "9043",
+     "gender": "male", "facts": {"birth_date": date(1956, 11, 1)}},  # 70, no category: 0 h
+]
+
+CAREGIVERS: list[dict[str, Any]] = [
+    {"caregiver_id": "C-201", "name": "刘美华", "kind": CaregiverKind.EMPLOYEE,
+     "skills": ["meal", "cleaning", "bathing", "personal_care", "mobility"],
+     "provider_id": "P-yiwu-anle", "certificate_expires": date(2027, 12, 31), "gender": "female"},
+    {"caregiver_id": "C-202", "name": "赵建军", "kind": CaregiverKind.EMPLOYEE,
+     "skills": ["nursing", "escort", "mobility", "equipment", "cleaning"],
+     "provider_id": "P-yiwu-kangning", "certificate_expires": date(2027, 6, 30), "gender": "male"},
+    {"caregiver_id": "V-301", "name": "周丽（志愿者）", "kind": CaregiverKind.VOLUNTEER,
+     "skills": ["meal"], "provider_id": None, "certificate_expires": None, "gender": "female"},
+]
+
+STATION = (29.3050, 120.0745)  # 稠城街道居家养老服务中心
+
+
+def seed_dispatch(app: Any) -> None:
+    for e in ELDERS:
+        app.register_elder(elder_id=e["elder_id"], name=e["name"], service_area_id=AREA,
+                           lat=e["lat"], lon=e["lon"], confirmation_code=e["code"],
+                           gender=e["gender"])
+    for c in CAREGIVERS:
+        app.register_caregiver(service_area_id=AREA, station_lat=STATION[0],
+                               station_lon=STATION[1], **c)
+
+
+def seed_ledger(app: Any) -> None:
+    for e in ELDERS:
+        app.register_elder(e["elder_id"], AREA, ElderFacts(**e["facts"]))
+
+
+def seed_timebank(app: Any) -> None:
+    for c in CAREGIVERS:
+        if c["kind"] is CaregiverKind.VOLUNTEER:
+            app.open_account(c["caregiver_id"])
+
+
+SEEDERS = {"dispatch": seed_dispatch, "ledger": seed_ledger, "timebank": seed_timebank}

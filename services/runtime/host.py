@@ -1,0 +1,185 @@
+"""Runs one or more services in a process: HTTP, consumers, outbox relays, health and metrics.
+
+`homecare up` runs all three in one process on one port; in production each service runs alone
+with the same code (`homecare up --services ledger`), scaled out by partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from contracts.topics import ALL_TOPICS
+from services.runtime.consumer import IdempotentConsumer
+from services.runtime.eventstore import ServiceApplication
+from services.runtime.messaging import (
+    BrokerPublisher,
+    MessagingSpec,
+    declare_publications,
+    make_broker,
+    subscribe,
+)
+from services.runtime.observability import http_metrics_middleware
+from services.runtime.outbox import OutboxRelay
+from services.runtime.settings import SharedSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceUnit:
+    """One service as the host sees it."""
+
+    name: str
+    application: ServiceApplication
+    router: APIRouter
+    messaging: MessagingSpec
+    error_types: dict[int, tuple[type[Exception], ...]]
+
+
+class Host:
+    def __init__(self, units: list[ServiceUnit], settings: SharedSettings,
+                 bootstrap_servers: str | None = None) -> None:
+        self.units = units
+        self.settings = settings
+        self.bootstrap_servers = bootstrap_servers or settings.kafka_bootstrap_servers
+        self.local_broker: Any = None
+        self.broker: Any = None
+        self.relays: list[OutboxRelay] = []
+        self.consumers: dict[str, IdempotentConsumer] = {}
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    # Lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        from services.runtime.broker import LocalBroker
+        from services.runtime.topics import TopicSpec, ensure_topics
+
+        if not self.bootstrap_servers:
+            self.local_broker = LocalBroker(log_dir=self.settings.data_dir)
+            await asyncio.to_thread(self.local_broker.start)
+            self.bootstrap_servers = self.local_broker.bootstrap_servers
+            log.info("started local tansu broker", extra={"bootstrap": self.bootstrap_servers})
+        specs = [TopicSpec(t, partitions=3) for t in ALL_TOPICS]
+        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, specs, True)
+
+        names = "+".join(u.name for u in self.units)
+        self.broker = make_broker(self.bootstrap_servers, self.settings, f"homecare-{names}")
+        publisher = BrokerPublisher(self.broker)
+        for unit in self.units:
+            declare_publications(self.broker, unit.name, unit.messaging.publishes)
+            spec = unit.messaging.consumer
+            if spec is None:
+                continue
+            handlers = {t: h for by_type in spec.handlers_by_topic.values()
+                        for t, h in by_type.items()}
+            consumer = IdempotentConsumer(
+                unit.application, spec.group, handlers, publisher,
+                max_attempts=self.settings.consumer_max_attempts,
+                backoff_s=self.settings.consumer_retry_backoff_s,
+            )
+            self.consumers[unit.name] = consumer
+            for topic in spec.handlers_by_topic:
+                subscribe(self.broker, consumer, topic, spec.group, self.settings,
+                          description=f"{unit.name} consumes " +
+                          ", ".join(sorted(spec.handlers_by_topic[topic])))
+        await self.broker.start()
+        for unit in self.units:
+            relay = OutboxRelay(unit.application, unit.application.translate, publisher,
+                                name=f"outbox-relay:{unit.name}",
+                                poll_interval_s=self.settings.outbox_poll_interval_s)
+            self.relays.append(relay)
+            self._tasks.append(asyncio.create_task(relay.run(self._stopping),
+                                                   name=f"relay-{unit.name}"))
+        self.started = True
+
+    async def stop(self) -> None:
+        """Drain: stop relaying after the current batch, stop consuming, stop the broker."""
+        self._stopping.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+        for unit in self.units:
+            with contextlib.suppress(Exception):
+                unit.application.close()
+        if self.local_broker is not None:
+            await asyncio.to_thread(self.local_broker.stop)
+        self.started = False
+
+    # Health ----------------------------------------------------------------------------------
+    async def readiness(self) -> dict[str, Any]:
+        checks: dict[str, bool] = {}
+        for unit in self.units:
+            checks[f"{unit.name}_event_store"] = await asyncio.to_thread(
+                unit.application.is_reachable)
+        broker_ok = False
+        if self.broker is not None and self.started:
+            with contextlib.suppress(Exception):
+                broker_ok = bool(await asyncio.wait_for(self.broker.ping(timeout=2), 3))
+        checks["broker"] = broker_ok
+        backlog = {}
+        for relay in self.relays:
+            with contextlib.suppress(Exception):
+                backlog[relay.name] = await asyncio.to_thread(relay.backlog)
+        return {"ready": all(checks.values()), "checks": checks, "outbox_backlog": backlog}
+
+
+def create_http_app(host: Host, title: str = "homecare") -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await host.start()
+        try:
+            yield
+        finally:
+            await host.stop()
+
+    app = FastAPI(
+        title=title, version="0.1.0", lifespan=lifespan,
+        description="Home-based elderly care: dispatch, labor-hours ledger and time bank. "
+                    "Integration events are documented in AsyncAPI under /asyncapi/{service}.",
+    )
+    app.middleware("http")(http_metrics_middleware())
+    from services.runtime.http import install_error_handlers
+
+    for unit in host.units:
+        app.include_router(unit.router)
+        install_error_handlers(app, not_found=unit.error_types.get(404, ()),
+                               conflict=unit.error_types.get(409, ()),
+                               unprocessable=unit.error_types.get(422, ()))
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Readiness: every event store and the broker are reachable."""
+        report = await host.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/asyncapi/{service}", tags=["health"])
+    async def asyncapi(service: str) -> dict[str, Any]:
+        from services.runtime.messaging import asyncapi_document
+
+        for unit in host.units:
+            if unit.name == service and host.broker is not None:
+                return asyncapi_document(host.broker, service)
+        from fastapi import HTTPException
+
+        raise HTTPException(404, f"no service {service} in this process")
+
+    app.mount("/metrics", make_asgi_app())
+    return app

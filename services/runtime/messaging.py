@@ -1,0 +1,153 @@
+"""FastStream wiring shared by every service: subscribers that feed the idempotent consumer,
+a publisher for the outbox relay and the dead-letter topics, and the AsyncAPI document.
+
+tansu does not support aiokafka's idempotent producer or transactions, and group joins are slow with
+default timeouts: idempotence stays off and session timeouts are short (settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.specification import AsyncAPI
+
+from contracts.registry import EVENT_TYPES
+from services.runtime.consumer import ConsumedMessage, Handler, IdempotentConsumer
+from services.runtime.settings import SharedSettings
+
+
+@dataclass
+class ConsumerSpec:
+    """What one service consumes: a consumer group, its topics and a handler per event type."""
+
+    group: str
+    handlers_by_topic: dict[str, dict[str, Handler]]
+
+
+@dataclass
+class MessagingSpec:
+    service: str
+    consumer: ConsumerSpec | None
+    publishes: list[str] = field(default_factory=list)
+
+
+class BrokerPublisher:
+    """The outbox relay's and dead-letter publisher, over a FastStream Kafka broker."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> None:
+        await self.broker.publish(value, topic=topic, key=key, headers=headers)
+
+
+def make_broker(bootstrap_servers: str, settings: SharedSettings, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=False,  # not supported by tansu; consumers deduplicate instead
+        acks=1,
+        request_timeout_ms=15_000,
+        logger=None,
+    )
+
+
+async def _raw_body(message: Any) -> bytes:
+    """Hand the consumer the raw bytes: it validates the contract itself and dead-letters
+    what is not valid, so FastStream must not decode (or reject) anything first."""
+    return message.body
+
+
+def subscribe(
+    broker: KafkaBroker,
+    consumer: IdempotentConsumer,
+    topic: str,
+    group: str,
+    settings: SharedSettings,
+    description: str = "",
+) -> None:
+    async def on_message(body: bytes, msg: KafkaMessage) -> None:
+        record = msg.raw_message
+        headers = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+                   for k, v in (record.headers or ())}
+        await consumer.consume(ConsumedMessage(
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            key=record.key, value=record.value or b"", headers=headers,
+        ))
+
+    on_message.__name__ = f"{group}_{topic.replace('.', '_')}"
+    broker.subscriber(
+        topic,
+        group_id=group,
+        auto_offset_reset="earliest",
+        # Commit after processing; on an unexpected error seek back so it is redelivered.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka_session_timeout_ms,
+        max_poll_records=100,
+        decoder=_raw_body,
+        title=f"{group}:{topic}",
+        description=description,
+    )(on_message)
+
+
+def declare_publications(broker: KafkaBroker, service: str, topics: list[str]) -> None:
+    """Publishers, for the AsyncAPI document: each topic with the events that travel on it."""
+    for topic in topics:
+        types = sorted(name for name, cls in EVENT_TYPES.items() if cls.topic == topic)
+        broker.publisher(
+            topic,
+            title=f"{service}:{topic}",
+            description="Integration events: " + ", ".join(types),
+        )
+
+
+def asyncapi_document(broker: KafkaBroker, service: str) -> dict[str, Any]:
+    spec = AsyncAPI(broker, title=f"homecare {service}", version="1.0.0",
+                    description=f"Integration events consumed and published by {service}")
+    return spec.to_specification().to_jsonable()
+
+
+def service_messaging(service: str, app: Any, publishes: list[str]) -> MessagingSpec:
+    """The messaging of a service whose application declares ``subscriptions`` and ``policy``."""
+    handlers = {topic: {name: app.policy for name in names}
+                for topic, names in app.subscriptions.items()}
+    consumer = ConsumerSpec(group=f"homecare-{service}", handlers_by_topic=handlers)
+    return MessagingSpec(service=service, consumer=consumer if handlers else None,
+                         publishes=publishes)
+
+
+def asyncapi_documents() -> dict[str, dict[str, Any]]:
+    """One AsyncAPI document per service, from its FastStream subscribers and publishers,
+    built without connecting to any broker."""
+    from services.runtime.consumer import IdempotentConsumer
+
+    docs: dict[str, dict[str, Any]] = {}
+    settings = SharedSettings()
+    for service, app_cls, publishes in _service_classes():
+        broker = make_broker("localhost:9092", settings, f"homecare-{service}")
+        declare_publications(broker, service, publishes)
+        topics = getattr(app_cls, "subscriptions", {})
+        for topic, names in topics.items():
+            consumer = IdempotentConsumer.__new__(IdempotentConsumer)  # documentation only
+            subscribe(broker, consumer, topic, f"homecare-{service}", settings,
+                      description=f"{service} consumes " + ", ".join(sorted(names)))
+        docs[service] = asyncapi_document(broker, service)
+    return docs
+
+
+def _service_classes() -> list[tuple[str, type, list[str]]]:
+    from services.dispatch.application import DispatchApplication
+    from services.dispatch.messaging import PUBLISHES as DISPATCH_PUBLISHES
+    from services.ledger.application import LedgerApplication
+    from services.ledger.messaging import PUBLISHES as LEDGER_PUBLISHES
+    from services.timebank.application import TimebankApplication
+    from services.timebank.messaging import PUBLISHES as TIMEBANK_PUBLISHES
+
+    return [("dispatch", DispatchApplication, DISPATCH_PUBLISHES),
+            ("ledger", LedgerApplication, LEDGER_PUBLISHES),
+            ("timebank", TimebankApplication, TIMEBANK_PUBLISHES)]

@@ -1,0 +1,41 @@
+"""Composition: builds the three services (or some of them) from the settings."""
+
+from __future__ import annotations
+
+from services.runtime.eventstore import ensure_postgres_schema, event_store_env
+from services.runtime.host import ServiceUnit
+from services.runtime.settings import SERVICE_NAMES, SharedSettings
+
+
+def build_unit(name: str, settings: SharedSettings) -> ServiceUnit:
+    if settings.store == "postgres":
+        ensure_postgres_schema(name, settings)
+    env = event_store_env(name, settings)
+    if name == "dispatch":
+        from services.dispatch import api, messaging
+        from services.dispatch.application import DispatchApplication, NotFound
+        from services.dispatch.domain.visits import DispatchError
+
+        app = DispatchApplication(env, timezone=settings.timezone)
+        return ServiceUnit(name, app, api.build_router(app), messaging.messaging_spec(app),
+                           {404: (NotFound,), 409: (DispatchError,)})
+    if name == "ledger":
+        from services.ledger import api, messaging
+        from services.ledger.application import LedgerApplication, NotFound
+        from services.runtime.double_entry import LedgerError
+
+        app = LedgerApplication(env, timezone=settings.timezone)
+        return ServiceUnit(name, app, api.build_router(app), messaging.messaging_spec(app),
+                           {404: (NotFound,), 409: (LedgerError,)})
+    if name == "timebank":
+        from services.timebank import api, messaging
+        from services.timebank.application import NotFound, TimebankApplication
+
+        app = TimebankApplication(env)
+        return ServiceUnit(name, app, api.build_router(app), messaging.messaging_spec(app),
+                           {404: (NotFound,)})
+    raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICE_NAMES)}")
+
+
+def build_units(names: list[str], settings: SharedSettings) -> list[ServiceUnit]:
+    return [build_unit(n, settings) for n in names]

@@ -1,0 +1,13 @@
+"""Messaging adapter of the timebank service: what it consumes and publishes (thin)."""
+
+from __future__ import annotations
+
+from contracts.topics import FUNDING
+from services.timebank.application import TimebankApplication
+from services.runtime.messaging import MessagingSpec, service_messaging
+
+PUBLISHES = [FUNDING]
+
+
+def messaging_spec(app: TimebankApplication) -> MessagingSpec:
+    return service_messaging("timebank", app, PUBLISHES)
