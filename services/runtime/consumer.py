@@ -130,7 +130,7 @@ class IdempotentConsumer:
     # The whole of one message ---------------------------------------------------------------
     async def consume(self, message: ConsumedMessage) -> Outcome:
         try:
-            integration_event = parse_event(message.value)
+            integration_event = parse_event(message.value, topic=message.topic)
         except ContractError as error:
             await self._dead_letter(message, error, attempts=1, type_name="invalid")
             await asyncio.to_thread(self._track_only, message)
