@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,7 @@ class Host:
                 unit.application, spec.group, handlers, publisher,
                 max_attempts=self.settings.consumer_max_attempts,
                 backoff_s=self.settings.consumer_retry_backoff_s,
+                after_commit=_exit_now if self.settings.fault_exit_after_commit else None,
             )
             self.consumers[unit.name] = consumer
             for topic in spec.handlers_by_topic:
@@ -134,6 +136,12 @@ class Host:
             with contextlib.suppress(Exception):
                 backlog[relay.name] = await asyncio.to_thread(relay.backlog)
         return {"ready": all(checks.values()), "checks": checks, "outbox_backlog": backlog}
+
+
+def _exit_now(message: Any) -> None:
+    log.error("fault injection: exiting after the database commit of offset %s", message.offset)
+    logging.shutdown()
+    os._exit(86)
 
 
 def create_http_app(host: Host, title: str = "homecare") -> FastAPI:

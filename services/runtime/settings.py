@@ -42,6 +42,9 @@ class SharedSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     timezone: str = "Asia/Shanghai"
+    # Fault injection for the reliability tests only: the process dies right after a consumer's
+    # database commit and before its broker commit, as a crash at the worst moment would.
+    fault_exit_after_commit: bool = False
 
 
 class ServiceSettings(BaseSettings):

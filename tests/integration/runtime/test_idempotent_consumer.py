@@ -1,0 +1,140 @@
+"""The effectively-once consumer on a real event store (SQLite and PostgreSQL).
+
+The broker side (redelivery after a crash, dead letters on the real topic) is covered by the
+end-to-end tests; here the store's transaction is what is under test.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from eventsourcing.persistence import OperationalError
+
+from contracts.events.visits import VisitVerified
+from services.ledger.application import LedgerApplication
+from services.ledger.domain.books import entitlement_account, provider_payable_account
+from services.ledger.domain.entitlement import ElderFacts
+from services.runtime.consumer import ConsumedMessage, IdempotentConsumer, Outcome
+
+pytestmark = pytest.mark.integration
+
+STARTED = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes, dict[str, str]]] = []
+
+    async def publish(self, topic, key, value, headers):
+        self.sent.append((topic, key, value, headers))
+
+
+def _verified(visit_id: str = "V-1", minutes: int = 50) -> VisitVerified:
+    return VisitVerified(service_area_id="A1", payload={
+        "visit_id": visit_id, "order_id": "O-1", "elder_id": "E-1", "caregiver_id": "C-1",
+        "caregiver_kind": "employee", "provider_id": "P-1", "service_type": "cleaning",
+        "started_at": STARTED, "ended_at": STARTED + timedelta(minutes=minutes),
+        "actual_minutes": minutes, "planned_minutes": 60, "confirmation": "elder_code",
+        "location_verified": True})
+
+
+def _message(event_bytes: bytes, offset: int, topic: str = "homecare.visits") -> ConsumedMessage:
+    return ConsumedMessage(topic=topic, partition=0, offset=offset, key=b"A1", value=event_bytes)
+
+
+@pytest.fixture
+def ledger(persistence):
+    app = LedgerApplication(env=persistence)
+    app.register_elder("E-1", "A1", ElderFacts(birth_date=date(1930, 1, 1)))  # 96: 240 min
+    yield app
+    app.close()
+
+
+def _consumer(app, dlq, **kwargs) -> IdempotentConsumer:
+    return IdempotentConsumer(app, "homecare-ledger", {"VisitVerified": app.policy}, dlq,
+                              backoff_s=0.01, **kwargs)
+
+
+def _posted(app) -> int:
+    return app.account_by_code(provider_payable_account("P-1", "A1")).balance
+
+
+async def test_same_event_twice_at_two_offsets_posts_once(ledger):
+    """A relay that republishes after a crash sends the same event_id again: one posting only."""
+    consumer = _consumer(ledger, RecordingPublisher())
+    event = _verified().to_bytes()
+    assert await consumer.consume(_message(event, 0)) is Outcome.PROCESSED
+    assert await consumer.consume(_message(event, 1)) is Outcome.DUPLICATE
+    assert _posted(ledger) == 50
+    assert ledger.balance("E-1", "2026-11").used_minutes == 50
+    assert len(ledger.postings(entitlement_account("E-1", "2026-11"))) == 2  # grant + charge
+
+
+async def test_redelivered_offset_is_skipped_even_by_a_fresh_consumer(ledger, persistence):
+    """After a restart the same offset comes again: the tracking record written with the
+    posting says it is done, so a new consumer on a new application skips it."""
+    event = _verified().to_bytes()
+    await _consumer(ledger, RecordingPublisher()).consume(_message(event, 7))
+    restarted = LedgerApplication(env=persistence)
+    try:
+        outcome = await _consumer(restarted, RecordingPublisher()).consume(_message(event, 7))
+        assert outcome is Outcome.REDELIVERED
+        assert _posted(restarted) == 50
+    finally:
+        restarted.close()
+
+
+async def test_malformed_message_goes_to_the_dead_letter_topic_and_the_next_is_processed(ledger):
+    """Bad JSON is dead-lettered at once with the reason; the partition moves on."""
+    dlq = RecordingPublisher()
+    consumer = _consumer(ledger, dlq)
+    assert await consumer.consume(_message(b"{not json", 0)) is Outcome.DEAD_LETTERED
+    assert await consumer.consume(_message(_verified().to_bytes(), 1)) is Outcome.PROCESSED
+    (topic, key, value, headers), = dlq.sent
+    assert topic == "homecare.visits.dlq" and value == b"{not json" and key == b"A1"
+    assert "JSON" in headers["x-error"] and headers["x-source-offset"] == "0"
+    assert _posted(ledger) == 50
+
+
+async def test_handler_that_keeps_failing_is_dead_lettered_after_bounded_retries(ledger):
+    """A visit naming an elder the ledger does not know fails every attempt: after the bounded
+    retries it is dead-lettered with the cause, nothing is posted, and later messages flow."""
+    dlq = RecordingPublisher()
+    consumer = _consumer(ledger, dlq, max_attempts=3)
+    stranger = _verified("V-9").model_copy(
+        update={"payload": _verified("V-9").payload.model_copy(update={"elder_id": "E-404"})})
+    assert await consumer.consume(_message(stranger.to_bytes(), 0)) is Outcome.DEAD_LETTERED
+    (_, _, _, headers), = dlq.sent
+    assert headers["x-attempts"] == "3" and "E-404" in headers["x-error"]
+    assert headers["x-error-type"] == "UnknownElder"
+    assert await consumer.consume(_message(_verified().to_bytes(), 1)) is Outcome.PROCESSED
+
+
+async def test_store_outage_is_retried_not_dead_lettered(ledger, monkeypatch):
+    """A database that fails for a while is not the message's fault: it is retried until the
+    store answers, and never dead-lettered."""
+    dlq = RecordingPublisher()
+    consumer = _consumer(ledger, dlq, max_attempts=1)
+    real_record = ledger._record
+    failures = {"left": 3}
+
+    def flaky(processing):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("connection refused")
+        return real_record(processing)
+
+    monkeypatch.setattr(ledger, "_record", flaky)
+    assert await consumer.consume(_message(_verified().to_bytes(), 0)) is Outcome.PROCESSED
+    assert dlq.sent == [] and failures["left"] == 0
+    assert _posted(ledger) == 50
+
+
+async def test_balances_always_sum_to_zero(ledger):
+    """Across grants and charges beyond the entitlement, the trial balance stays zero."""
+    consumer = _consumer(ledger, RecordingPublisher())
+    for i, minutes in enumerate([120, 100, 90]):  # 310 minutes against 240 entitled
+        await consumer.consume(_message(_verified(f"V-{i}", minutes).to_bytes(), i))
+    balance = ledger.balance("E-1", "2026-11")
+    assert (balance.used_minutes, balance.available_minutes) == (240, 0)
+    assert balance.out_of_pocket_minutes == 70
+    assert ledger.trial_balance() == 0
