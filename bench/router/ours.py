@@ -63,13 +63,15 @@ def to_problem(inst: Instance):  # -> services.dispatch.routing.Problem
 
 def solve_router(inst: Instance, *, time_limit_s: float, seed: int = 1) -> SolverRun:
     """Run services.dispatch.routing.solve and turn its plan back into customer routes."""
-    from services.dispatch.routing import solve
+    from services.dispatch.routing import check, solve
 
     problem = to_problem(inst)
     t0 = time.perf_counter()
     plan = solve(problem, time_limit_s=time_limit_s, seed=seed)
     seconds = time.perf_counter() - t0
     routes = [[int(v) for v in r.visit_ids] for r in plan.routes if r.visit_ids]
+    # the router's own checker, for comparison with bench.router.scoring (after timing)
+    own_check = check(problem, plan)
     return SolverRun(
         routes=routes,
         seconds=seconds,
@@ -78,5 +80,7 @@ def solve_router(inst: Instance, *, time_limit_s: float, seed: int = 1) -> Solve
             "unassigned": len(plan.unassigned),
             "own_travel": plan.objective.travel,
             "reported_seconds": plan.solve_seconds,
+            "check_violations": len(own_check),
+            "check_examples": [v.message for v in own_check[:3]],
         },
     )
