@@ -140,6 +140,21 @@ def _git_commit() -> str | None:
         return None
 
 
+def _router_dirty() -> bool | None:
+    """True when the measured router differs from the commit recorded (uncommitted edits)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "services/dispatch/routing"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return bool(out.strip())
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -228,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             "fleet": instances[0].fleet if instances else None,
             "versions": _versions(),
             "git_commit": _git_commit(),
+            "router_uncommitted_changes": _router_dirty(),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         },
         "results": [],
