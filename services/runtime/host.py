@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
-from contracts.topics import ALL_TOPICS
+from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
 from services.runtime.consumer import IdempotentConsumer
 from services.runtime.eventstore import ServiceApplication
 from services.runtime.messaging import (
@@ -70,8 +70,8 @@ class Host:
             await asyncio.to_thread(self.local_broker.start)
             self.bootstrap_servers = self.local_broker.bootstrap_servers
             log.info("started local tansu broker", extra={"bootstrap": self.bootstrap_servers})
-        specs = [TopicSpec(t, partitions=3) for t in ALL_TOPICS]
-        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, specs, True)
+        specs = [TopicSpec(t, partitions=DEFAULT_PARTITIONS[t]) for t in (*ALL_TOPICS, *DLQ_TOPICS)]
+        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, specs, 30.0)
 
         names = "+".join(u.name for u in self.units)
         self.broker = make_broker(self.bootstrap_servers, self.settings, f"homecare-{names}")
