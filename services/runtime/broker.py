@@ -69,7 +69,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -440,6 +440,33 @@ class ExternalBroker:
 
     def __repr__(self) -> str:
         return f"ExternalBroker({self._bootstrap_servers})"
+
+
+async def leave_group(consumer: Any) -> bool:
+    """Make a started aiokafka consumer leave its group now; call it right before stop().
+
+    tansu numbers a fresh group's first generation 0, and aiokafka only sends LeaveGroup when
+    the generation is above 0, so that first member would linger as a ghost until its session
+    expires and the next member's join would take session timeout + two joins (~7 s at 3 000 ms)
+    instead of one join (~2 s). For later generations aiokafka leaves by itself and this does
+    nothing. Uses aiokafka internals on purpose and never raises: worst case is the slow join.
+    For FastStream: ``await leave_group(subscriber.consumer)`` for each subscriber before
+    ``broker.stop()``. Returns True when it sent a LeaveGroup.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or getattr(coordinator, "generation", None) != 0:
+        return False
+    member_id = getattr(coordinator, "member_id", "")
+    if not member_id or getattr(coordinator, "_group_instance_id", None) is not None:
+        return False
+    try:
+        from aiokafka.protocol.group import LeaveGroupRequest
+
+        await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, member_id))
+    except Exception as error:  # best effort by design
+        log.debug("explicit LeaveGroup for %s failed: %r", coordinator.group_id, error)
+        return False
+    return True
 
 
 def broker_from_env(
