@@ -83,15 +83,16 @@ class Host:
                 continue
             handlers = {t: h for by_type in spec.handlers_by_topic.values()
                         for t, h in by_type.items()}
+            group = spec.group.replace("homecare", self.settings.consumer_group_prefix, 1)
             consumer = IdempotentConsumer(
-                unit.application, spec.group, handlers, publisher,
+                unit.application, group, handlers, publisher,
                 max_attempts=self.settings.consumer_max_attempts,
                 backoff_s=self.settings.consumer_retry_backoff_s,
                 after_commit=_exit_now if self.settings.fault_exit_after_commit else None,
             )
             self.consumers[unit.name] = consumer
             for topic in spec.handlers_by_topic:
-                subscribe(self.broker, consumer, topic, spec.group, self.settings,
+                subscribe(self.broker, consumer, topic, group, self.settings,
                           description=f"{unit.name} consumes " +
                           ", ".join(sorted(spec.handlers_by_topic[topic])))
         await self.broker.start()

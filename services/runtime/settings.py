@@ -36,6 +36,8 @@ class SharedSettings(BaseSettings):
     # Consumer-group session timeout: tansu's group joins are slow with Kafka's defaults.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
+    # Consumer groups are named <prefix>-<service>; tests use their own prefix to stay apart.
+    consumer_group_prefix: str = "homecare"
     consumer_max_attempts: int = 4
     consumer_retry_backoff_s: float = 0.2
     outbox_poll_interval_s: float = 0.05

@@ -52,7 +52,7 @@ def assign(
     earliest = window_start or datetime.combine(requested_date, DEFAULT_DAY_START, tz)
     duration = timedelta(minutes=duration_minutes)
     reasons: list[str] = []
-    options: list[tuple[int, datetime, str, Assignment]] = []
+    options: list[tuple[bool, int, datetime, str, Assignment]] = []
     for c in candidates:
         if c.kind is CaregiverKind.VOLUNTEER and not entry.volunteer_allowed:
             reasons.append(f"{c.caregiver_id}: volunteers do not do {entry.service_type}")
@@ -73,10 +73,13 @@ def assign(
         if window_end is not None and end > window_end:
             reasons.append(f"{c.caregiver_id}: no free time inside the window")
             continue
-        # Employees first for paid care; then the least loaded, then the earliest start.
-        options.append((len(c.booked), start, c.caregiver_id, Assignment(c.caregiver_id, start, end)))
+        # Mutual-aid tasks go to volunteers first (silver mutual aid keeps paid hours for care
+        # only they can give); then the least loaded, then the earliest start.
+        employee = c.kind is not CaregiverKind.VOLUNTEER
+        options.append((employee, len(c.booked), start, c.caregiver_id,
+                        Assignment(c.caregiver_id, start, end)))
     if not options:
         detail = "; ".join(reasons) if reasons else "no caregiver in the service area"
         raise NoCaregiverAvailable(f"no caregiver can take this {entry.service_type}: {detail}")
-    options.sort(key=lambda o: (o[0], o[1], o[2]))
-    return options[0][3]
+    options.sort(key=lambda o: o[:4])
+    return options[0][4]

@@ -48,3 +48,13 @@ def test_window_too_small_after_bookings_is_refused():
     with pytest.raises(NoCaregiverAvailable, match="window"):
         assign(DEFAULT_CATALOGUE[ServiceType.MEAL_HELP], 30, DAY, start,
                start + timedelta(minutes=45), [c], TZ)
+
+
+def test_mutual_aid_tasks_go_to_volunteers_first():
+    """A welfare check goes to a free volunteer rather than an idle employee."""
+    volunteer = _c("V-1", kind=CaregiverKind.VOLUNTEER, skills=(),
+                   booked=[(datetime(2026, 11, 24, 8, 0, tzinfo=TZ),) * 2])
+    employee = _c("C-1", skills=("cleaning",))
+    result = assign(DEFAULT_CATALOGUE[ServiceType.WELFARE_CHECK], 20, DAY, None, None,
+                    [employee, volunteer], TZ)
+    assert result.caregiver_id == "V-1"
