@@ -107,11 +107,20 @@ class Host:
 
     async def stop(self) -> None:
         """Drain: stop relaying after the current batch, stop consuming, stop the broker."""
+        from services.runtime.broker import leave_group
+
         self._stopping.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
         if self.broker is not None:
+            # tansu keeps a fresh group's first member until its session expires unless it
+            # leaves explicitly; leaving lets a restarted process join in one round.
+            for subscriber in getattr(self.broker, "subscribers", []):
+                consumer = getattr(subscriber, "consumer", None)
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        await leave_group(consumer)
             with contextlib.suppress(Exception):
                 await self.broker.stop()
         for unit in self.units:
