@@ -20,33 +20,54 @@ that matter):
   it. Tests use session 3 000 / heartbeat 1 000 / rebalance 3 000; local runs may keep 6 000/2 000.
 - Tansu starts a new group at generation 0, and aiokafka only sends LeaveGroup when generation > 0.
   So the FIRST member of a fresh group does not leave on ``stop()``; the next member waits for it to
-  expire (about 2 x join + session timeout: ~7 s with session 3 000). Later generations leave
-  cleanly and a restart re-joins in one join time (~2 s). A killed consumer always costs the
-  session timeout plus a re-join. Static membership (``group_instance_id``) makes every restart
-  wait for the old instance's session to expire (~6 s at 3 000): do not use it on tansu.
+  expire (about 2 x join + session timeout: ~7 s with session 3 000). `leave_group()` below sends
+  the LeaveGroup by hand and brings that restart down to one join (~2 s). Later generations leave
+  cleanly by themselves. A killed consumer always costs the session timeout plus a re-join.
+  Static membership (``group_instance_id``) makes every restart wait for the old instance's
+  session to expire (~6 s at 3 000): do not use it on tansu.
+- Two members starting together join in 2-3 s; a third member joining a running group causes a
+  proper rebalance (~3-4 s) and partitions are split round-robin over the members.
+- FastStream: ``await broker.start()`` starts subscribers ONE AFTER ANOTHER and each waits for its
+  group join, so N subscribers cost N join times (4 subscribers at session 3 000: 8 s). Prefer one
+  subscriber per service and group listening to several topics (``broker.subscriber(t1, t2, ...)``
+  joins once: 2 s for three topics).
 - ``auto_offset_reset="earliest"`` works; keep it, because a group's first join can happen after
   the first records were produced.
 - Manual commit works: ``enable_auto_commit=False`` and ``await consumer.commit()`` after
-  processing (FastStream: ``ack_policy=AckPolicy.ACK`` commits after the handler returns, or
-  ``AckPolicy.MANUAL`` with ``await msg.ack()``). A new consumer in the same group resumes exactly
-  at the committed offsets, also after a kill -9.
+  processing (FastStream: ``ack_policy=AckPolicy.ACK`` commits after the handler returns;
+  ``NACK_ON_ERROR`` seeks back on an exception and the record is redelivered at once; ``MANUAL``
+  with ``await msg.ack()``). A new consumer in the same group resumes exactly at the committed
+  offsets, after a clean stop and after a kill -9.
+- A lone member whose handler blocks the event loop longer than the session timeout (5 s at 3 000)
+  was not expelled; with several members it would be, so keep blocking work short or off-loop.
 - Topics: kafka-python's ``KafkaAdminClient.create_topics`` works (partitions honoured, error 36
   TOPIC_ALREADY_EXISTS on repeat); ``describe_topics`` shows leaders at once. Producing to an
   unknown topic auto-creates it with default settings, so create topics up front (`topics.py`).
-- Several partitions and several members work: members split partitions round-robin and a third
-  member joining a running group triggers a proper rebalance. Keys and values arrive unchanged and
-  a key always maps to the same partition (aiokafka's murmur2 partitioner).
+  ``list_group_offsets`` and ``list_groups`` work; ``describe_groups`` fails in kafka-python
+  (tansu's authorized-operations bits: ``ValueError: 15 is not a valid ACLOperation``).
+- Keys and values arrive unchanged over several partitions, a key always maps to the same
+  partition (aiokafka's murmur2 partitioner) and order per key is kept.
 
-Snippet (the lead's runtime)::
+Snippet (what works on tansu)::
 
     broker = KafkaBroker(bootstrap, enable_idempotence=False, acks=1)
-    @broker.subscriber(
-        "visits.v1", group_id="ledger", auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,          # commit after the handler returned
+    subscriber = broker.subscriber(
+        "homecare.visits", "homecare.orders",   # one subscriber per service: one join
+        group_id="homecare-ledger", auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,                # commit after the handler returned
         session_timeout_ms=3000, heartbeat_interval_ms=1000, rebalance_timeout_ms=3000,
     )
-    async def on_visit(body: dict, msg: KafkaMessage) -> None: ...
-    await broker.publish(payload, "visits.v1", key=visit_id.encode())
+
+    @subscriber
+    async def on_event(body: bytes, msg: KafkaMessage) -> None: ...
+
+    await broker.start()                         # returns after the group join (~2 s)
+    await broker.publish(value, "homecare.visits", key=service_area_id.encode())
+    ...
+    for sub in broker.subscribers:               # shutdown: no ghost member for the next start
+        if sub.consumer is not None:
+            await leave_group(sub.consumer)
+    await broker.stop()
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
 from kafka.admin import KafkaAdminClient
 
 from services.runtime.broker import (
@@ -354,3 +357,81 @@ async def test_idempotent_producer_is_rejected_by_tansu(kafka_bootstrap: str) ->
             await producer.start()
     finally:
         await producer.stop()
+
+
+async def test_faststream_subscriber_with_the_tansu_settings_commits_and_resumes(
+    kafka_bootstrap: str,
+) -> None:
+    """The FastStream settings documented in broker.py: one subscriber on two topics joins
+    once, sees keys, commits after each handled record (visible to the admin client), and a
+    restarted app in the same group gets only what was published since."""
+    topics = [_unique("visits"), _unique("orders")]
+    group = _unique("g")
+    ensure_topics(kafka_bootstrap, [TopicSpec(t, partitions=2) for t in topics], timeout=20)
+
+    def app(received: list[tuple[str, bytes, bytes]]) -> KafkaBroker:
+        broker = KafkaBroker(
+            # Per-message logs at DEBUG: quiet unless someone asks for them.
+            kafka_bootstrap, enable_idempotence=False, acks=1, log_level=logging.DEBUG
+        )
+        subscriber = broker.subscriber(
+            *topics,
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.ACK,
+            session_timeout_ms=GROUP_SETTINGS["session_timeout_ms"],
+            heartbeat_interval_ms=GROUP_SETTINGS["heartbeat_interval_ms"],
+            rebalance_timeout_ms=GROUP_SETTINGS["rebalance_timeout_ms"],
+        )
+
+        @subscriber
+        async def handle(body: bytes, msg: KafkaMessage) -> None:
+            received.append((msg.raw_message.topic, msg.raw_message.key, body))
+
+        return broker
+
+    async def until(received: list, count: int) -> None:
+        async with asyncio.timeout(20):
+            while len(received) < count:
+                await asyncio.sleep(0.02)
+
+    def committed() -> int:
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            offsets = admin.list_group_offsets(group)[group]
+        finally:
+            admin.close()
+        return sum(meta.offset for meta in offsets.values())
+
+    first_run: list[tuple[str, bytes, bytes]] = []
+    broker = app(first_run)
+    await broker.start()
+    try:
+        for i in range(4):
+            await broker.publish(f"e{i}".encode(), topics[i % 2], key=f"A{i % 2}".encode())
+        await until(first_run, 4)
+        async with asyncio.timeout(10):
+            while committed() < 4:
+                await asyncio.sleep(0.05)
+        for subscriber in broker.subscribers:
+            assert subscriber.consumer is not None
+            await leave_group(subscriber.consumer)
+    finally:
+        await broker.stop()
+    assert sorted(first_run) == sorted(
+        (topics[i % 2], f"A{i % 2}".encode(), f"e{i}".encode()) for i in range(4)
+    )
+
+    second_run: list[tuple[str, bytes, bytes]] = []
+    broker = app(second_run)
+    restarted = time.monotonic()
+    await broker.start()
+    try:
+        await broker.publish(b"e4", topics[0], key=b"A0")
+        await until(second_run, 1)
+        await asyncio.sleep(0.5)  # room for a wrong redelivery of e0..e3 to show up
+    finally:
+        await broker.stop()
+    assert second_run == [(topics[0], b"A0", b"e4")]
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        assert time.monotonic() - restarted < GROUP_SETTINGS["session_timeout_ms"] / 1000 + 2
