@@ -73,12 +73,12 @@ Snippet (what works on tansu)::
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
-import ctypes
-import ctypes.util
 import itertools
 import logging
 import os
+import queue
 import signal
 import socket
 import struct
@@ -87,7 +87,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol
@@ -98,7 +98,6 @@ BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 DEFAULT_LOG_DIR = Path("var")
 DEFAULT_CLUSTER_ID = "homecare-local"
 
-_PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 40
 
 
@@ -172,24 +171,58 @@ def probe_metadata(host: str, port: int, timeout: float = 1.0) -> list[tuple[int
     return brokers
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec hook that makes the kernel SIGKILL the broker when this process dies (Linux).
+# Runs in the child between fork and exec of tansu: asks the kernel to SIGKILL it when its
+# parent goes away, and gives up at once if the parent is already gone. Done in a tiny Python
+# wrapper (which then execs tansu under the same pid) rather than a preexec_fn, which is not
+# safe in a multi-threaded parent.
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(70)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
-    PDEATHSIG fires when the *thread* that forked exits, so it is only used from the main thread.
+
+class _Spawner:
+    """Starts broker processes from one long-lived daemon thread.
+
+    The kernel's parent-death signal fires when the *thread* that forked the child ends, not
+    the process. Callers start brokers from anywhere (asyncio.to_thread, short-lived threads),
+    so the fork happens on a thread that lives until the process exits.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return None
-    libc = ctypes.CDLL(libc_name, use_errno=True)
 
-    def hook() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[subprocess.Popen[bytes]], list[str], dict[str, Any]]
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
-    return hook
+    def popen(self, command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        if not sys.platform.startswith("linux"):
+            return subprocess.Popen(command, **options)
+        wrapped = [sys.executable, "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *command]
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="tansu-spawner", daemon=True
+                )
+                self._thread.start()
+        result: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        self._requests.put((result, wrapped, options))
+        return result.result()
+
+    def _serve(self) -> None:
+        while True:
+            result, command, options = self._requests.get()
+            try:
+                result.set_result(subprocess.Popen(command, **options))
+            except BaseException as error:  # handed to the caller
+                result.set_exception(error)
+
+
+_spawner = _Spawner()
 
 
 class _Reaper:
@@ -385,7 +418,7 @@ class LocalBroker:
         with open(self._log_path, "ab") as log_file:
             log_file.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {command}\n".encode())
             log_file.flush()
-            self._process = subprocess.Popen(
+            self._process = _spawner.popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -393,7 +426,6 @@ class LocalBroker:
                 env=env,
                 # Own session: a Ctrl-C in the terminal reaches us, and we stop the broker last.
                 start_new_session=True,
-                preexec_fn=_parent_death_signal(),
             )
         _reaper.add(self)
 

@@ -131,21 +131,35 @@ def test_broker_that_never_listens_times_out_and_is_killed(tmp_path: Path) -> No
 
 _PARENT = textwrap.dedent(
     """
-    import sys, time
+    import sys, threading, time
     from services.runtime.broker import LocalBroker
-    broker = LocalBroker(sys.argv[1]).start()
+    broker = LocalBroker(sys.argv[1])
+    if sys.argv[2] == "thread":
+        # Started from a short-lived thread, as asyncio.to_thread or a helper thread would.
+        starter = threading.Thread(target=broker.start)
+        starter.start()
+        starter.join()
+    else:
+        broker.start()
     print(broker.pid, broker.port, flush=True)
     time.sleep(60)
     """
 )
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_no_orphan_broker_when_the_parent_process_dies(tmp_path: Path, how: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("how", "started_from"),
+    [(signal.SIGTERM, "main"), (signal.SIGKILL, "main"), (signal.SIGKILL, "thread")],
+    ids=["sigterm", "sigkill", "sigkill-started-from-thread"],
+)
+def test_no_orphan_broker_when_the_parent_process_dies(
+    tmp_path: Path, how: signal.Signals, started_from: str
+) -> None:
     """Whether the parent is terminated (its handler stops the broker) or killed outright (the
-    kernel's parent-death signal), the broker does not outlive it."""
+    kernel's parent-death signal), the broker does not outlive it; a broker started from a
+    thread that has ended since stays up while the parent lives."""
     parent = subprocess.Popen(
-        [sys.executable, "-c", _PARENT, str(tmp_path)],
+        [sys.executable, "-c", _PARENT, str(tmp_path), started_from],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[3],
@@ -153,7 +167,9 @@ def test_no_orphan_broker_when_the_parent_process_dies(tmp_path: Path, how: sign
     try:
         line = parent.stdout.readline() if parent.stdout else ""
         broker_pid, port = (int(part) for part in line.split())
+        time.sleep(0.3)
         assert not _process_gone(broker_pid)
+        assert probe_metadata("127.0.0.1", port)
         parent.send_signal(how)
         parent.wait(timeout=10)
         assert _wait_until(lambda: _process_gone(broker_pid), timeout=10)
