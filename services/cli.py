@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Event stores: SQLite files under the data directory, or PostgreSQL with "
                     "--store postgres (HOMECARE_POSTGRES_HOST/PORT/USER/PASSWORD/DBNAME; one "
                     "schema per service).")
-    up.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    up.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default %(default)s)")
     up.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     up.add_argument("--services", default=",".join(SERVICE_NAMES),
                     help="comma-separated services to run in this process (default: all)")

@@ -94,7 +94,8 @@ class LedgerApplication(ServiceApplication):
                 self._transfers_by_account[account_id].append(domain_event.originator_id)
 
     # Elders and entitlement ------------------------------------------------------------------
-    def register_elder(self, elder_id: str, service_area_id: str, facts: ElderFacts) -> ElderProfile:
+    def register_elder(self, elder_id: str, service_area_id: str,
+                       facts: ElderFacts) -> ElderProfile:
         stored = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in vars(facts).items()}
         try:
             profile = self.repository.get(ElderProfile.create_id(elder_id))

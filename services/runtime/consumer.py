@@ -17,6 +17,7 @@ and the message is not acknowledged until they pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import Callable
@@ -68,7 +69,8 @@ class InboxEntry(Aggregate):
         return stable_id("inbox", consumer, event_id)
 
     @event("Received")
-    def __init__(self, consumer: str, event_id: UUID, type: str, source: str, position: int) -> None:
+    def __init__(self, consumer: str, event_id: UUID, type: str, source: str,
+                 position: int) -> None:
         self.consumer = consumer
         self.event_id = event_id
         self.type = type
@@ -208,10 +210,9 @@ class IdempotentConsumer:
         return Outcome.PROCESSED
 
     def _insert_tracking(self, tracking: Tracking) -> None:
-        try:
+        # An equal or later position may be recorded already: then there is nothing to do.
+        with contextlib.suppress(IntegrityError):
             self.app.process_recorder.insert_tracking(tracking)
-        except IntegrityError:
-            pass  # an equal or later position is recorded already
 
     def _track_only(self, message: ConsumedMessage) -> None:
         self._insert_tracking(Tracking(f"{self.name}:{message.source}", message.position))
@@ -233,7 +234,8 @@ class IdempotentConsumer:
                 "x-failed-at": datetime.now(UTC).isoformat(),
             }
         )
-        await self.dead_letters.publish(dlq(message.topic), message.key or b"", message.value, headers)
+        await self.dead_letters.publish(dlq(message.topic), message.key or b"", message.value,
+                                        headers)
         DEAD_LETTERS.labels(self.name, message.topic).inc()
         MESSAGES_CONSUMED.labels(self.name, type_name, Outcome.DEAD_LETTERED.value).inc()
         log.error(

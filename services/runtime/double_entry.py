@@ -40,7 +40,7 @@ class TransferState(StrEnum):
 
 
 class Account(Aggregate):
-    """One account of the books; its id is derived from its code (e.g. ``elder:E1:entitlement:2026-11``)."""
+    """One account of the books; its id derives from its code (``elder:E1:entitlement:2026-11``)."""
 
     @staticmethod
     def create_id(code: str, **_: object) -> UUID:  # type: ignore[override]

@@ -8,14 +8,14 @@ code runs on either store by changing only the environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import Application
-from datetime import date
-
 from eventsourcing.persistence import ProcessRecorder, Transcoder, Transcoding
 
 from services.runtime.settings import SharedSettings
@@ -130,10 +130,9 @@ def ensure_postgres_schema(service: str, settings: SharedSettings | None = None)
     with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if not exists:
-            try:
+            # Another service may create it first.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another service created it first
     if schema:
         with psycopg.connect(dbname=dbname, autocommit=True, **conninfo) as conn:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

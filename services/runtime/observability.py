@@ -54,7 +54,8 @@ class JsonFormatter(logging.Formatter):
             data["correlation_id"] = cid
         for key, value in record.__dict__.items():
             if key not in self._skip and not key.startswith("_"):
-                data[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                plain = isinstance(value, (str, int, float, bool, type(None)))
+                data[key] = value if plain else str(value)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contracts.topics import FUNDING
-from services.timebank.application import TimebankApplication
 from services.runtime.messaging import MessagingSpec, service_messaging
+from services.timebank.application import TimebankApplication
 
 PUBLISHES = [FUNDING]
 

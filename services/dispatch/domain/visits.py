@@ -205,7 +205,8 @@ class Visit(Aggregate):
     def location_verified(self) -> bool:
         return self.check_in_verified or self.check_out_verified
 
-    def _near_home(self, lat: float | None, lon: float | None, radius_m: int) -> tuple[bool, int | None]:
+    def _near_home(self, lat: float | None, lon: float | None,
+                   radius_m: int) -> tuple[bool, int | None]:
         if lat is None or lon is None:
             return False, None
         meters = distance_m(lat, lon, self.home_lat, self.home_lon)

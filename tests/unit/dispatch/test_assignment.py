@@ -44,7 +44,8 @@ def test_no_caregiver_fits_explains_each_refusal():
 def test_window_too_small_after_bookings_is_refused():
     """If the caregiver's free time ends after the window, the order is not squeezed in."""
     start = datetime(2026, 11, 24, 11, 0, tzinfo=TZ)
-    c = _c("C-1", skills=("meal",), booked=[(start - timedelta(hours=1), start + timedelta(minutes=20))])
+    c = _c("C-1", skills=("meal",),
+           booked=[(start - timedelta(hours=1), start + timedelta(minutes=20))])
     with pytest.raises(NoCaregiverAvailable, match="window"):
         assign(DEFAULT_CATALOGUE[ServiceType.MEAL_HELP], 30, DAY, start,
                start + timedelta(minutes=45), [c], TZ)

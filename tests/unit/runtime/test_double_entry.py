@@ -33,7 +33,7 @@ def test_posted_transfer_moves_the_amount_and_balances_sum_to_zero():
 
 
 def test_entitlement_never_goes_negative():
-    """An account that may not be overdrawn refuses a debit beyond what it holds, changing nothing."""
+    """An account that may not be overdrawn refuses a debit beyond its balance; nothing changes."""
     fund, elder, provider = _accounts()
     open_transfer("grant", fund, elder, 30, pending=False, facts=FACTS)
     with pytest.raises(InsufficientFunds, match="30 minutes available, 31 needed"):
