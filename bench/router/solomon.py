@@ -155,6 +155,20 @@ def _router_dirty() -> bool | None:
     return bool(out.strip())
 
 
+def _router_fingerprint() -> str | None:
+    """sha256 (12 hex) of the routing sources as imported now, to tell runs of edited code apart."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[2] / "services/dispatch/routing"
+    if not root.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -225,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown solvers {unknown}; choose from {sorted(SOLVERS)}")
     names_arg = README_SUBSET if args.instances == "subset" else args.instances
     names = [n.strip().upper() for n in names_arg.split(",") if n.strip()] or None
+    if "ortools" in solvers:  # import the router now, so the fingerprint is of what runs
+        import services.dispatch.routing  # noqa: F401
     data_dir = args.data or default_data_dir()
     instances = load_instances(data_dir, names)
 
@@ -244,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             "versions": _versions(),
             "git_commit": _git_commit(),
             "router_uncommitted_changes": _router_dirty(),
+            "router_sources_sha256": _router_fingerprint(),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         },
         "results": [],
