@@ -86,7 +86,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -229,16 +228,23 @@ class _Reaper:
     """Stops every running LocalBroker at interpreter exit or on SIGTERM/SIGHUP to the parent."""
 
     def __init__(self) -> None:
-        self._brokers: weakref.WeakSet[LocalBroker] = weakref.WeakSet()
+        # Strong references: a running broker whose owner dropped it is still stopped at exit.
+        self._brokers: set[LocalBroker] = set()
         self._lock = threading.Lock()
-        self._installed = False
+        self._atexit_registered = False
+        self._signals_installed = False
 
     def add(self, broker: LocalBroker) -> None:
         with self._lock:
             self._brokers.add(broker)
-            if not self._installed:
-                self._install()
-                self._installed = True
+            if not self._atexit_registered:
+                atexit.register(self.stop_all)
+                self._atexit_registered = True
+            # Signal handlers can only be set from the main thread; try again on a later start.
+            on_main_thread = threading.current_thread() is threading.main_thread()
+            if not self._signals_installed and on_main_thread:
+                self._install_signal_handlers()
+                self._signals_installed = True
 
     def discard(self, broker: LocalBroker) -> None:
         with self._lock:
@@ -251,10 +257,7 @@ class _Reaper:
             with contextlib.suppress(Exception):
                 broker.stop()
 
-    def _install(self) -> None:
-        atexit.register(self.stop_all)
-        if threading.current_thread() is not threading.main_thread():
-            return
+    def _install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGHUP):
             # Only take over signals nobody handles yet (uvicorn, pytest, ... keep theirs);
             # their own shutdown then runs atexit, which stops the broker.
@@ -344,6 +347,7 @@ class LocalBroker:
             except BrokerStartError as error:
                 last_error = error
                 self._terminate()
+        _reaper.discard(self)
         assert last_error is not None
         raise last_error
 
