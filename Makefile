@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test lint unit bench bench-router contracts clean
+.PHONY: demo test lint unit bench-router bench-homecare contracts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ contracts: $(VENV)/.installed-test
 	$(BIN)/homecare contracts export
 
 bench-router: $(VENV)/.installed-bench
-	$(BIN)/python -m bench.router.solomon $(ARGS)
+	$(BIN)/python -m bench.router.solomon --time-limit 10 $(ARGS)
+
+bench-homecare: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.router.homecare $(ARGS)
 
 clean:
 	rm -rf var .pytest_cache
