@@ -1,0 +1,79 @@
+"""The outbox relay publishes a service's notifications in order and resumes where it stopped."""
+
+from datetime import date
+
+import pytest
+
+from contracts.registry import parse_event
+from services.demo import seed_dispatch
+from services.dispatch.application import DispatchApplication, PlaceOrder
+from services.runtime.outbox import OutboxRelay
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingPublisher:
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.fail_after = fail_after
+
+    async def publish(self, topic, key, value, headers):
+        if self.fail_after is not None and len(self.sent) >= self.fail_after:
+            raise ConnectionError("broker went away")
+        self.sent.append((topic, key, value))
+
+
+@pytest.fixture
+def dispatch(persistence):
+    app = DispatchApplication(env=persistence)
+    seed_dispatch(app)
+    yield app
+    app.close()
+
+
+def _order(app: DispatchApplication, n: int) -> None:
+    app.place_order(PlaceOrder(elder_id="E-1001", service_type="cleaning",
+                               requested_date=date(2026, 11, 24), order_id=f"O-{n}"))
+
+
+async def test_publishes_translated_events_in_order_with_the_area_as_key(dispatch):
+    """Each placed order yields OrderPlaced then VisitScheduled, keyed by the service area;
+    registrations (internal domain events) are not published."""
+    _order(dispatch, 1)
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(dispatch, dispatch.translate, publisher, name="relay-test")
+    while await relay.relay_once():
+        pass
+    types = [(topic, parse_event(value).type) for topic, _, value in publisher.sent]
+    assert types == [("homecare.orders", "OrderPlaced"), ("homecare.visits", "VisitScheduled")]
+    assert {key for _, key, _ in publisher.sent} == {b"yiwu-choucheng"}
+    assert relay.backlog() == 0
+
+
+async def test_resumes_after_the_last_recorded_position_and_republishes_the_same_ids(
+        dispatch, persistence):
+    """A relay that fails mid-batch records nothing for that batch; the next relay (a restart)
+    publishes the batch again with identical event ids, then only what is new."""
+    _order(dispatch, 1)
+    failing = RecordingPublisher(fail_after=1)
+    relay = OutboxRelay(dispatch, dispatch.translate, failing, name="relay-test")
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    first_attempt = [parse_event(v).event_id for _, _, v in failing.sent]
+
+    restarted_app = DispatchApplication(env=persistence)
+    try:
+        publisher = RecordingPublisher()
+        restarted = OutboxRelay(restarted_app, restarted_app.translate, publisher,
+                                name="relay-test")
+        while await restarted.relay_once():
+            pass
+        ids = [parse_event(v).event_id for _, _, v in publisher.sent]
+        assert ids[:1] == first_attempt and len(ids) == 2
+        _order(restarted_app, 2)
+        publisher.sent.clear()
+        while await restarted.relay_once():
+            pass
+        assert [parse_event(v).payload.order_id for _, _, v in publisher.sent] == ["O-2", "O-2"]
+    finally:
+        restarted_app.close()
