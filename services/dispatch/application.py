@@ -14,13 +14,6 @@ from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 
 from contracts.envelope import IntegrationEvent
 from contracts.events.orders import OrderCancelled, OrderPlaced
-from contracts.events.visits import (
-    VisitCancelled,
-    VisitCheckedIn,
-    VisitCheckedOut,
-    VisitScheduled,
-    VisitVerified,
-)
 from contracts.topics import ORDERS
 from contracts.values import CaregiverKind, CheckMethod, OrderSource, Priority, ServiceType
 from services.dispatch.domain.assignment import CandidateCaregiver, NoCaregiverAvailable, assign
@@ -32,8 +25,8 @@ from services.dispatch.domain.visits import (
     Visit,
     VisitState,
 )
+from services.dispatch.translation import translate
 from services.runtime.eventstore import ServiceApplication, stable_id
-from services.runtime.outbox import integration_event_id
 from services.runtime.readmodel import FollowingReadModel
 
 
@@ -107,7 +100,7 @@ class DispatchApplication(ServiceApplication):
 
     # Registration ----------------------------------------------------------------------------
     def register_elder(self, **facts: Any) -> Elder:
-        elder = self._get_or_none(Elder.create_id(facts["elder_id"]))
+        elder = self.get_or_none(Elder.create_id(facts["elder_id"]))
         if elder is not None:
             return elder  # registration is idempotent by elder number
         elder = Elder(**facts)
@@ -115,7 +108,7 @@ class DispatchApplication(ServiceApplication):
         return elder
 
     def register_caregiver(self, **facts: Any) -> Caregiver:
-        caregiver = self._get_or_none(Caregiver.create_id(facts["caregiver_id"]))
+        caregiver = self.get_or_none(Caregiver.create_id(facts["caregiver_id"]))
         if caregiver is not None:
             return caregiver
         caregiver = Caregiver(**facts)
@@ -148,7 +141,7 @@ class DispatchApplication(ServiceApplication):
 
     def _place(self, command: PlaceOrder) -> list[Any]:
         """The order and (when a caregiver fits) its visit, unsaved; [] if placed before."""
-        if self._get_or_none(ServiceOrder.create_id(command.order_id)) is not None:
+        if self.get_or_none(ServiceOrder.create_id(command.order_id)) is not None:
             return []
         elder = self.get_elder(command.elder_id)
         entry = catalogue_entry(command.service_type)
@@ -234,13 +227,17 @@ class DispatchApplication(ServiceApplication):
 
     def cancel_order(self, order_id: str, reason: str, cancelled_by: str | None) -> ServiceOrder:
         order = self.get_order(order_id)
+        self.save(*self._cancel(order, reason, cancelled_by))
+        return order
+
+    def _cancel(self, order: ServiceOrder, reason: str, cancelled_by: str | None) -> list[Any]:
+        """Cancel the order and its visits that have not started; unsaved."""
         order.cancel(reason=reason, cancelled_by=cancelled_by)
         visits = [self.get_visit(v) for v in order.visit_ids]
         for visit in visits:
             if visit.state in (VisitState.SCHEDULED, VisitState.EN_ROUTE):
                 visit.cancel(reason=reason, cancelled_by=cancelled_by or "order cancelled")
-        self.save(order, *visits)
-        return order
+        return [order, *visits]
 
     # Visits ----------------------------------------------------------------------------------
     def get_visit(self, visit_id: str) -> Visit:
@@ -315,113 +312,11 @@ class DispatchApplication(ServiceApplication):
             ))
             processing.collect_events(*aggregates)
         elif isinstance(event, OrderCancelled):
-            order = self._get_or_none(ServiceOrder.create_id(event.payload.order_id))
+            order = self.get_or_none(ServiceOrder.create_id(event.payload.order_id))
             if order is None or order.state == "cancelled":
                 return
-            order.cancel(reason=event.payload.reason, cancelled_by=event.payload.cancelled_by)
-            visits = [self.get_visit(v) for v in order.visit_ids]
-            for visit in visits:
-                if visit.state in (VisitState.SCHEDULED, VisitState.EN_ROUTE):
-                    visit.cancel(reason=event.payload.reason, cancelled_by="order cancelled")
-            processing.collect_events(order, *visits)
-
-    # Outbox translation ----------------------------------------------------------------------
-    def translate(self, domain_event: Any) -> Iterable[IntegrationEvent]:
-        name = type(domain_event).__qualname__
-        if name.startswith("ServiceOrder."):
-            yield from self._translate_order(name, domain_event)
-        elif name.startswith("Visit."):
-            yield from self._translate_visit(name, domain_event)
-
-    def _at_version(self, domain_event: Any) -> Any:
-        return self.repository.get(domain_event.originator_id,
-                                   version=domain_event.originator_version)
-
-    def _envelope(self, domain_event: Any, cls: type[IntegrationEvent], area: str,
-                  correlation_id: str) -> dict[str, Any]:
-        return {
-            "event_id": integration_event_id(domain_event, cls.__name__),
-            "occurred_at": domain_event.timestamp,
-            "correlation_id": correlation_id,
-            "service_area_id": area,
-        }
-
-    def _translate_order(self, name: str, domain_event: Any) -> Iterable[IntegrationEvent]:
-        if name not in ("ServiceOrder.Placed", "ServiceOrder.Cancelled"):
-            return
-        order = self._at_version(domain_event)
-        if getattr(order, "origin_event_id", None) and name == "ServiceOrder.Placed":
-            return  # it came from the topic; publishing it back would only echo
-        env = self._envelope(domain_event, OrderPlaced if name.endswith("Placed")
-                             else OrderCancelled, order.service_area_id, order.correlation_id)
-        if name == "ServiceOrder.Placed":
-            yield OrderPlaced(**env, payload={
-                "order_id": order.order_id, "elder_id": order.elder_id,
-                "service_type": order.service_type, "source": order.source,
-                "priority": order.priority, "emergency": order.emergency,
-                "requested_date": order.requested_date, "window_start": order.window_start,
-                "window_end": order.window_end, "duration_minutes": order.duration_minutes,
-                "staff_count": order.staff_count, "use_time_credits": order.use_time_credits,
-                "time_credit_account_id": order.time_credit_account_id,
-                "out_of_pocket_agreed": order.out_of_pocket_agreed, "notes": order.notes,
-                "placed_by": order.placed_by,
-            })
-        else:
-            yield OrderCancelled(**env, payload={
-                "order_id": order.order_id, "elder_id": order.elder_id,
-                "reason": order.cancel_reason, "cancelled_by": order.cancelled_by,
-            })
-
-    def _translate_visit(self, name: str, domain_event: Any) -> Iterable[IntegrationEvent]:
-        kinds: dict[str, type[IntegrationEvent]] = {
-            "Visit.Scheduled": VisitScheduled, "Visit.CheckedIn": VisitCheckedIn,
-            "Visit.CheckedOut": VisitCheckedOut, "Visit.Verified": VisitVerified,
-            "Visit.Cancelled": VisitCancelled,
-        }
-        cls = kinds.get(name)
-        if cls is None:
-            return
-        v = self._at_version(domain_event)
-        env = self._envelope(domain_event, cls, v.service_area_id, v.correlation_id)
-        if cls is VisitScheduled:
-            payload: dict[str, Any] = {
-                "visit_id": v.visit_id, "order_id": v.order_id, "elder_id": v.elder_id,
-                "caregiver_id": v.caregiver_id, "caregiver_kind": v.caregiver_kind,
-                "provider_id": v.provider_id, "service_type": v.service_type,
-                "planned_start": v.planned_start, "planned_end": v.planned_end,
-                "planned_minutes": v.planned_minutes, "use_time_credits": v.use_time_credits,
-                "time_credit_account_id": v.time_credit_account_id,
-                "out_of_pocket_agreed": v.out_of_pocket_agreed,
-            }
-        elif cls is VisitCheckedIn:
-            payload = {
-                "visit_id": v.visit_id, "elder_id": v.elder_id, "caregiver_id": v.caregiver_id,
-                "at": v.checked_in_at, "location": _point(v.check_in_lat, v.check_in_lon),
-                "location_verified": v.check_in_verified, "distance_m": v.check_in_distance_m,
-                "method": v.check_in_method,
-            }
-        elif cls is VisitCheckedOut:
-            payload = {
-                "visit_id": v.visit_id, "elder_id": v.elder_id, "caregiver_id": v.caregiver_id,
-                "at": v.checked_out_at, "location": _point(v.check_out_lat, v.check_out_lon),
-                "location_verified": v.check_out_verified, "tasks_done": v.tasks_done,
-                "actual_minutes": v.actual_minutes,
-            }
-        elif cls is VisitVerified:
-            payload = {
-                "visit_id": v.visit_id, "order_id": v.order_id, "elder_id": v.elder_id,
-                "caregiver_id": v.caregiver_id, "caregiver_kind": v.caregiver_kind,
-                "provider_id": v.provider_id, "service_type": v.service_type,
-                "started_at": v.checked_in_at, "ended_at": v.checked_out_at,
-                "actual_minutes": v.actual_minutes, "planned_minutes": v.planned_minutes,
-                "confirmation": v.confirmation, "location_verified": v.location_verified,
-            }
-        else:
-            payload = {
-                "visit_id": v.visit_id, "order_id": v.order_id, "elder_id": v.elder_id,
-                "reason": v.cancel_reason, "cancelled_by": v.cancelled_by,
-            }
-        yield cls(**env, payload=payload)
+            processing.collect_events(
+                *self._cancel(order, event.payload.reason, event.payload.cancelled_by))
 
     # Helpers ---------------------------------------------------------------------------------
     def _get(self, aggregate_id: UUID, message: str) -> Any:
@@ -430,15 +325,8 @@ class DispatchApplication(ServiceApplication):
         except AggregateNotFoundError:
             raise NotFound(message) from None
 
-    def _get_or_none(self, aggregate_id: UUID) -> Any:
-        try:
-            return self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
-
-
-def _point(lat: float | None, lon: float | None) -> dict[str, float] | None:
-    return None if lat is None or lon is None else {"lat": lat, "lon": lon}
+    def translate(self, domain_event: Any) -> Iterable[IntegrationEvent]:
+        return translate(self, domain_event)
 
 
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import ProcessRecorder, Transcoder, Transcoding
 
 from services.runtime.settings import SharedSettings
@@ -100,6 +100,13 @@ class ServiceApplication(Application):
         recorder = self.recorder
         assert isinstance(recorder, ProcessRecorder)
         return recorder
+
+    def get_or_none(self, aggregate_id: UUID) -> Any:
+        """The aggregate, or None when it was never created."""
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
     def is_reachable(self) -> bool:
         """True when the event store answers a trivial query (used by /readyz)."""
