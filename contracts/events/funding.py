@@ -28,6 +28,8 @@ __all__ = [
     "EntitlementExhaustedPayload",
     "CreditsEarned",
     "CreditsEarnedPayload",
+    "CreditsHoldRequested",
+    "CreditsHoldRequestedPayload",
     "CreditsReserved",
     "CreditsReservedPayload",
     "CreditsReservationRejected",
@@ -171,6 +173,25 @@ class CreditsEarned(IntegrationEvent):
     type: Literal["CreditsEarned"] = "CreditsEarned"
     schema_version: Literal[1] = 1
     payload: CreditsEarnedPayload
+
+
+class CreditsHoldRequestedPayload(EventPayload):
+    visit_id: Id
+    elder_id: Id
+    # The account to pay from: the elder's own, or one a relative or the volunteer named.
+    account_id: Id
+    minutes: PositiveMinutes
+    expires_at: UtcDateTime
+
+
+class CreditsHoldRequested(IntegrationEvent):
+    """The ledger, funding a visit in the fixed order, asks the time bank to hold credits for the
+    minutes the entitlement does not cover (the elder chose to pay with credits)."""
+
+    topic: ClassVar[str] = FUNDING
+    type: Literal["CreditsHoldRequested"] = "CreditsHoldRequested"
+    schema_version: Literal[1] = 1
+    payload: CreditsHoldRequestedPayload
 
 
 class CreditsReservedPayload(EventPayload):

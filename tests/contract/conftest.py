@@ -159,6 +159,13 @@ SAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
         "multiplier_permille": 1500,
         "balance_after_minutes": 600,
     },
+    "CreditsHoldRequested": {
+        "visit_id": "v3",
+        "elder_id": "e1",
+        "account_id": "tc-e1",
+        "minutes": 30,
+        "expires_at": (T1 + timedelta(days=2)).isoformat(),
+    },
     "CreditsReserved": {
         "reservation_id": "cr1",
         "visit_id": "v3",
