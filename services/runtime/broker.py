@@ -28,9 +28,16 @@ that matter):
 - Two members starting together join in 2-3 s; a third member joining a running group causes a
   proper rebalance (~3-4 s) and partitions are split round-robin over the members.
 - FastStream: ``await broker.start()`` starts subscribers ONE AFTER ANOTHER and each waits for its
-  group join, so N subscribers cost N join times (4 subscribers at session 3 000: 8 s). Prefer one
-  subscriber per service and group listening to several topics (``broker.subscriber(t1, t2, ...)``
-  joins once: 2 s for three topics).
+  group join, so N subscribers cost N join times (4 subscribers at session 3 000: 8 s). Either
+  one subscriber per service and group listening to several topics (``broker.subscriber(t1, t2,
+  ...)`` joins once: 2 s for three topics), or start them together (FastStream 0.7 internals,
+  measured 2.1 s for 4 subscribers instead of 8 s)::
+
+      await broker.connect()
+      await asyncio.gather(*(sub.start() for sub in broker.subscribers))
+      for pub in broker.publishers:
+          await pub.start()
+      broker.running = True
 - ``auto_offset_reset="earliest"`` works; keep it, because a group's first join can happen after
   the first records were produced.
 - Manual commit works: ``enable_auto_commit=False`` and ``await consumer.commit()`` after
