@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
+from fastapi import APIRouter
+
 from services.runtime.eventstore import ensure_postgres_schema, event_store_env
 from services.runtime.host import ServiceUnit
 from services.runtime.settings import SERVICE_NAMES, SharedSettings
@@ -37,5 +42,20 @@ def build_unit(name: str, settings: SharedSettings) -> ServiceUnit:
     raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICE_NAMES)}")
 
 
+def with_pages(name: str, app: object, router: APIRouter) -> APIRouter:
+    """The service's API plus its pages: a service that serves pages has a `web` package whose
+    `build_router(app)` returns their routes (static files and the endpoints only pages use)."""
+    module = f"services.{name}.web"
+    if importlib.util.find_spec(module) is None:
+        return router
+    combined = APIRouter()
+    combined.include_router(router)
+    combined.include_router(importlib.import_module(module).build_router(app))
+    return combined
+
+
 def build_units(names: list[str], settings: SharedSettings) -> list[ServiceUnit]:
-    return [build_unit(n, settings) for n in names]
+    units = [build_unit(n, settings) for n in names]
+    for unit in units:
+        unit.router = with_pages(unit.name, unit.application, unit.router)
+    return units
