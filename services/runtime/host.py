@@ -91,10 +91,9 @@ class Host:
                 after_commit=_exit_now if self.settings.fault_exit_after_commit else None,
             )
             self.consumers[unit.name] = consumer
-            for topic in spec.handlers_by_topic:
-                subscribe(self.broker, consumer, topic, group, self.settings,
-                          description=f"{unit.name} consumes " +
-                          ", ".join(sorted(spec.handlers_by_topic[topic])))
+            names = sorted(n for types in spec.handlers_by_topic.values() for n in types)
+            subscribe(self.broker, consumer, sorted(spec.handlers_by_topic), group,
+                      self.settings, description=f"{unit.name} consumes " + ", ".join(names))
         await self.broker.start()
         for unit in self.units:
             relay = OutboxRelay(unit.application, unit.application.translate, publisher,

@@ -64,7 +64,7 @@ async def _raw_body(message: Any) -> bytes:
 def subscribe(
     broker: KafkaBroker,
     consumer: IdempotentConsumer,
-    topic: str,
+    topics: list[str],
     group: str,
     settings: SharedSettings,
     description: str = "",
@@ -78,9 +78,11 @@ def subscribe(
             key=record.key, value=record.value or b"", headers=headers,
         ))
 
-    on_message.__name__ = f"{group}_{topic.replace('.', '_')}"
+    # One subscriber per service for all its topics: tansu joins take seconds each, and
+    # FastStream starts subscribers one after another.
+    on_message.__name__ = group.replace("-", "_")
     broker.subscriber(
-        topic,
+        *topics,
         group_id=group,
         auto_offset_reset="earliest",
         # Commit after processing; on an unexpected error seek back so it is redelivered.
@@ -90,7 +92,7 @@ def subscribe(
         rebalance_timeout_ms=settings.kafka_session_timeout_ms,
         max_poll_records=100,
         decoder=_raw_body,
-        title=f"{group}:{topic}",
+        title=f"{group}:{','.join(topics)}",
         description=description,
     )(on_message)
 
@@ -131,11 +133,12 @@ def asyncapi_documents() -> dict[str, dict[str, Any]]:
     for service, app_cls, publishes in _service_classes():
         broker = make_broker("localhost:9092", settings, f"homecare-{service}")
         declare_publications(broker, service, publishes)
-        topics = getattr(app_cls, "subscriptions", {})
-        for topic, names in topics.items():
+        subscriptions = getattr(app_cls, "subscriptions", {})
+        if subscriptions:
             consumer = IdempotentConsumer.__new__(IdempotentConsumer)  # documentation only
-            subscribe(broker, consumer, topic, f"homecare-{service}", settings,
-                      description=f"{service} consumes " + ", ".join(sorted(names)))
+            names = sorted(n for types in subscriptions.values() for n in types)
+            subscribe(broker, consumer, sorted(subscriptions), f"homecare-{service}", settings,
+                      description=f"{service} consumes " + ", ".join(names))
         docs[service] = asyncapi_document(broker, service)
     return docs
 

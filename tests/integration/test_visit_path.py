@@ -48,7 +48,7 @@ async def system(request, broker, tmp_path) -> AsyncIterator[dict[str, Any]]:
     dbname = f"homecare_it_{uuid.uuid4().hex[:10]}"
     settings = SharedSettings(
         store=request.param, data_dir=tmp_path, postgres_dbname=dbname,
-        kafka_session_timeout_ms=3000, kafka_heartbeat_interval_ms=1000,
+        kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=500,
         consumer_group_prefix=f"it-{uuid.uuid4().hex[:8]}", consumer_retry_backoff_s=0.05,
     )
     units = build_units(["dispatch", "ledger", "timebank"], settings)
