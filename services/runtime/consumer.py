@@ -44,8 +44,13 @@ from services.runtime.observability import DEAD_LETTERS, MESSAGES_CONSUMED, corr
 
 log = logging.getLogger(__name__)
 
+class ConcurrentWrite(RuntimeError):
+    """Another writer changed an aggregate this message changes; try the message again."""
+
+
 # Errors of the infrastructure, not of the message: retry, never dead-letter.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConcurrentWrite,
     OperationalError,
     InterfaceError,
     ConnectionError,
@@ -204,8 +209,15 @@ class IdempotentConsumer:
         try:
             self.app._record(processing)  # events + inbox + tracking, atomically
         except IntegrityError:
-            # Raced with another copy of the same event or position: it is done already.
-            return Outcome.DUPLICATE
+            # Either another copy of this event or position got there first (done already), or
+            # a command wrote one of the same aggregates meanwhile (optimistic concurrency):
+            # then nothing was written and the message is simply processed again.
+            if inbox_id in self.app.repository or recorder.has_tracking_id(
+                tracking_name, message.position
+            ):
+                return Outcome.DUPLICATE
+            raise ConcurrentWrite(f"{integration_event.type} {integration_event.event_id} "
+                                  "raced with another writer; retrying") from None
         self.app._take_snapshots(processing)
         return Outcome.PROCESSED
 

@@ -138,3 +138,31 @@ async def test_balances_always_sum_to_zero(ledger):
     assert (balance.used_minutes, balance.available_minutes) == (240, 0)
     assert balance.out_of_pocket_minutes == 70
     assert ledger.trial_balance() == 0
+
+
+async def test_a_concurrent_writer_makes_the_message_retry_not_vanish(ledger, monkeypatch):
+    """If a command writes the same account between the consumer's read and its commit, the
+    conflict is not mistaken for a duplicate: the message is processed again and posted (with a
+    single attempt allowed, any other failure would dead-letter it)."""
+    dlq = RecordingPublisher()
+    consumer = _consumer(ledger, dlq, max_attempts=1)
+    await consumer.consume(_message(_verified("V-0", 30).to_bytes(), 0))
+    real_record = ledger._record
+    raced = {"done": False}
+
+    def record_after_a_rival_write(processing):
+        if not raced["done"]:
+            raced["done"] = True
+            rival = LedgerApplication(env=ledger.env)  # another writer on the same store
+            try:
+                account = rival.account_by_code(entitlement_account("E-1", "2026-11"))
+                account._change(transfer_id=account.id)  # no-op change: only the version moves
+                rival.save(account)
+            finally:
+                rival.close()
+        return real_record(processing)
+
+    monkeypatch.setattr(ledger, "_record", record_after_a_rival_write)
+    assert await consumer.consume(_message(_verified("V-1").to_bytes(), 1)) is Outcome.PROCESSED
+    assert raced["done"] and dlq.sent == []
+    assert _posted(ledger) == 80
