@@ -26,12 +26,13 @@ def build_unit(name: str, settings: SharedSettings) -> ServiceUnit:
                            {404: (NotFound,), 409: (DispatchError,)})
     if name == "ledger":
         from services.ledger import api, messaging
-        from services.ledger.application import LedgerApplication, NotFound
+        from services.ledger.application import LedgerApplication, NotFound, UnknownElder
         from services.runtime.double_entry import LedgerError
 
         app = LedgerApplication(env, timezone=settings.timezone)
         return ServiceUnit(name, app, api.build_router(app), messaging.messaging_spec(app),
-                           {404: (NotFound,), 409: (LedgerError,)})
+                           {404: (NotFound, UnknownElder), 409: (LedgerError,),
+                            422: (ValueError,)})
     if name == "timebank":
         from services.timebank import api, messaging
         from services.timebank.application import NotFound, TimebankApplication

@@ -101,6 +101,10 @@ class ServiceApplication(Application):
         assert isinstance(recorder, ProcessRecorder)
         return recorder
 
+    def periodic_tasks(self) -> list[tuple[float, Any]]:
+        """(interval in seconds, blocking callable) pairs the host runs in the background."""
+        return []
+
     def get_or_none(self, aggregate_id: UUID) -> Any:
         """The aggregate, or None when it was never created."""
         try:

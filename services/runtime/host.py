@@ -102,7 +102,22 @@ class Host:
             self.relays.append(relay)
             self._tasks.append(asyncio.create_task(relay.run(self._stopping),
                                                    name=f"relay-{unit.name}"))
+            for interval, work in unit.application.periodic_tasks():
+                self._tasks.append(asyncio.create_task(
+                    self._every(interval, work), name=f"periodic-{unit.name}-{work.__name__}"))
         self.started = True
+
+    async def _every(self, interval: float, work: Any) -> None:
+        """Run blocking ``work`` in a thread every ``interval`` seconds until stopping."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+            if self._stopping.is_set():
+                return
+            try:
+                await asyncio.to_thread(work)
+            except Exception:  # noqa: BLE001 - a failed round is logged; the next one runs
+                log.exception("periodic task %s failed", getattr(work, "__name__", work))
 
     async def stop(self) -> None:
         """Drain: stop relaying after the current batch, stop consuming, stop the broker."""

@@ -109,3 +109,21 @@ class OutboxRelay:
             if moved < self.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), timeout=backoff)
+
+
+def aggregate_at(app: ServiceApplication, domain_event: Any) -> Any:
+    """The aggregate as it was right after the event: what the event means, deterministically
+    (the same on every replay, whatever happened to the aggregate later)."""
+    return app.repository.get(domain_event.originator_id, version=domain_event.originator_version)
+
+
+def envelope(domain_event: Any, cls: type[IntegrationEvent], service_area_id: str,
+             correlation_id: str | UUID, causation_id: str | UUID | None = None) -> dict[str, Any]:
+    """Envelope fields of the integration event ``cls`` that ``domain_event`` becomes."""
+    return {
+        "event_id": integration_event_id(domain_event, cls.__name__),
+        "occurred_at": domain_event.timestamp,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "service_area_id": service_area_id,
+    }

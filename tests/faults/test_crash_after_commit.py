@@ -103,7 +103,7 @@ def test_killed_after_database_commit_and_restarted_posts_once(tmp_path, postgre
                 f"{base}/accounts/elder:E-1002:entitlement:2026-11/postings").json()
             charges = [p for p in postings if p["visit_id"] == "V-crash-1"]
             assert len(charges) == 1 and charges[0]["amount"] == 40
-            assert httpx.get(f"{base}/trial-balance").json() == {"sum_of_balances": 0}
+            assert httpx.get(f"{base}/trial-balance").json()["sum_of_balances"] == 0
         finally:
             restarted.terminate()
             restarted.wait(timeout=30)

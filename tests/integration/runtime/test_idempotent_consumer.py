@@ -130,14 +130,16 @@ async def test_store_outage_is_retried_not_dead_lettered(ledger, monkeypatch):
 
 
 async def test_balances_always_sum_to_zero(ledger):
-    """Across grants and charges beyond the entitlement, the trial balance stays zero."""
+    """Across grants and charges beyond the entitlement, the trial balance stays zero; minutes
+    beyond what was funded are recorded as unfunded, never posted to anyone."""
     consumer = _consumer(ledger, RecordingPublisher())
     for i, minutes in enumerate([120, 100, 90]):  # 310 minutes against 240 entitled
         await consumer.consume(_message(_verified(f"V-{i}", minutes).to_bytes(), i))
     balance = ledger.balance("E-1", "2026-11")
     assert (balance.used_minutes, balance.available_minutes) == (240, 0)
-    assert balance.out_of_pocket_minutes == 70
-    assert ledger.trial_balance() == 0
+    assert balance.out_of_pocket_minutes == 0
+    assert ledger.charge_for("V-2").unfunded_minutes == 70
+    assert ledger.trial_balance() == {"minute": 0}
 
 
 async def test_a_concurrent_writer_makes_the_message_retry_not_vanish(ledger, monkeypatch):
