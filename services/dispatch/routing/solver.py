@@ -17,27 +17,32 @@ the search when the deadline passes (its GLS may otherwise overrun).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 
+from google.protobuf import text_format
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
+from .assemble import finish_plan, route_from_starts, route_from_state
+from .checker import check
+from .construct import construct, empty_states, fit_breaks
 from .plan import (
-    BreakPlacement,
-    ObjectiveTerms,
     Plan,
     PlanStatus,
     Route,
-    Stop,
-    StopKind,
     UnassignedReason,
     UnassignedVisit,
 )
-from .problem import Caregiver, Priority, Problem, Visit, can_serve
+from .problem import Priority, Problem, Visit, can_serve
+from .timing import Item, RouteState, visit_item, visit_windows
 
 # Per-visit soft costs are bounded by this many multiples of the largest travel time, which is what
 # the smallest drop penalty must beat.
 _MAX_PENALTY = 10**15
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,31 +65,142 @@ class _Model:
     allowed: dict[int, list[int]]  # node -> vehicles (absent: every vehicle)
     unassigned: list[UnassignedVisit]
     visit_nodes: dict[str, list[int]] = field(default_factory=dict)
+    allowed_by_visit: dict[str, list[int]] = field(default_factory=dict)
 
 
-def solve(problem: Problem, *, time_limit_s: float, seed: int = 0) -> Plan:
+def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
+          initial_routes: dict[str, list[str]] | None = None) -> Plan:
     """The best plan found within ``time_limit_s`` wall-clock seconds (a hard budget).
 
-    Deterministic for a given seed as long as the search is not cut by the clock (OR-Tools' search
-    itself is deterministic; only where the time limit stops it varies).
+    ``initial_routes`` (caregiver id -> visit ids in order) warm-starts the search (replanning);
+    visits not in it are inserted by the construction heuristic first. Deterministic for a seed
+    as long as the clock does not cut a different amount of search.
     """
     t0 = time.monotonic()
     deadline = t0 + time_limit_s
     model = _prepare(problem)
-    if not any(n.kind == "visit" for n in model.nodes):
-        return _empty_plan(problem, model, time.monotonic() - t0)
-    built = _build(model, seed)
-    routing, manager = built.routing, built.manager
-    params = _search_parameters(model, deadline)
-    initial = _initial_assignment(built, model)
-    solution = _run(built, params, initial, deadline)
+    if not model.visit_nodes:
+        return finish_plan(problem, [], list(model.unassigned), time.monotonic() - t0)
+    has_pairs = any(len(ids) == 2 for ids in model.visit_nodes.values())
+    has_breaks = any(c.rest_break for c in problem.caregivers)
+    # OR-Tools break intervals propagate slowly: beyond this size, breaks are placed afterwards.
+    breaks_in_model = has_breaks and (
+        len(model.nodes) * sum(1 for c in problem.caregivers if c.rest_break)
+        <= _BREAK_MODEL_LIMIT)
+    states = None
+    if initial_routes is not None or has_pairs or has_breaks:
+        states = _construct(model, initial_routes)
+    fallback = _plan_from_states(model, states, 0.0) if states is not None else None
+    pair_starts = None
+    if states is not None and breaks_in_model:
+        pair_starts = {it.visit_id: it.wins[0][0] for st in states for it in st.items
+                       if it.kind == "visit" and len(model.visit_nodes[it.visit_id or ""]) == 2}
+    built = _build(model, seed, pair_starts, breaks_in_model)
+    # Keep time for reading the solution back and placing breaks.
+    reserve = 0.03 * time_limit_s + (0.002 * len(model.nodes) if has_breaks else 0.0) + 0.05
+    # ILS (ruin and recreate) starts from its own first solution and may split a pair, so it
+    # serves models without pairs and without a constructed start.
+    use_ils = states is None
+    params = _search_parameters(model, deadline - reserve, use_ils)
+    initial = _to_assignment(built, model, states) if states is not None else None
+    if states is not None and initial is None:
+        log.warning("OR-Tools rejected the constructed first solution; keeping it as the plan")
+    solution = None
+    if (states is None or initial is not None) and time.monotonic() < deadline - reserve:
+        solution = _run(built, params, initial, deadline - reserve, use_ils)
+    log.debug("search status %s after %.2fs", built.routing.status(), time.monotonic() - t0)
     if solution is None:
+        if fallback is not None:
+            return _with_seconds(fallback, time.monotonic() - t0)
         return Plan(routes=(), unassigned=tuple(model.unassigned) + tuple(
             UnassignedVisit(v.id, v.priority, UnassignedReason.NO_ROOM, "no solution found")
             for v in problem.visits if v.id in model.visit_nodes),
             solve_seconds=time.monotonic() - t0, status=PlanStatus.NO_SOLUTION)
-    del routing, manager
-    return _extract(built, model, solution, time.monotonic() - t0)
+    if has_breaks and not breaks_in_model:
+        plan = _extract_placing_breaks(built, model, solution, t0)
+    else:
+        plan = _extract(built, model, solution, time.monotonic() - t0)
+    if fallback is not None and _worse(plan, fallback, model):
+        return _with_seconds(fallback, time.monotonic() - t0)
+    return plan
+
+
+_BREAK_MODEL_LIMIT = 20_000
+
+
+def _with_seconds(plan: Plan, seconds: float) -> Plan:
+    return dataclasses.replace(plan, solve_seconds=seconds)
+
+
+def _worse(plan: Plan, other: Plan, model: _Model) -> bool:
+    """True when ``plan`` breaks a rule or drops more important work than ``other``."""
+    if check(model.problem, plan):
+        log.error("solver plan failed the checker; using the constructed plan")
+        return True
+
+    def key(pl: Plan) -> tuple:
+        dropped = pl.objective.dropped_by_priority
+        return tuple(-dropped.get(pr, 0) for pr in sorted(Priority, reverse=True))
+
+    return key(plan) < key(other)
+
+
+def _construct(model: _Model, initial_routes: dict[str, list[str]] | None
+               ) -> list[RouteState]:
+    """First solution by our own insertion (keeps two-caregiver visits together)."""
+    p = model.problem
+    states = empty_states(p)
+    placed: set[str] = set()
+    visits = p.visits_by_id()
+    if initial_routes:
+        # Warm start: replay the current routes (in order) where they are still feasible.
+        for v, cg in enumerate(p.caregivers):
+            for vid in initial_routes.get(cg.id, []):
+                visit = visits.get(vid)
+                if visit is None or vid not in model.visit_nodes or vid in placed:
+                    continue
+                if visit.staff_count != 1 or v not in model.allowed_by_visit.get(vid, [v]):
+                    continue
+                st = states[v]
+                last_real = max((k for k, it in enumerate(st.items) if it.kind != "break"),
+                                default=-1)
+                cands = st.candidates(v, visit.location, visit.duration, visit_windows(visit),
+                                      visit.meal_boxes, last_real + 1)
+                for c in sorted(cands, key=lambda c: (c.pos, c.cost)):
+                    if st.insert(c.pos, visit_item(visit)):
+                        placed.add(vid)
+                        break
+    todo = [visits[vid] for vid in model.visit_nodes if vid not in placed]
+    states, _ = construct(p, todo, model.allowed_by_visit, states)
+    return states
+
+
+def _plan_from_states(model: _Model, states: list[RouteState], seconds: float) -> Plan:
+    routes = [r for r in (route_from_state(st) for st in states) if r.stops]
+    done = {vid for r in routes for vid in r.visit_ids}
+    unassigned = list(model.unassigned) + [
+        UnassignedVisit(vid, model.nodes[ids[0]].visit.priority,  # type: ignore[union-attr]
+                        UnassignedReason.NO_ROOM)
+        for vid, ids in model.visit_nodes.items() if vid not in done]
+    return finish_plan(model.problem, routes, unassigned, seconds)
+
+
+def _to_assignment(built: _Built, model: _Model, states: list[RouteState]):
+    routing, manager = built.routing, built.manager
+    reloads: dict[int, list[int]] = {}
+    for k, n in enumerate(model.nodes):
+        if n.kind == "reload":
+            reloads.setdefault(n.owner, []).append(manager.NodeToIndex(k))
+    routes = []
+    for v, st in enumerate(states):
+        r = []
+        for it in st.items:
+            if it.kind == "visit":
+                r.append(manager.NodeToIndex(model.visit_nodes[it.visit_id or ""][it.copy]))
+            elif it.kind == "reload" and reloads.get(v):
+                r.append(reloads[v].pop())
+        routes.append(r)
+    return routing.ReadAssignmentFromRoutes(routes, True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,6 +222,7 @@ def _prepare(problem: Problem) -> _Model:
     allowed: dict[int, list[int]] = {}
     unassigned: list[UnassignedVisit] = []
     visit_nodes: dict[str, list[int]] = {}
+    allowed_by_visit: dict[str, list[int]] = {}
     n_vehicles = len(problem.caregivers)
     for visit in problem.visits:
         vehicles, reason, detail = _allowed_vehicles(problem, visit)
@@ -121,6 +238,7 @@ def _prepare(problem: Problem) -> _Model:
                 allowed[idx] = vehicles
             ids.append(idx)
         visit_nodes[visit.id] = ids
+        allowed_by_visit[visit.id] = vehicles
 
     opts = problem.options
     any_meals = any(n.demand > 0 for n in nodes)
@@ -133,7 +251,8 @@ def _prepare(problem: Problem) -> _Model:
                 nodes.append(_Node("reload", cg.start_location, 0, -cg.meal_box_capacity,
                                    owner=v))
                 allowed[idx] = [v]
-    return _Model(problem, nodes, starts, ends, allowed, unassigned, visit_nodes)
+    return _Model(problem, nodes, starts, ends, allowed, unassigned, visit_nodes,
+                  allowed_by_visit)
 
 
 def _allowed_vehicles(problem: Problem, visit: Visit
@@ -233,7 +352,8 @@ class _Built:
     horizon: int
 
 
-def _build(model: _Model, seed: int) -> _Built:
+def _build(model: _Model, seed: int, pair_starts: dict[str, int] | None = None,
+           breaks_in_model: bool = True) -> _Built:
     p = model.problem
     opts = p.options
     nodes = model.nodes
@@ -271,8 +391,8 @@ def _build(model: _Model, seed: int) -> _Built:
         if cg.max_work_minutes is not None:
             time_dim.SetSpanUpperBoundForVehicle(cg.max_work_minutes, v)
         # Make the finaliser leave the station as late as possible (compact, honest work times).
-        routing.AddVariableMaximizedByFinalizer(time_dim.CumulVar(routing.Start(v)))
-        routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(v)))
+        pass  # routing.AddVariableMaximizedByFinalizer(time_dim.CumulVar(routing.Start(v)))
+        pass  # routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(v)))
 
     penalties = _drop_penalties(model)
     solver = routing.solver()
@@ -295,21 +415,33 @@ def _build(model: _Model, seed: int) -> _Built:
             routing.AddDisjunction([i], penalties[visit.priority])
             allowed = model.allowed.get(ids[0])
             if allowed is not None:
-                routing.SetAllowedVehiclesForIndex(allowed, i)
-            routing.AddVariableMinimizedByFinalizer(cumul)
+                # SetAllowedVehiclesForIndex's Python binding rejects lists in OR-Tools 9.15; the
+                # vehicle var domain is equivalent (and OR-Tools filters moves on it).
+                routing.VehicleVar(i).SetValues([-1, *allowed])
+            pass  # routing.AddVariableMinimizedByFinalizer(cumul)
         if len(idxs) == 2:
             a, b = idxs
-            routing.AddSameActivityGroup([a, b])
-            solver.Add(time_dim.CumulVar(a) == time_dim.CumulVar(b))
+            # Both halves or neither (AddSameActivityGroup's binding rejects lists in 9.15).
+            solver.Add(routing.ActiveVar(a) == routing.ActiveVar(b))
             solver.Add(solver.IsDifferentVar(routing.VehicleVar(a), routing.VehicleVar(b))
                        >= routing.ActiveVar(a))
+            if pair_starts is None:
+                solver.Add(time_dim.CumulVar(a) == time_dim.CumulVar(b))
+            elif visit.id in pair_starts:
+                # With break intervals OR-Tools cannot schedule a cross-route equality (its
+                # per-route scheduling fails), so the pair keeps the constructed common start.
+                for i in idxs:
+                    time_dim.CumulVar(i).SetValue(pair_starts[visit.id])
+            else:
+                for i in idxs:
+                    routing.ActiveVar(i).SetValue(0)
 
     reload_idx = []
     for k, n in enumerate(nodes):
         if n.kind == "reload":
             i = manager.NodeToIndex(k)
             reload_idx.append(i)
-            routing.SetAllowedVehiclesForIndex([n.owner], i)
+            routing.VehicleVar(i).SetValues([-1, n.owner])
             routing.AddDisjunction([i], 0)
 
     if any(n.demand > 0 for n in nodes):
@@ -348,7 +480,7 @@ def _build(model: _Model, seed: int) -> _Built:
     breaks: dict[int, object] = {}
     visit_transits = [nodes[k].service for k in idx_node]
     for v, cg in enumerate(p.caregivers):
-        if cg.rest_break is None:
+        if cg.rest_break is None or not breaks_in_model:
             continue
         b = cg.rest_break
         iv = solver.FixedDurationIntervalVar(b.window.start, b.window.end - b.minutes, b.minutes,
@@ -360,24 +492,87 @@ def _build(model: _Model, seed: int) -> _Built:
     return _Built(routing, manager, time_dim, breaks, horizon)
 
 
-def _search_parameters(model: _Model, deadline: float):
+_CHEAP_OPERATORS = """local_search_operators {
+  use_global_cheapest_insertion_path_lns: BOOL_FALSE
+  use_local_cheapest_insertion_path_lns: BOOL_FALSE
+  use_relocate_path_global_cheapest_insertion_insert_unperformed: BOOL_FALSE
+  use_global_cheapest_insertion_visit_types_lns: BOOL_FALSE
+  use_local_cheapest_insertion_visit_types_lns: BOOL_FALSE
+  use_relocate_expensive_chain: BOOL_FALSE
+  use_lin_kernighan: BOOL_FALSE
+  use_shortest_path_swap_active: BOOL_FALSE
+  use_shortest_path_two_opt: BOOL_FALSE
+  use_swap_active_chain: BOOL_FALSE
+  use_relocate_subtrip: BOOL_FALSE
+  use_exchange_subtrip: BOOL_FALSE
+  use_make_chain_inactive: BOOL_FALSE
+}"""
+
+# Iterated local search: SISR ruin (string removals) + cheapest insertion, a descent with cheap
+# operators after each perturbation, simulated-annealing acceptance. Temperatures are in cost
+# units per unit of mean arc cost (tuned on Solomon: 50 and 1 at DIMACS x10 scale).
+_ILS = """iterated_local_search_parameters {
+  perturbation_strategy: RUIN_AND_RECREATE
+  ruin_recreate_parameters {
+    ruin_strategies { sisr { max_removed_sequence_size: %(seq)d avg_num_removed_visits: %(avg)d
+                             bypass_factor: 0.01 } }
+    recreate_strategy { heuristic: LOCAL_CHEAPEST_INSERTION }
+  }
+  improve_perturbed_solution: true
+  reference_solution_acceptance_strategy { simulated_annealing {
+    cooling_schedule_strategy: EXPONENTIAL
+    initial_temperature: %(t_init)f final_temperature: %(t_final)f } }
+  best_solution_acceptance_strategy { greedy_descent {} }
+}"""
+
+
+def _search_parameters(model: _Model, deadline: float, use_ils: bool):
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.first_solution_strategy = (
         routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION)
-    params.local_search_metaheuristic = (
-        routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH)
+    text_format.Merge(_CHEAP_OPERATORS, params)
+    if use_ils:
+        params.local_search_metaheuristic = (
+            routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT)
+        scale = _mean_arc(model) / _SOLOMON_MEAN_ARC
+        text_format.Merge(_ILS % {"seq": 10, "avg": 10, "t_init": 50.0 * scale,
+                                  "t_final": 1.0 * scale}, params)
+    else:
+        params.local_search_metaheuristic = (
+            routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH)
     remaining = deadline - time.monotonic()
-    # OR-Tools overruns by a little (GLS checks the clock between neighbourhoods): keep a margin.
+    # OR-Tools overruns a little (it checks the clock between neighbourhoods): keep a margin.
     limit = max(0.05, remaining * 0.97 - 0.05)
     params.time_limit.FromMilliseconds(int(limit * 1000))
+    # Restoring a first solution (and checking moves) with break intervals is a CP search bound by
+    # the LNS limit: the default 100 ms fails under load and the whole solve with it.
+    params.lns_time_limit.FromMilliseconds(int(max(0.2, min(2.0, limit / 4)) * 1000))
     return params
 
 
-def _initial_assignment(built: _Built, model: _Model):
-    return None
+# Mean distance from a Solomon customer to its 10 nearest others, DIMACS x10 (C1/R1/RC1 mix).
+_SOLOMON_MEAN_ARC = 80.0
 
 
-def _run(built: _Built, params, initial, deadline: float):
+def _mean_arc(model: _Model) -> float:
+    """Mean travel from a visit to its 10 nearest other visits (the scale of a typical move)."""
+    p = model.problem
+    mode = p.caregivers[0].travel_mode
+    mat = p.travel_times[mode]
+    locs = sorted({n.location for n in model.nodes if n.kind == "visit"})
+    if len(locs) < 2:
+        return _SOLOMON_MEAN_ARC
+    step = max(1, len(locs) // 200)  # a sample is enough
+    total, count = 0, 0
+    for a in locs[::step]:
+        row = mat[a]
+        near = sorted(row[b] for b in locs if b != a)[:10]
+        total += sum(near)
+        count += len(near)
+    return max(1.0, total / max(1, count))
+
+
+def _run(built: _Built, params, initial, deadline: float, use_ils: bool):
     routing = built.routing
 
     def stop_at_deadline() -> None:
@@ -385,6 +580,11 @@ def _run(built: _Built, params, initial, deadline: float):
             routing.CancelSearch()
 
     routing.AddAtSolutionCallback(stop_at_deadline)
+    # GLS overruns its own time limit on large models; this limit is polled inside the search.
+    solver = routing.solver()
+    routing.AddSearchMonitor(solver.CustomLimit(lambda: time.monotonic() >= deadline))
+    if use_ils:
+        return routing.SolveWithIteratedLocalSearch(params)
     if initial is not None:
         return routing.SolveFromAssignmentWithParameters(initial, params)
     return routing.SolveWithParameters(params)
@@ -394,17 +594,50 @@ def _run(built: _Built, params, initial, deadline: float):
 # Reading the solution back into a Plan (times re-derived, starts from the solver).
 
 
+def _sequences(built: _Built, model: _Model, solution) -> list[list[tuple[_Node, int]]]:
+    routing, manager, time_dim = built.routing, built.manager, built.time_dim
+    out = []
+    for v in range(len(model.problem.caregivers)):
+        seq = []
+        i = solution.Value(routing.NextVar(routing.Start(v)))
+        while not routing.IsEnd(i):
+            seq.append((model.nodes[manager.IndexToNode(i)], solution.Value(time_dim.CumulVar(i))))
+            i = solution.Value(routing.NextVar(i))
+        out.append(seq)
+    return out
+
+
+def _extract_placing_breaks(built: _Built, model: _Model, solution, t0: float) -> Plan:
+    """Routes optimised without break intervals: rebuild them, then fit every break."""
+    p = model.problem
+    states = []
+    for v, seq in enumerate(_sequences(built, model, solution)):
+        items = []
+        for node, start in seq:
+            if node.kind == "reload":
+                items.append(Item("reload", node.location, 0, ((0, built.horizon),),
+                                  demand=node.demand))
+            else:
+                assert node.visit is not None
+                pair = len(model.visit_nodes[node.visit.id]) == 2
+                items.append(visit_item(node.visit, node.copy, start if pair else None))
+        states.append(RouteState(p, p.caregivers[v], items))
+    left = fit_breaks(p, states, model.allowed_by_visit)
+    del left  # reported below as unassigned, like every visit not on a route
+    return _plan_from_states(model, states, time.monotonic() - t0)
+
+
 def _extract(built: _Built, model: _Model, solution, seconds: float) -> Plan:
     p = model.problem
     routing, manager, time_dim = built.routing, built.manager, built.time_dim
     routes: list[Route] = []
     assigned: set[str] = set()
     for v, cg in enumerate(p.caregivers):
-        seq: list[tuple[_Node, int]] = []
+        seq: list[tuple[Visit | None, int, int]] = []
         i = solution.Value(routing.NextVar(routing.Start(v)))
         while not routing.IsEnd(i):
             node = model.nodes[manager.IndexToNode(i)]
-            seq.append((node, solution.Value(time_dim.CumulVar(i))))
+            seq.append((node.visit, node.location, solution.Value(time_dim.CumulVar(i))))
             i = solution.Value(routing.NextVar(i))
         brk = None
         if v in built.breaks:
@@ -412,7 +645,7 @@ def _extract(built: _Built, model: _Model, solution, seconds: float) -> Plan:
             bs = solution.StartValue(iv)
             brk = (bs, solution.EndValue(iv))
         start_cumul = solution.Value(time_dim.CumulVar(routing.Start(v)))
-        route = _retime(p, cg, seq, brk, start_cumul)
+        route = route_from_starts(p, cg, seq, brk, start_cumul)
         if route.stops:
             routes.append(route)
             assigned.update(route.visit_ids)
@@ -423,77 +656,3 @@ def _extract(built: _Built, model: _Model, solution, seconds: float) -> Plan:
             assert visit is not None
             unassigned.append(UnassignedVisit(vid, visit.priority, UnassignedReason.NO_ROOM))
     return finish_plan(p, routes, unassigned, seconds)
-
-
-def _retime(p: Problem, cg: Caregiver, seq: list[tuple[_Node, int]],
-            brk: tuple[int, int] | None, start_cumul: int) -> Route:
-    """Build the route's stops from the solver's start times; arrival/waiting are re-derived."""
-    mode = cg.travel_mode
-    stops: list[Stop] = []
-    prev_loc, prev_end = cg.start_location, start_cumul
-    placement: BreakPlacement | None = None
-    # Leave the station as late as the first stop allows (keeping a break taken on the way out).
-    if seq:
-        first_node, first_start = seq[0]
-        go = p.travel(mode, prev_loc, first_node.location)
-        if brk is not None and start_cumul <= brk[0] and brk[1] <= first_start:
-            latest = min(brk[0], first_start - go - (brk[1] - brk[0]))
-        else:
-            latest = first_start - go
-        prev_end = max(start_cumul, latest)
-    route_start = prev_end
-    for k, (node, start) in enumerate(seq):
-        travel = p.travel(mode, prev_loc, node.location)
-        pause = 0
-        if brk is not None and placement is None and prev_end <= brk[0] and brk[1] <= start:
-            placement = BreakPlacement(brk[0], brk[1], k)
-            pause = brk[1] - brk[0]
-        arrival = prev_end + travel
-        waiting = max(0, start - arrival - pause)
-        if node.kind == "reload":
-            stops.append(Stop(None, node.location, arrival, start, start, travel, waiting,
-                              StopKind.RELOAD))
-            end = start
-        else:
-            assert node.visit is not None
-            end = start + node.visit.duration
-            stops.append(Stop(node.visit.id, node.location, arrival, start, end, travel, waiting))
-        prev_loc, prev_end = node.location, end
-    back = p.travel(mode, prev_loc, cg.return_location)
-    route_end = prev_end + back
-    if brk is not None and placement is None and stops:
-        if brk[0] >= route_end:  # after the day's work, at the station
-            placement = BreakPlacement(brk[0], brk[1], len(stops))
-        elif brk[0] >= prev_end:  # on the way back
-            placement = BreakPlacement(brk[0], brk[1], len(stops))
-            route_end = max(prev_end + back + (brk[1] - brk[0]), brk[1])
-        elif brk[1] <= route_start:  # before leaving
-            placement = BreakPlacement(brk[0], brk[1], 0)
-    return Route(cg.id, tuple(stops), route_start, route_end, back, placement)
-
-
-def finish_plan(p: Problem, routes: list[Route], unassigned: list[UnassignedVisit],
-                seconds: float) -> Plan:
-    """A Plan with objective terms computed from the routes (shared by solve/replan/insertion)."""
-    visits = p.visits_by_id()
-    travel = sum(r.travel for r in routes)
-    dropped: dict[Priority, int] = {}
-    for u in unassigned:
-        dropped[u.priority] = dropped.get(u.priority, 0) + 1
-    misses = 0
-    for r in routes:
-        for vid in r.visit_ids:
-            v = visits.get(vid)
-            if v is not None and v.preferred_caregiver_ids and r.caregiver_id not in \
-                    v.preferred_caregiver_ids:
-                misses += 1
-    works = [r.end - r.start for r in routes if r.stops]
-    spread = (max(works) - min(works)) if works else 0
-    status = PlanStatus.FEASIBLE if not unassigned else PlanStatus.PARTIAL
-    return Plan(tuple(routes), tuple(unassigned),
-                ObjectiveTerms(travel, 0, dropped, misses, spread), seconds, status)
-
-
-def _empty_plan(p: Problem, model: _Model, seconds: float) -> Plan:
-    return finish_plan(p, [], list(model.unassigned), seconds)
-
