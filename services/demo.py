@@ -59,7 +59,10 @@ def seed_ledger(app: Any) -> None:
 def seed_timebank(app: Any) -> None:
     for c in CAREGIVERS:
         if c["kind"] is CaregiverKind.VOLUNTEER:
-            app.open_account(c["caregiver_id"])
+            app.join(c["caregiver_id"], AREA, display_name=c["name"])  # one bank per district
+    for e in ELDERS:  # elders may redeem credits gifted to them (age-gated on the birth date)
+        app.join(e["elder_id"], AREA, birth_date=e["facts"]["birth_date"], display_name=e["name"])
+    app.grant(AREA, 100 * 60, "demo-reserve-grant")
 
 
 SEEDERS = {"dispatch": seed_dispatch, "ledger": seed_ledger, "timebank": seed_timebank}

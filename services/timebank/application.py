@@ -1,26 +1,95 @@
-"""Time bank: volunteers' credit accounts and earning (commands and queries)."""
+"""Time bank (时间银行): accounts, earning, holds for visits, gifts, redemption, the reserve and
+federation between banks (commands, queries, the consumer policy and the outbox translation).
+
+Every movement of credits is a double-entry transfer. Commands load what they change, apply the
+rules and save all of it at once; a concurrent change of the same account makes the save fail on
+the aggregate's version (optimistic concurrency), and the command is run again on fresh state,
+so a balance is never spent twice.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
-from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import IntegrityError
+from prometheus_client import Gauge
 
 from contracts.envelope import IntegrationEvent
-from contracts.events.funding import CreditsEarned
-from contracts.events.visits import VisitVerified
-from contracts.topics import VISITS
-from contracts.values import CaregiverKind
-from services.runtime.double_entry import Account, TransferFacts, open_transfer
+from contracts.events.funding import (
+    CreditsEarned,
+    CreditsGifted,
+    CreditsHoldRequested,
+    CreditsRedeemed,
+    CreditsReleased,
+    CreditsReservationRejected,
+    CreditsReserved,
+    ReservationRejected,
+    ReservationReleased,
+    VisitCharged,
+)
+from contracts.events.orders import OrderPlaced
+from contracts.events.visits import VisitCancelled, VisitScheduled, VisitVerified
+from contracts.topics import FUNDING, VISITS
+from contracts.values import CaregiverKind, FundingSource
+from services.runtime.double_entry import (
+    Account,
+    Transfer,
+    TransferFacts,
+    TransferState,
+    open_transfer,
+    post_pending,
+    void_pending,
+)
 from services.runtime.eventstore import ServiceApplication
 from services.runtime.outbox import integration_event_id
+from services.runtime.readmodel import FollowingReadModel
 from services.timebank.domain.credits import (
+    SOURCE_KINDS,
     Earning,
-    credited_minutes,
+    Gift,
+    Hold,
+    Member,
+    Redemption,
+    Settlement,
+    Tally,
+    account_opening,
+    bank_of_account,
+    clearing_account,
+    community_fund_account,
+    grants_account,
     issuance_account,
-    volunteer_account,
+    lapsed_account,
+    redeemed_account,
+    reserve_account,
+    reserve_paid_account,
+)
+from services.timebank.domain.rules import (
+    RuleError,
+    TimebankRules,
+    assess_earning,
+    confirmation_refusal,
+)
+
+T = TypeVar("T")
+
+LIABILITY_RATIO = Gauge(
+    "homecare_timebank_liability_ratio",
+    "Credits outstanding per minute the bank can honour (reserve + monthly volunteer capacity)",
+    ["bank"],
+)
+RESERVE_MINUTES = Gauge(
+    "homecare_timebank_reserve_minutes", "Minutes of paid care the reserve can still fund",
+    ["bank"],
 )
 
 
@@ -30,99 +99,750 @@ class NotFound(LookupError):
 
 @dataclass
 class CreditBalance:
-    volunteer_id: str
+    person_id: str
+    bank_id: str
     account: str
     balance_minutes: int
     held_minutes: int
     available_minutes: int
     earned_minutes: int
 
+    @property
+    def volunteer_id(self) -> str:  # the name the first version used
+        return self.person_id
+
+
+@dataclass
+class Liability:
+    bank_id: str
+    outstanding_minutes: int  # credits members and the community fund hold
+    held_minutes: int
+    reserve_minutes: int  # paid care the reserve can still fund
+    volunteer_capacity_minutes: int  # credits earned in the last 30 days: service the bank sees
+    liability_ratio: float | None  # outstanding / (reserve + capacity)
+    reserve_paid_last_30d: int
+    grants_last_30d: int
+    reserve_burn_per_day: float
+    days_until_reserve_short: float | None
+    reserve_short_on: str | None
+
+
+class _Books:
+    """The aggregates one unit of work touches, each loaded once."""
+
+    def __init__(self, app: TimebankApplication) -> None:
+        self.app = app
+        self.loaded: dict[UUID, Any] = {}
+        self.changed: dict[UUID, Any] = {}
+
+    def account(self, code: str) -> Account:
+        account_id = Account.create_id(code)
+        if account_id not in self.loaded:
+            found = self.app.get_or_none(account_id)
+            self.loaded[account_id] = found or Account(code=code, **account_opening(code))
+        return self.loaded[account_id]
+
+    def get(self, aggregate_id: UUID) -> Any:
+        if aggregate_id not in self.loaded:
+            self.loaded[aggregate_id] = self.app.get_or_none(aggregate_id)
+        return self.loaded[aggregate_id]
+
+    def add(self, *aggregates: Any) -> None:
+        for aggregate in aggregates:
+            self.loaded[aggregate.id] = aggregate
+            self.changed[aggregate.id] = aggregate
+
+    def aggregates(self) -> list[Any]:
+        # Accounts change through transfers: save every loaded one with pending events.
+        touched = [a for a in self.loaded.values()
+                   if a is not None and a.id not in self.changed and a.pending_events]
+        return [*self.changed.values(), *touched]
+
+    def transfer(self, key: str, debit_code: str, credit_code: str, amount: int, *,
+                 pending: bool, facts: TransferFacts,
+                 expires_at: datetime | None = None) -> Transfer:
+        transfer = open_transfer(key, self.account(debit_code), self.account(credit_code),
+                                 amount, pending=pending, facts=facts, expires_at=expires_at)
+        self.add(transfer)
+        return transfer
+
 
 class TimebankApplication(ServiceApplication):
     name = "Timebank"
-    subscriptions: dict[str, set[str]] = {VISITS: {"VisitVerified"}}
+    subscriptions: dict[str, set[str]] = {
+        VISITS: {"VisitScheduled", "VisitVerified", "VisitCancelled"},
+        FUNDING: {"CreditsHoldRequested", "VisitCharged", "ReservationRejected",
+                  "ReservationReleased"},
+    }
 
-    def __init__(self, env: dict[str, str] | None = None, multiplier_permille: int = 1000) -> None:
+    def __init__(self, env: dict[str, str] | None = None, rules: TimebankRules | None = None,
+                 timezone: str = "Asia/Shanghai") -> None:
         super().__init__(env)
-        self.multiplier_permille = multiplier_permille
+        self.rules = rules or TimebankRules()
+        self.tz = ZoneInfo(timezone)
+        self._index_lock = threading.Lock()
+        self._transfers_by_account: dict[UUID, list[UUID]] = defaultdict(list)
+        self._accounts: dict[str, UUID] = {}  # code -> id
+        self._open_holds: dict[str, datetime] = {}  # visit_id -> expires_at
+        self._earned: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # bank
+        self._members: set[str] = set()
+        self.index = FollowingReadModel(self, self._index)
 
-    def open_account(self, volunteer_id: str) -> Account:
-        code = volunteer_account(volunteer_id)
-        try:
-            return self.repository.get(Account.create_id(code))
-        except AggregateNotFoundError:
-            account = Account(code=code, debits_must_not_exceed_credits=True,
-                              owner_id=volunteer_id, kind="volunteer")
-            self.save(account)
-            return account
+    # Read model ------------------------------------------------------------------------------
+    def _index(self, e: Any) -> None:
+        kind = type(e).__qualname__
+        if kind == "Transfer.Created":
+            for account_id in (e.debit_account_id, e.credit_account_id):
+                self._transfers_by_account[account_id].append(e.originator_id)
+        elif kind == "Account.Opened":
+            self._accounts[e.code] = e.originator_id
+        elif kind == "Hold.Opened" and e.held_minutes > 0:
+            self._open_holds[e.visit_id] = e.expires_at
+        elif kind in ("Hold.Redeemed", "Hold.Released"):
+            hold = self.repository.get(e.originator_id, version=1)
+            self._open_holds.pop(hold.visit_id, None)
+        elif kind == "Earning.Recorded" and e.credited_minutes > 0:
+            self._earned[e.bank_id].append((e.timestamp, e.credited_minutes))
+        elif kind == "Member.Joined":
+            self._members.add(e.person_id)
 
-    def balance(self, volunteer_id: str) -> CreditBalance:
-        code = volunteer_account(volunteer_id)
-        try:
-            account = self.repository.get(Account.create_id(code))
-        except AggregateNotFoundError:
-            raise NotFound(f"no time-bank account for {volunteer_id}") from None
-        return CreditBalance(volunteer_id, code, account.balance, account.debits_pending,
-                             account.available, account.credits_posted)
+    # Unit of work with optimistic concurrency ------------------------------------------------
+    def _run(self, build: Callable[[_Books], T], attempts: int = 50) -> T:
+        """Build the change on fresh state and save it; on a version conflict (someone changed
+        one of the same aggregates meanwhile) run it again."""
+        for attempt in range(attempts):
+            books = _Books(self)
+            result = build(books)
+            try:
+                self.save(*books.aggregates())
+                return result
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+        raise AssertionError("unreachable")
 
+    # Members and accounts --------------------------------------------------------------------
+    def _member(self, books: _Books, person_id: str, bank_id: str) -> Member:
+        member = books.get(Member.create_id(person_id))
+        if member is None:
+            member = Member(person_id=person_id, bank_id=bank_id)
+            books.add(member)
+            books.account(member.account_code)
+        return member
+
+    def join(self, person_id: str, bank_id: str, birth_date: date | None = None,
+             hardship: bool = False, display_name: str | None = None) -> Member:
+        """Open (or update) a person's membership and account in a bank."""
+        def build(books: _Books) -> Member:
+            member = books.get(Member.create_id(person_id))
+            if member is None:
+                member = Member(person_id=person_id, bank_id=bank_id, birth_date=birth_date,
+                                hardship=hardship, display_name=display_name)
+                books.account(member.account_code)
+                books.add(member)
+            elif (member.birth_date, member.hardship, member.display_name) != (
+                    birth_date or member.birth_date, hardship, display_name or member.display_name):
+                member.change_details(birth_date=birth_date or member.birth_date,
+                                      hardship=hardship,
+                                      display_name=display_name or member.display_name)
+                books.add(member)
+            return member
+        return self._run(build)
+
+    def open_account(self, person_id: str, bank_id: str | None = None) -> Member:
+        """Kept for the first version's callers: join the given (or default) bank."""
+        found = self.get_or_none(Member.create_id(person_id))
+        if found is not None:
+            return found
+        return self.join(person_id, bank_id or self.rules.default_bank_id)
+
+    def member(self, person_id: str) -> Member:
+        found = self.get_or_none(Member.create_id(person_id))
+        if found is None:
+            raise NotFound(f"{person_id} is not a member of any time bank")
+        return found
+
+    def account_by_code(self, code: str) -> Account:
+        found = self.get_or_none(Account.create_id(code))
+        if found is None:
+            raise NotFound(f"no time-bank account {code}")
+        return found
+
+    def _resolve_account(self, books: _Books, account_id: str, bank_id: str) -> str:
+        """An account code as it is, or a bare person id resolved to their own account
+        (joining the bank of the visit if the person was never seen)."""
+        if books.get(Account.create_id(account_id)) is not None:
+            return account_id
+        return self._member(books, account_id, bank_id).account_code
+
+    def balance(self, person_id: str) -> CreditBalance:
+        member = self.member(person_id)
+        account = self.account_by_code(member.account_code)
+        return CreditBalance(person_id, member.bank_id, account.code, account.balance,
+                             account.debits_pending, account.available, account.credits_posted)
+
+    def history(self, person_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Movements of a person's account, newest first, with sign and reason."""
+        account = self.account_by_code(self.member(person_id).account_code)
+        self.index.catch_up()
+        rows = []
+        for transfer_id in reversed(self._transfers_by_account[account.id][-limit:]):
+            t = self.repository.get(transfer_id)
+            sign = -1 if t.debit_account_id == account.id else 1
+            amount = t.posted_amount if t.state is TransferState.POSTED else t.amount
+            rows.append({"transfer": t.key, "state": t.state.value, "minutes": sign * amount,
+                         "reason": t.reason, "visit_id": t.visit_id,
+                         "at": t.created_on.isoformat()})
+        return rows
+
+    # Earning ---------------------------------------------------------------------------------
     def earning_for(self, visit_id: str) -> Earning:
-        try:
-            return self.repository.get(Earning.create_id(visit_id))
-        except AggregateNotFoundError:
-            raise NotFound(f"no credits earned for visit {visit_id}") from None
+        found = self.get_or_none(Earning.create_id(visit_id))
+        if found is None:
+            raise NotFound(f"no credits earned for visit {visit_id}")
+        return found
+
+    def _earn(self, books: _Books, event: VisitVerified) -> None:
+        p = event.payload
+        if books.get(Earning.create_id(p.visit_id)) is not None:
+            return  # earned already for this visit
+        visit_bank = self.rules.bank_of_area(event.service_area_id)
+        member = self._member(books, p.caregiver_id, visit_bank)
+        bank = member.bank_id  # credits are deposited in the volunteer's own bank (通存)
+        account = books.account(member.account_code)
+        day = p.started_at.astimezone(self.tz).date()
+        rule = self.rules.multipliers.rule_for(p.service_type.value, day)
+        common = dict(
+            visit_id=p.visit_id, volunteer_id=p.caregiver_id, account_code=account.code,
+            service_area_id=event.service_area_id, served_minutes=p.actual_minutes,
+            multiplier_permille=rule.permille, cause_event_id=str(event.event_id),
+            correlation_id=str(event.correlation_id), bank_id=bank,
+            service_type=p.service_type.value, confirmation=p.confirmation.value,
+            rule_version=rule.version)
+        refusal = confirmation_refusal(p.confirmation.value)
+        if refusal is not None:
+            books.add(Earning(**common, credited_minutes=0, balance_after_minutes=account.balance,
+                              not_credited_minutes=p.actual_minutes, reason=refusal))
+            return
+        tally = books.get(Tally.create_id(f"earned:{p.caregiver_id}:{day}"))
+        if tally is None:
+            tally = Tally(key=f"earned:{p.caregiver_id}:{day}")
+        assessed = assess_earning(p.actual_minutes, rule.permille, tally.total, account.balance,
+                                  self.rules.caps)
+        facts = TransferFacts(f"credits for verified volunteer service ({rule.version})",
+                              p.visit_id, str(event.event_id))
+        if assessed.credited:
+            books.transfer(f"earn:{p.visit_id}", issuance_account(bank), account.code,
+                           assessed.credited, pending=False, facts=facts)
+        if assessed.donated:
+            books.transfer(f"earn:{p.visit_id}:donated", issuance_account(bank),
+                           community_fund_account(bank), assessed.donated, pending=False,
+                           facts=TransferFacts("earned above the balance cap: donated to the "
+                                               "community fund", p.visit_id, str(event.event_id)))
+        if assessed.credited or assessed.donated:
+            tally.add(minutes=assessed.credited + assessed.donated, ref=p.visit_id)
+            books.add(tally)
+        books.add(Earning(**common, credited_minutes=assessed.credited,
+                          balance_after_minutes=account.balance,
+                          donated_minutes=assessed.donated,
+                          not_credited_minutes=assessed.not_credited, reason=assessed.reason))
+
+    # Routing credits between accounts, across banks through clearing accounts ----------------
+    def _route_target(self, from_code: str, to_code: str) -> str:
+        """Where a movement from ``from_code`` lands in the payer's own bank."""
+        from_bank, to_bank = bank_of_account(from_code), bank_of_account(to_code)
+        return to_code if from_bank == to_bank else clearing_account(from_bank, to_bank)
+
+    def _bilateral_room(self, books: _Books, from_bank: str, to_bank: str) -> int:
+        """How many more credits ``from_bank`` may come to owe ``to_bank`` before clearing."""
+        if from_bank == to_bank:
+            return 1 << 62
+        owed = books.account(clearing_account(from_bank, to_bank))
+        position = owed.credits_posted + owed.credits_pending - owed.debits_posted
+        return max(0, self.rules.bilateral_limit_minutes - position)
+
+    def _land(self, books: _Books, key: str, from_code: str, to_code: str, amount: int,
+              facts: TransferFacts) -> None:
+        """Second half of a cross-bank movement: the receiving bank pays out of its clearing
+        account with the payer (which goes negative: the payer owes it)."""
+        from_bank, to_bank = bank_of_account(from_code), bank_of_account(to_code)
+        if from_bank != to_bank and amount > 0:
+            books.transfer(f"{key}:landed", clearing_account(to_bank, from_bank), to_code,
+                           amount, pending=False, facts=facts)
+
+    def _move(self, books: _Books, key: str, from_code: str, to_code: str, amount: int,
+              facts: TransferFacts) -> None:
+        """A posted movement of credits, through the clearing accounts if banks differ."""
+        from_bank, to_bank = bank_of_account(from_code), bank_of_account(to_code)
+        if amount > self._bilateral_room(books, from_bank, to_bank):
+            raise RuleError(f"bank {from_bank} would owe {to_bank} more than the bilateral limit "
+                            f"of {self.rules.bilateral_limit_minutes} min before clearing")
+        books.transfer(key, from_code, self._route_target(from_code, to_code), amount,
+                       pending=False, facts=facts)
+        self._land(books, key, from_code, to_code, amount, facts)
+
+    # Holds for visits (the funding protocol) -------------------------------------------------
+    def hold_for_visit(self, visit_id: str, account_id: str, minutes: int, service_area_id: str,
+                       expires_at: datetime | None = None, *, volunteer_id: str | None = None,
+                       cause_event_id: str | None = None,
+                       correlation_id: str | None = None) -> Hold:
+        """Hold up to ``minutes`` of an account's available credits for a visit (a command, as
+        the consumer does it on CreditsHoldRequested; safe under concurrency)."""
+        def build(books: _Books) -> Hold:
+            return self._hold(books, visit_id, account_id, minutes, service_area_id,
+                              expires_at or datetime.now(UTC) + self.rules.hold_expiry,
+                              volunteer_id, cause_event_id or str(uuid4()),
+                              correlation_id or str(uuid4()))
+        return self._run(build)
+
+    def _hold(self, books: _Books, visit_id: str, account_id: str, minutes: int,
+              service_area_id: str, expires_at: datetime, volunteer_id: str | None,
+              cause_event_id: str, correlation_id: str) -> Hold:
+        existing = books.get(Hold.create_id(visit_id))
+        if existing is not None:
+            return existing  # one hold per visit: a repeated request gets the same answer
+        visit_bank = self.rules.bank_of_area(service_area_id)
+        code = self._resolve_account(books, account_id, visit_bank)
+        if volunteer_id is not None:
+            target = self._member(books, volunteer_id, visit_bank).account_code
+        else:
+            target = redeemed_account(visit_bank)
+        account = books.account(code)
+        from_bank = bank_of_account(code)
+        available = max(0, account.available)
+        held = min(minutes, available, self._bilateral_room(books, from_bank, visit_bank))
+        reason = "held" if held == minutes else "partly held: not enough credits available"
+        if held == 0:
+            reason = ("no credits available" if available == 0 else
+                      f"bank {from_bank} is at its bilateral limit with {visit_bank}")
+        key = f"hold:{visit_id}"
+        if held > 0:
+            books.transfer(key, code, self._route_target(code, target), held, pending=True,
+                           facts=TransferFacts("credits held for a visit", visit_id,
+                                               cause_event_id, FundingSource.TIME_CREDITS),
+                           expires_at=expires_at)
+        hold = Hold(visit_id=visit_id, kind="volunteer" if volunteer_id else "ledger",
+                    account_code=code, requested_minutes=minutes, held_minutes=held,
+                    available_minutes=available, reason=reason, transfer_key=key,
+                    credit_code=target, visit_bank_id=visit_bank, expires_at=expires_at,
+                    service_area_id=service_area_id, cause_event_id=cause_event_id,
+                    correlation_id=correlation_id, volunteer_id=volunteer_id)
+        books.add(hold)
+        return hold
+
+    def hold_for(self, visit_id: str) -> Hold:
+        found = self.get_or_none(Hold.create_id(visit_id))
+        if found is None:
+            raise NotFound(f"no credits held for visit {visit_id}")
+        return found
+
+    def _open_hold(self, books: _Books, visit_id: str) -> tuple[Hold, Transfer] | None:
+        hold = books.get(Hold.create_id(visit_id))
+        if hold is None or hold.state != "held":
+            return None
+        return hold, books.get(Transfer.create_id(hold.transfer_key))
+
+    def _redeem(self, books: _Books, visit_id: str, minutes: int, cause: str,
+                correlation: str, paid_to: str | None = None) -> None:
+        """Post ``minutes`` (at most what is held) of a visit's hold, release the rest."""
+        found = self._open_hold(books, visit_id)
+        if found is None:
+            return
+        hold, transfer = found
+        minutes = min(minutes, hold.held_minutes)
+        target = paid_to or hold.credit_code
+        debit = books.account(hold.account_code)
+        credit = books.account(self._route_target(hold.account_code, hold.credit_code))
+        if minutes == 0:
+            void_pending(transfer, debit, credit, reason="nothing charged", cause_event_id=cause)
+            hold.release(reason="nothing charged", cause_event_id=cause,
+                         correlation_id=correlation)
+            books.add(hold)
+            return
+        facts = TransferFacts("credits redeemed for a verified visit", visit_id, cause,
+                              FundingSource.TIME_CREDITS)
+        if target == hold.credit_code:
+            post_pending(transfer, debit, credit, minutes, cause_event_id=cause)
+            self._land(books, hold.transfer_key, hold.account_code, target, minutes, facts)
+        else:  # served by someone else than planned: release the hold, pay who served
+            void_pending(transfer, debit, credit, reason="served by another volunteer",
+                         cause_event_id=cause)
+            self._move(books, f"{hold.transfer_key}:to:{target}", hold.account_code, target,
+                       minutes, facts)
+        if hold.kind == "ledger":
+            # The ledger paid the provider from the reserve's funding account: the reserve's
+            # own books show the same minutes paid out.
+            bank = hold.visit_bank_id
+            books.transfer(f"reserve-paid:{visit_id}", reserve_account(bank),
+                           reserve_paid_account(bank), minutes, pending=False,
+                           facts=TransferFacts("reserve paid a provider for a redemption",
+                                               visit_id, cause, FundingSource.RESERVE))
+        hold.redeem(minutes=minutes, released_minutes=hold.held_minutes - minutes,
+                    cause_event_id=cause, correlation_id=correlation, paid_to=target)
+        books.add(hold)
+
+    def _release(self, books: _Books, visit_id: str, reason: str, cause: str,
+                 correlation: str) -> None:
+        found = self._open_hold(books, visit_id)
+        if found is None:
+            return  # nothing held, or settled already: releasing is idempotent
+        hold, transfer = found
+        void_pending(transfer, books.account(hold.account_code),
+                     books.account(self._route_target(hold.account_code, hold.credit_code)),
+                     reason=reason, cause_event_id=cause)
+        hold.release(reason=reason, cause_event_id=cause, correlation_id=correlation)
+        books.add(hold)
+
+    def release_hold(self, visit_id: str, reason: str) -> None:
+        self._run(lambda books: self._release(books, visit_id, reason, str(uuid4()),
+                                              str(uuid4())))
+
+    def expire_holds(self, now: datetime | None = None) -> list[str]:
+        """The time bank's own safety net: release holds past their expiry."""
+        now = now or datetime.now(UTC)
+        self.index.catch_up()
+        expired = [v for v, at in list(self._open_holds.items()) if at <= now]
+        for visit_id in expired:
+            self.release_hold(visit_id, "expired")
+        return expired
+
+    # Gifts -----------------------------------------------------------------------------------
+    def give(self, from_person: str, minutes: int, to_person: str | None = None,
+             note: str | None = None, gift_id: str | None = None,
+             on: date | None = None) -> Gift:
+        """Give credits to a relative (``to_person``) or to the community fund (None).
+        Limits per gift and per month; only available credits (never what is held)."""
+        gift_id = gift_id or str(uuid4())
+        on = on or datetime.now(self.tz).date()
+        limits = self.rules.gifts
+
+        def build(books: _Books) -> Gift:
+            existing = books.get(Gift.create_id(gift_id))
+            if existing is not None:
+                return existing
+            if minutes <= 0:
+                raise RuleError("a gift is a positive number of minutes")
+            if minutes > limits.max_per_gift_minutes:
+                raise RuleError(f"at most {limits.max_per_gift_minutes} min per gift")
+            giver = books.get(Member.create_id(from_person))
+            if giver is None:
+                raise NotFound(f"{from_person} is not a member of any time bank")
+            key = f"gifts:{from_person}:{on:%Y-%m}"
+            tally = books.get(Tally.create_id(key)) or Tally(key=key)
+            if tally.total + minutes > limits.max_per_month_minutes:
+                raise RuleError(f"at most {limits.max_per_month_minutes} min of gifts a month; "
+                                f"{tally.total} given this month")
+            if to_person is None:
+                to_code = community_fund_account(giver.bank_id)
+            else:
+                if to_person == from_person:
+                    raise RuleError("a gift goes to someone else")
+                to_code = self._member(books, to_person, giver.bank_id).account_code
+            account = books.account(giver.account_code)
+            if account.available < minutes:
+                raise RuleError(f"{account.available} min available (held credits cannot be "
+                                f"given); {minutes} asked")
+            self._move(books, f"gift:{gift_id}", giver.account_code, to_code, minutes,
+                       TransferFacts(f"gift{': ' + note if note else ''}"))
+            tally.add(minutes=minutes, ref=gift_id)
+            gift = Gift(gift_id=gift_id, from_person=from_person,
+                        from_account=giver.account_code, to_person=to_person, to_account=to_code,
+                        minutes=minutes, note=note, service_area_id=giver.bank_id,
+                        correlation_id=str(uuid4()))
+            books.add(tally, gift)
+            return gift
+        return self._run(build)
+
+    def gift(self, gift_id: str) -> Gift:
+        found = self.get_or_none(Gift.create_id(gift_id))
+        if found is None:
+            raise NotFound(f"no gift {gift_id}")
+        return found
+
+    # Redemption: an order for care paid with credits -----------------------------------------
+    def redeem(self, redeemer_id: str, elder_id: str, service_type: str, minutes: int,
+               requested_date: date, service_area_id: str, *, redemption_id: str | None = None,
+               beneficiary_birth_date: date | None = None, hardship: bool | None = None,
+               notes: str | None = None) -> Redemption:
+        """Place an order in dispatch (through the outbox) paid with the redeemer's credits, for
+        the redeemer or someone they care for; age-gated on the person who gets the care."""
+        redemption_id = redemption_id or str(uuid4())
+
+        def build(books: _Books) -> Redemption:
+            existing = books.get(Redemption.create_id(redemption_id))
+            if existing is not None:
+                return existing
+            if minutes <= 0:
+                raise RuleError("redeem a positive number of minutes")
+            redeemer = books.get(Member.create_id(redeemer_id))
+            if redeemer is None:
+                raise NotFound(f"{redeemer_id} is not a member of any time bank")
+            beneficiary = books.get(Member.create_id(elder_id))
+            birth = beneficiary_birth_date or (beneficiary.birth_date if beneficiary else None)
+            poor = hardship if hardship is not None else bool(beneficiary and beneficiary.hardship)
+            refusal = self.rules.redemption_age.refusal(birth, poor, requested_date)
+            if refusal is not None:
+                raise RuleError(refusal)
+            account = books.account(redeemer.account_code)
+            if account.available < minutes:
+                raise RuleError(f"{account.available} min available; {minutes} asked")
+            redemption = Redemption(
+                redemption_id=redemption_id, order_id=f"tb-{redemption_id}",
+                redeemer_id=redeemer_id, account_code=redeemer.account_code, elder_id=elder_id,
+                service_type=service_type, minutes=minutes, requested_date=requested_date,
+                service_area_id=service_area_id, correlation_id=str(uuid4()), notes=notes)
+            books.add(redemption)
+            return redemption
+        return self._run(build)
+
+    # Reserve (储备机制) -----------------------------------------------------------------------
+    def grant(self, bank_id: str, minutes: int, reference: str) -> Transfer:
+        """A grant funds the reserve with minutes of paid care (once per reference)."""
+        if minutes <= 0:
+            raise RuleError("a grant is a positive number of minutes")
+
+        def build(books: _Books) -> Transfer:
+            existing = books.get(Transfer.create_id(f"grant:{bank_id}:{reference}"))
+            if existing is not None:
+                return existing
+            return books.transfer(f"grant:{bank_id}:{reference}", grants_account(bank_id),
+                                  reserve_account(bank_id), minutes, pending=False,
+                                  facts=TransferFacts(f"grant {reference} to the reserve",
+                                                      funding_source=FundingSource.RESERVE))
+        return self._run(build)
+
+    def lapse(self, person_id: str, minutes: int, reason: str, reference: str) -> Transfer:
+        """Credits lapse (e.g. by the scheme's expiry rule): they leave circulation, recorded."""
+        def build(books: _Books) -> Transfer:
+            existing = books.get(Transfer.create_id(f"lapse:{reference}"))
+            if existing is not None:
+                return existing
+            member = books.get(Member.create_id(person_id))
+            if member is None:
+                raise NotFound(f"{person_id} is not a member of any time bank")
+            return books.transfer(f"lapse:{reference}", member.account_code,
+                                  lapsed_account(member.bank_id), minutes, pending=False,
+                                  facts=TransferFacts(f"lapsed: {reason}"))
+        return self._run(build)
+
+    def _balance_of(self, code: str) -> Account | None:
+        return self.get_or_none(Account.create_id(code))
+
+    def liability(self, bank_id: str, now: datetime | None = None) -> Liability:
+        """Credits outstanding against what can honour them, and when the reserve runs short
+        at the last 30 days' rates. Also sets the prometheus gauges."""
+        now = now or datetime.now(UTC)
+        self.index.catch_up()
+        since = now - timedelta(days=30)
+        outstanding = held = 0
+        for code in list(self._accounts):
+            if bank_of_account(code) != bank_id or not (
+                    code.startswith("member:") or code == community_fund_account(bank_id)):
+                continue
+            account = self._balance_of(code)
+            if account is not None:
+                outstanding += account.balance
+                held += account.debits_pending
+        reserve = self._balance_of(reserve_account(bank_id))
+        reserve_minutes = reserve.balance if reserve else 0
+        capacity = sum(m for at, m in self._earned[bank_id] if at >= since)
+        paid = self._posted_since(reserve_paid_account(bank_id), since, credit=True)
+        granted = self._posted_since(reserve_account(bank_id), since, credit=True)
+        denominator = max(0, reserve_minutes) + capacity
+        ratio = outstanding / denominator if denominator else None
+        burn = max(0.0, (paid - granted) / 30)
+        days = (max(0, reserve_minutes) / burn) if burn > 0 else None
+        short_on = (now + timedelta(days=days)).date().isoformat() if days is not None else None
+        LIABILITY_RATIO.labels(bank_id).set(ratio if ratio is not None else float("inf"))
+        RESERVE_MINUTES.labels(bank_id).set(reserve_minutes)
+        return Liability(bank_id, outstanding, held, reserve_minutes, capacity, ratio, paid,
+                         granted, round(burn, 2), None if days is None else round(days, 1),
+                         short_on)
+
+    def _posted_since(self, code: str, since: datetime, *, credit: bool) -> int:
+        account = self._balance_of(code)
+        if account is None:
+            return 0
+        total = 0
+        for transfer_id in self._transfers_by_account[account.id]:
+            t = self.repository.get(transfer_id)
+            side = t.credit_account_id if credit else t.debit_account_id
+            if side == account.id and t.state is TransferState.POSTED and t.created_on >= since:
+                total += t.posted_amount
+        return total
+
+    # Federation (通存通兑) ------------------------------------------------------------------
+    def banks(self) -> list[str]:
+        self.index.catch_up()
+        return sorted({bank_of_account(code) for code in self._accounts})
+
+    def positions(self) -> list[dict[str, Any]]:
+        """What each bank owes each other bank now (posted and held), with the limit."""
+        self.index.catch_up()
+        rows = []
+        for code in sorted(self._accounts):
+            parts = code.split(":")
+            if len(parts) == 4 and parts[2] == "clearing":
+                account = self._balance_of(code)
+                if account is None:
+                    continue
+                rows.append({"bank_id": parts[1], "owes_bank_id": parts[3],
+                             "posted_minutes": account.balance,
+                             "held_minutes": account.credits_pending,
+                             "limit_minutes": self.rules.bilateral_limit_minutes})
+        return rows
+
+    def clear(self, period: str) -> list[Settlement]:
+        """Net each pair of banks' positions and settle them (once per period and pair)."""
+        self.index.catch_up()
+        pairs = {tuple(sorted((p["bank_id"], p["owes_bank_id"]))) for p in self.positions()}
+        settled = []
+        for a, b in sorted(pairs):
+            def build(books: _Books, a: str = a, b: str = b) -> Settlement | None:
+                if books.get(Settlement.create_id(period, a, b)) is not None:
+                    return None
+                net = books.account(clearing_account(a, b)).balance  # what a owes b
+                if net == 0:
+                    return None
+                payer, payee = (a, b) if net > 0 else (b, a)
+                key = f"settle:{period}:{a}:{b}"
+                books.transfer(key, clearing_account(payer, payee),
+                               clearing_account(payee, payer), abs(net), pending=False,
+                               facts=TransferFacts(f"clearing {period}: {payer} settles "
+                                                   f"with {payee}"))
+                settlement = Settlement(period=period, payer_bank_id=payer, payee_bank_id=payee,
+                                        minutes=abs(net), transfer_key=key,
+                                        correlation_id=str(uuid4()))
+                books.add(settlement)
+                return settlement
+            result = self._run(build)
+            if result is not None:
+                settled.append(result)
+        return settled
+
+    def credit_totals(self) -> dict[str, int]:
+        """Per bank: credits held in its books (everything but sources and sinks)."""
+        self.index.catch_up()
+        totals: dict[str, int] = defaultdict(int)
+        for code in list(self._accounts):
+            account = self._balance_of(code)
+            if account is not None and account.kind not in SOURCE_KINDS:
+                totals[bank_of_account(code)] += account.balance
+        return dict(totals)
+
+    def trial_balance(self) -> int:
+        """Sum of all posted balances; zero unless the books are broken."""
+        self.index.catch_up()
+        return sum(a.balance for code in list(self._accounts)
+                   if (a := self._balance_of(code)) is not None)
 
     # Consumer policy -------------------------------------------------------------------------
     def policy(self, event: IntegrationEvent, processing: ProcessingEvent) -> None:
+        books = _Books(self)
+        cause, correlation = str(event.event_id), str(event.correlation_id)
         if isinstance(event, VisitVerified):
-            processing.collect_events(*self._earn(event))
-
-    def _earn(self, event: VisitVerified) -> list[Any]:
-        p = event.payload
-        if p.caregiver_kind is not CaregiverKind.VOLUNTEER:
-            return []
-        if Earning.create_id(p.visit_id) in self.repository:
-            return []  # earned already for this visit
-        credit = credited_minutes(p.actual_minutes, self.multiplier_permille)
-        code = volunteer_account(p.caregiver_id)
-        try:
-            account = self.repository.get(Account.create_id(code))
-        except AggregateNotFoundError:
-            account = Account(code=code, debits_must_not_exceed_credits=True,
-                              owner_id=p.caregiver_id, kind="volunteer")
-        aggregates: list[Any] = [account]
-        if credit > 0:
-            try:
-                issued = self.repository.get(
-                    Account.create_id(issuance_account(event.service_area_id)))
-            except AggregateNotFoundError:
-                issued = Account(code=issuance_account(event.service_area_id), kind="issuance")
-            transfer = open_transfer(
-                f"earn:{p.visit_id}", issued, account, credit, pending=False,
-                facts=TransferFacts("credits for verified volunteer service", p.visit_id,
-                                    str(event.event_id)))
-            aggregates += [issued, transfer]
-        aggregates.append(Earning(
-            visit_id=p.visit_id, volunteer_id=p.caregiver_id, account_code=code,
-            service_area_id=event.service_area_id, served_minutes=p.actual_minutes,
-            credited_minutes=credit, multiplier_permille=self.multiplier_permille,
-            balance_after_minutes=account.balance, cause_event_id=str(event.event_id),
-            correlation_id=str(event.correlation_id)))
-        return aggregates
+            p = event.payload
+            if p.caregiver_kind is CaregiverKind.VOLUNTEER:
+                found = self._open_hold(books, p.visit_id)
+                if found is not None and found[0].kind == "volunteer":
+                    # A redemption served by a volunteer: a true time exchange.
+                    volunteer = self._member(books, p.caregiver_id,
+                                             self.rules.bank_of_area(event.service_area_id))
+                    self._redeem(books, p.visit_id, p.actual_minutes, cause, correlation,
+                                 paid_to=volunteer.account_code)
+                else:
+                    self._earn(books, event)
+        elif isinstance(event, VisitScheduled):
+            p = event.payload
+            if p.caregiver_kind is CaregiverKind.VOLUNTEER and p.use_time_credits:
+                self._hold(books, p.visit_id, p.time_credit_account_id or p.elder_id,
+                           p.planned_minutes, event.service_area_id,
+                           max(event.occurred_at + self.rules.hold_expiry,
+                               p.planned_end + timedelta(days=2)),
+                           p.caregiver_id, cause, correlation)
+        elif isinstance(event, CreditsHoldRequested):
+            p = event.payload
+            # Our own expiry is a safety net behind the ledger's: a day later.
+            self._hold(books, p.visit_id, p.account_id, p.minutes, event.service_area_id,
+                       p.expires_at + timedelta(days=1), None, cause, correlation)
+        elif isinstance(event, VisitCharged):
+            p = event.payload
+            minutes = sum(leg.minutes for leg in p.legs
+                          if leg.source is FundingSource.TIME_CREDITS)
+            self._redeem(books, p.visit_id, minutes, cause, correlation)
+        elif isinstance(event, VisitCancelled):
+            self._release(books, event.payload.visit_id, "cancelled", cause, correlation)
+        elif isinstance(event, ReservationRejected):
+            self._release(books, event.payload.visit_id, "visit not funded", cause, correlation)
+        elif isinstance(event, ReservationReleased) and event.payload.reason in (
+                "cancelled", "expired"):
+            self._release(books, event.payload.visit_id, event.payload.reason, cause,
+                          correlation)
+        processing.collect_events(*books.aggregates())
 
     # Outbox translation ----------------------------------------------------------------------
     def translate(self, domain_event: Any) -> Iterable[IntegrationEvent]:
-        if type(domain_event).__qualname__ != "Earning.Recorded":
-            return
+        kind = type(domain_event).__qualname__
         e = domain_event
-        if e.credited_minutes <= 0:
-            return
-        yield CreditsEarned(
-            event_id=integration_event_id(e, "CreditsEarned"), occurred_at=e.timestamp,
-            correlation_id=e.correlation_id, causation_id=e.cause_event_id,
-            service_area_id=e.service_area_id,
-            payload={"account_id": e.account_code, "volunteer_id": e.volunteer_id,
-                     "visit_id": e.visit_id, "served_minutes": e.served_minutes,
-                     "credited_minutes": e.credited_minutes,
-                     "multiplier_permille": e.multiplier_permille,
-                     "balance_after_minutes": e.balance_after_minutes},
-        )
+        if kind == "Earning.Recorded":
+            if e.credited_minutes <= 0:
+                return
+            yield CreditsEarned(
+                event_id=integration_event_id(e, "CreditsEarned"), occurred_at=e.timestamp,
+                correlation_id=e.correlation_id, causation_id=e.cause_event_id,
+                service_area_id=e.service_area_id,
+                payload={"account_id": e.account_code, "volunteer_id": e.volunteer_id,
+                         "visit_id": e.visit_id, "served_minutes": e.served_minutes,
+                         "credited_minutes": e.credited_minutes,
+                         "multiplier_permille": e.multiplier_permille,
+                         "balance_after_minutes": e.balance_after_minutes})
+        elif kind == "Hold.Opened":
+            common = {"occurred_at": e.timestamp, "correlation_id": e.correlation_id,
+                      "causation_id": e.cause_event_id, "service_area_id": e.service_area_id}
+            if e.held_minutes > 0:
+                yield CreditsReserved(
+                    event_id=integration_event_id(e, "CreditsReserved"), **common,
+                    payload={"reservation_id": str(e.originator_id), "visit_id": e.visit_id,
+                             "account_id": e.account_code, "minutes": e.held_minutes,
+                             "expires_at": e.expires_at})
+            else:
+                yield CreditsReservationRejected(
+                    event_id=integration_event_id(e, "CreditsReservationRejected"), **common,
+                    payload={"visit_id": e.visit_id, "account_id": e.account_code,
+                             "requested_minutes": e.requested_minutes,
+                             "available_minutes": e.available_minutes, "reason": e.reason})
+        elif kind in ("Hold.Redeemed", "Hold.Released"):
+            hold = self.repository.get(e.originator_id, version=1)
+            common = {"occurred_at": e.timestamp, "correlation_id": e.correlation_id,
+                      "causation_id": e.cause_event_id, "service_area_id": hold.service_area_id}
+            ids = {"reservation_id": str(e.originator_id), "visit_id": hold.visit_id,
+                   "account_id": hold.account_code}
+            if kind == "Hold.Redeemed":
+                yield CreditsRedeemed(event_id=integration_event_id(e, "CreditsRedeemed"),
+                                      **common, payload={**ids, "minutes": e.minutes})
+                if e.released_minutes:
+                    yield CreditsReleased(
+                        event_id=integration_event_id(e, "CreditsReleased"), **common,
+                        payload={**ids, "minutes": e.released_minutes,
+                                 "reason": "verified_remainder"})
+            else:
+                yield CreditsReleased(event_id=integration_event_id(e, "CreditsReleased"),
+                                      **common, payload={**ids, "minutes": hold.held_minutes,
+                                                         "reason": e.reason})
+        elif kind == "Gift.Given":
+            yield CreditsGifted(
+                event_id=integration_event_id(e, "CreditsGifted"), occurred_at=e.timestamp,
+                correlation_id=e.correlation_id, service_area_id=e.service_area_id,
+                payload={"gift_id": e.gift_id, "from_account_id": e.from_account,
+                         "to_account_id": e.to_account, "minutes": e.minutes, "note": e.note})
+        elif kind == "Redemption.Placed":
+            yield OrderPlaced(
+                event_id=integration_event_id(e, "OrderPlaced"), occurred_at=e.timestamp,
+                correlation_id=e.correlation_id, service_area_id=e.service_area_id,
+                payload={"order_id": e.order_id, "elder_id": e.elder_id,
+                         "service_type": e.service_type, "source": "timebank_redemption",
+                         "priority": "paid", "emergency": False,
+                         "requested_date": e.requested_date, "duration_minutes": e.minutes,
+                         "use_time_credits": True, "time_credit_account_id": e.account_code,
+                         "notes": e.notes, "placed_by": f"timebank:{e.redeemer_id}"})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from contracts.topics import FUNDING
+from contracts.topics import FUNDING, ORDERS
 from services.runtime.messaging import MessagingSpec, service_messaging
 from services.timebank.application import TimebankApplication
 
-PUBLISHES = [FUNDING]
+# Funding answers and credits; redemptions place orders in dispatch.
+PUBLISHES = [FUNDING, ORDERS]
 
 
 def messaging_spec(app: TimebankApplication) -> MessagingSpec:
