@@ -1,0 +1,296 @@
+// The caregiver page: sign in, today's route, check in / check out through the phone's queue.
+// Every step goes into the chained queue first and is sent at once when there is a network,
+// so online and offline steps take the same path (POST /dispatch/sync).
+import { drawMap } from "./map.js";
+import { deviceId, enqueue, getMeta, pending, remove, setMeta } from "./queue.js";
+import { label, lang, setLang, t } from "./i18n.js";
+
+const TZ = "Asia/Shanghai"; // the area's local time; the route may say otherwise
+const $ = (selector) => document.querySelector(selector);
+const state = { caregiverId: localStorage.getItem("caregiver_id"), route: null, savedAt: null,
+  queue: [], syncing: null, blocked: null, fix: null, notice: null };
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v == null) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  node.append(...children.flat().filter((c) => c != null && c !== false));
+  return node;
+}
+
+function today(tz) {
+  const param = new URLSearchParams(location.search).get("date");
+  if (param && /^\d{4}-\d{2}-\d{2}$/.test(param)) return param;
+  return new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit",
+    day: "2-digit" }).format(new Date());
+}
+
+function clock(iso, tz) {
+  if (!iso) return "";
+  return new Intl.DateTimeFormat(lang() === "zh" ? "zh-CN" : "en-GB", { timeZone: tz,
+    hour: "2-digit", minute: "2-digit", hour12: false }).format(new Date(iso));
+}
+
+// Route --------------------------------------------------------------------------------------
+async function getJSON(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(body.detail || `HTTP ${response.status}`);
+    error.status = response.status;
+    error.body = body;
+    throw error;
+  }
+  return body;
+}
+
+function normalise(raw, caregiverId, day) {
+  const visits = (raw.visits || []).map((v) => ({
+    visit_id: v.visit_id, state: v.state, service_type: v.service_type,
+    planned_start: v.planned_start, planned_end: v.planned_end,
+    elder_name: v.elder_name ?? v.elder?.name ?? v.elder_id, address: v.address ?? v.elder?.address ?? "",
+    lat: Number(v.lat ?? v.elder?.lat), lon: Number(v.lon ?? v.elder?.lon),
+    tasks: Array.isArray(v.tasks) ? v.tasks.map((x) => (typeof x === "string" ? x : x.name ?? x.task ?? String(x))) : [],
+    needs_confirmation: v.needs_confirmation ?? true,
+  }));
+  visits.sort((a, b) => (a.planned_start < b.planned_start ? -1 : a.planned_start > b.planned_start ? 1 : 0));
+  const st = raw.station ?? null;
+  return { caregiver_id: caregiverId, date: day, timezone: raw.timezone || TZ,
+    caregiver_name: raw.caregiver_name ?? raw.caregiver?.name ?? caregiverId,
+    station: st && Number.isFinite(Number(st.lat)) ? { lat: Number(st.lat), lon: Number(st.lon) } : null,
+    visits };
+}
+
+async function fetchRoute(caregiverId, day) {
+  const id = encodeURIComponent(caregiverId);
+  try {
+    return normalise(await getJSON(`/dispatch/caregivers/${id}/route?date=${day}`), caregiverId, day);
+  } catch (error) {
+    // A server without the route endpoint yet (FastAPI's own "Not Found"): compose the route
+    // from the visit list and the elders.
+    if (error.status !== 404 || error.body?.detail !== "Not Found") throw error;
+  }
+  const caregiver = await getJSON(`/dispatch/caregivers/${id}`);
+  const area = encodeURIComponent(caregiver.service_area_id);
+  const visits = await getJSON(`/dispatch/areas/${area}/visits?date=${day}&caregiver_id=${id}`);
+  const elders = {};
+  for (const v of visits) {
+    elders[v.elder_id] ??= await getJSON(`/dispatch/elders/${encodeURIComponent(v.elder_id)}`);
+  }
+  return normalise({ caregiver, visits: visits.map((v) => ({ ...v, elder: elders[v.elder_id] })) },
+    caregiverId, day);
+}
+
+async function loadRoute() {
+  const day = today(state.route?.timezone || TZ);
+  const key = `route:${state.caregiverId}:${day}`;
+  try {
+    state.route = await fetchRoute(state.caregiverId, day);
+    state.savedAt = null;
+    await setMeta(key, { route: state.route, saved_at: new Date().toISOString() });
+  } catch (error) {
+    if (error.status === 404 || error.status === 422) {
+      state.route = null;
+      return notify(t("loadFailed", { reason: error.message }), "error");
+    }
+    const saved = await getMeta(key); // no network: the last route this phone saw
+    if (!saved) return notify(t("loadFailed", { reason: error.message }), "error");
+    state.route = saved.route;
+    state.savedAt = saved.saved_at;
+  }
+}
+
+// The route as the phone knows it: the server's states with the queued steps on top.
+function localVisits() {
+  const steps = state.queue.map((r) => JSON.parse(r.payload));
+  return (state.route?.visits || []).map((v) => {
+    const mine = steps.filter((s) => s.visit_id === v.visit_id);
+    const visit = { ...v, pending: mine.length > 0 };
+    for (const s of mine) visit.state = s.kind === "check_in" ? "checked_in" : "checked_out";
+    return visit;
+  });
+}
+
+// Steps --------------------------------------------------------------------------------------
+function locate() {
+  return new Promise((resolve) => {
+    if (!navigator.geolocation) return resolve(null);
+    navigator.geolocation.getCurrentPosition(
+      (p) => resolve({ lat: p.coords.latitude, lon: p.coords.longitude,
+        accuracy_m: Math.round(p.coords.accuracy) }),
+      // A fresh fix: a cached one may still be the last home.
+      () => resolve(null), { enableHighAccuracy: true, timeout: 8000, maximumAge: 0 });
+  });
+}
+
+async function step(kind, visit, extra = {}) {
+  const at = new Date().toISOString(); // the moment of the tap, not of the sync
+  notify(t("locating"));
+  const fix = await locate();
+  state.fix = fix;
+  await enqueue({ kind, visit_id: visit.visit_id, caregiver_id: state.caregiverId,
+    idempotency_key: crypto.randomUUID(), at, lat: fix?.lat ?? null, lon: fix?.lon ?? null,
+    accuracy_m: fix?.accuracy_m ?? null, ...extra });
+  state.queue = await pending();
+  notify(fix ? t("accuracy", { m: fix.accuracy_m }) : t("noFix"), fix ? "" : "warn");
+  render();
+  await sync();
+}
+
+// Sync ---------------------------------------------------------------------------------------
+async function sync() {
+  state.syncing ??= (async () => {
+    const records = await pending();
+    if (!records.length || !state.caregiverId) return;
+    let response;
+    try {
+      response = await fetch("/dispatch/sync", { method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ device_id: await deviceId(), caregiver_id: state.caregiverId,
+          records: records.map(({ prev, payload, hash }) => ({ prev, payload, hash })) }) });
+    } catch {
+      return notify(t("queuedOffline"), "warn"); // no network: stays queued
+    }
+    const body = await response.json().catch(() => ({}));
+    if (response.status === 409 && body.broken_at !== undefined) {
+      state.blocked = { n: body.broken_at + 1, reason: body.detail };
+      return;
+    }
+    if (!response.ok) return notify(t("rejected", { reason: body.detail || response.status }), "error");
+    state.blocked = null;
+    const answered = body.results.map((r) => records[r.index].seq);
+    const refused = body.results.filter((r) => r.status === "rejected");
+    await remove(answered);
+    if (refused.length) notify(refused.map((r) => t("rejected", { reason: r.reason })).join("\n"), "error");
+    else notify(t(body.results.every((r) => r.status === "duplicate") ? "duplicate" : "applied"), "ok");
+    await loadRoute();
+  })().finally(() => { state.syncing = null; });
+  await state.syncing;
+  state.queue = await pending();
+  render();
+}
+
+// View ---------------------------------------------------------------------------------------
+function notify(text, kind = "") {
+  state.notice = { text, kind };
+  const box = $("#notice");
+  box.textContent = text;
+  box.className = `notice ${kind}`;
+}
+
+function visitCard(v, index, tz) {
+  const active = v.state === "scheduled" || v.state === "en_route";
+  const here = v.state === "checked_in";
+  const card = h("li", { class: `visit state-${v.state}${v.pending ? " is-pending" : ""}`,
+      "data-visit-id": v.visit_id, "data-state": v.state },
+    h("div", { class: "visit-head" },
+      h("span", { class: "seq" }, String(index + 1)),
+      h("span", { class: "time" }, `${clock(v.planned_start, tz)}–${clock(v.planned_end, tz)}`),
+      h("span", { class: "badge state" }, label("states", v.state)),
+      v.pending ? h("span", { class: "badge pending-badge" }, t("pendingBadge")) : null),
+    h("div", { class: "elder" }, v.elder_name),
+    h("div", { class: "service" }, label("services", v.service_type)),
+    h("div", { class: "address" }, v.address || `${v.lat.toFixed(4)}, ${v.lon.toFixed(4)}`),
+    Number.isFinite(v.lat) ? h("a", { class: "nav", href:
+      `geo:${v.lat},${v.lon}?q=${v.lat},${v.lon}(${encodeURIComponent(v.elder_name)})` },
+      t("navigate")) : null);
+  if (active) {
+    card.append(h("button", { class: "primary check-in", type: "button",
+      onclick: (e) => { e.target.disabled = true; step("check_in", v); } }, t("checkIn")));
+  }
+  if (here) {
+    const form = h("form", { class: "checkout" },
+      v.tasks.length ? h("fieldset", {}, h("legend", {}, t("tasks")),
+        v.tasks.map((task) => h("label", { class: "task" },
+          h("input", { type: "checkbox", name: "task", value: task, checked: true }),
+          task))) : null,
+      h("label", {}, t("code"), h("input", { class: "code", name: "code", inputmode: "numeric",
+        autocomplete: "off", placeholder: t("codeHint"), maxlength: 12 })),
+      h("label", {}, t("notes"), h("textarea", { class: "notes", name: "notes", rows: 2 })),
+      h("button", { class: "primary check-out", type: "submit" }, t("checkOut")));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      form.querySelector("button").disabled = true;
+      const data = new FormData(form);
+      step("check_out", v, { tasks_done: data.getAll("task"),
+        confirmation_code: String(data.get("code") || "").trim() || null,
+        notes: String(data.get("notes") || "").trim() || null });
+    });
+    card.append(form);
+  }
+  return card;
+}
+
+function render() {
+  document.title = t("title");
+  $("#title").textContent = t("title");
+  $("#lang").textContent = t("lang");
+  $("#net").textContent = navigator.onLine ? t("online") : t("offline");
+  $("#net").className = `net ${navigator.onLine ? "on" : "off"}`;
+  const n = state.queue.length;
+  const indicator = $("#pending");
+  indicator.dataset.count = String(n);
+  indicator.textContent = n ? t("pending", { n }) : t("synced");
+  indicator.className = `pending ${n ? "has-pending" : ""}`;
+  $("#blocked").hidden = !state.blocked;
+  if (state.blocked) $("#blocked").textContent = t("chainBroken", state.blocked);
+  $("#signin").hidden = Boolean(state.caregiverId);
+  $("#main").hidden = !state.caregiverId;
+  $("#signin-label").textContent = t("caregiverId");
+  $("#signin-id").placeholder = t("signInHint");
+  $("#signin-go").textContent = t("signIn");
+  $("#signout").textContent = t("signOut");
+  $("#sync-now").textContent = t("syncNow");
+  if (!state.caregiverId) return;
+  const route = state.route;
+  const tz = route?.timezone || TZ;
+  $("#who").textContent = route ? `${route.caregiver_name} · ${route.date}` : state.caregiverId;
+  $("#route-title").textContent = t("route");
+  $("#saved").hidden = !state.savedAt;
+  if (state.savedAt) $("#saved").textContent = t("savedRoute", { time: clock(state.savedAt, tz) });
+  const visits = localVisits();
+  drawMap($("#map"), route?.station, visits, t("station"));
+  const list = $("#visits");
+  list.replaceChildren(...visits.map((v, i) => visitCard(v, i, tz)));
+  if (route && !visits.length) list.append(h("li", { class: "empty" }, t("noVisits")));
+}
+
+// Start --------------------------------------------------------------------------------------
+async function start() {
+  setLang(lang());
+  $("#lang").addEventListener("click", () => { setLang(lang() === "zh" ? "en" : "zh"); render(); });
+  $("#signin").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const id = $("#signin-id").value.trim();
+    if (!id) return;
+    state.caregiverId = id;
+    localStorage.setItem("caregiver_id", id);
+    await loadRoute();
+    render();
+    sync();
+  });
+  $("#signout").addEventListener("click", () => {
+    if (state.queue.length) return notify(t("unsyncedSignOut"), "warn");
+    state.caregiverId = null;
+    state.route = null;
+    localStorage.removeItem("caregiver_id");
+    render();
+  });
+  $("#sync-now").addEventListener("click", () => sync());
+  addEventListener("online", () => { render(); sync(); });
+  addEventListener("offline", () => render());
+  setInterval(() => { if (state.queue.length && navigator.onLine) sync(); }, 20000);
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("./sw.js", { scope: "./" }).catch(() => undefined);
+  }
+  state.queue = await pending();
+  if (state.caregiverId) await loadRoute();
+  render();
+  document.body.dataset.ready = "1";
+  sync();
+}
+
+start();

@@ -1,0 +1,159 @@
+"""The caregiver page in headless Chromium: route, check-in online, offline queue, sync, tamper."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.browser.dispatch.conftest import TZ, Day, Site, seed_day
+
+pytestmark = pytest.mark.browser
+
+READ_QUEUE = """async () => {
+  const db = await new Promise((ok, no) => { const r = indexedDB.open("homecare-caregiver");
+    r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  return await new Promise((ok) => { const r = db.transaction("queue").objectStore("queue")
+    .getAll(); r.onsuccess = () => ok(r.result); });
+}"""
+
+
+def sign_in(page, site: Site, day: Day) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{site.base_url}/dispatch/app/")
+    page.fill("#signin-id", day.caregiver_id)
+    page.click("#signin-go")
+    page.wait_for_selector(f".visit[data-visit-id='{day.visit_ids[-1]}']")
+
+
+def stand_at(page, home: tuple[str, str, float, float, str]) -> None:  # type: ignore[no-untyped-def]
+    page.context.set_geolocation({"latitude": home[2], "longitude": home[3], "accuracy": 15})
+
+
+def near(at: datetime | None, expected: datetime) -> bool:
+    """The device's clock runs on from the time the test sets; a few seconds pass."""
+    return at is not None and timedelta(0) <= at - expected < timedelta(seconds=10)
+
+
+def card(page, visit_id: str) -> str:  # type: ignore[no-untyped-def]
+    return f".visit[data-visit-id='{visit_id}']"
+
+
+def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
+    """Today's route renders in order; a check-in online reaches the server at once; offline,
+    check-out and check-in are queued with the pending indicator showing, survive a reload with
+    no network (service worker + IndexedDB), and are applied with their original times when the
+    phone is back online; the visit is verified on the server; sending them again is harmless."""
+    # The phone's clock: an hour ago, so that every step below happened well before the sync;
+    # "today" on the page is the area's date by that clock.
+    device_start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=60)
+    day = seed_day(site.app, "route", device_start.astimezone(TZ).date())
+    page.context.grant_permissions(["geolocation"], origin=site.base_url)
+    stand_at(page, day.homes[0])
+    page.clock.set_system_time(device_start)
+    sign_in(page, site, day)
+
+    cards = page.locator(".visit")
+    assert [cards.nth(i).get_attribute("data-visit-id") for i in range(3)] == day.visit_ids
+    assert [cards.nth(i).locator(".elder").inner_text() for i in range(3)] == [
+        h[0] for h in day.homes]
+    planned = [site.app.get_visit(v).planned_start for v in day.visit_ids]
+    assert planned == sorted(planned)
+    shown = cards.nth(0).locator(".time").inner_text()  # in the area's local time
+    assert shown.startswith(planned[0].astimezone(TZ).strftime("%H:%M")), shown
+    assert cards.nth(0).locator("a.nav").get_attribute("href").startswith(
+        f"geo:{day.homes[0][2]},{day.homes[0][3]}")
+    assert page.locator("#map .map-stop").count() == 3
+    page.screenshot(path=str(screenshot_dir / "caregiver-route.png"), full_page=True)
+
+    # Online check-in: straight to the server, nothing left pending.
+    page.click(f"{card(page, day.visit_ids[0])} .check-in")
+    first = card(page, day.visit_ids[0])
+    page.wait_for_selector(f"{first}[data-state='checked_in']:not(.is-pending)")
+    page.wait_for_selector("#pending[data-count='0']")
+    v1 = site.app.get_visit(day.visit_ids[0])
+    assert v1.state == "checked_in" and v1.location_verified
+    assert near(v1.checked_in_at, device_start)
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+
+    # Offline: check out the first visit, check in the second; both wait on the phone.
+    page.context.set_offline(True)
+    seen = len(site.requests)
+    page.clock.set_system_time(device_start + timedelta(minutes=35))
+    form = f"{card(page, day.visit_ids[0])} form.checkout"
+    page.fill(f"{form} .code", day.homes[0][4])
+    page.fill(f"{form} .notes", "老人精神很好")
+    page.click(f"{form} .check-out")
+    page.wait_for_selector("#pending[data-count='1']")
+    stand_at(page, day.homes[1])
+    page.clock.set_system_time(device_start + timedelta(minutes=50))
+    page.click(f"{card(page, day.visit_ids[1])} .check-in")
+    page.wait_for_selector("#pending[data-count='2']")
+    assert "待同步 2" in page.inner_text("#pending")
+    assert page.locator(".visit.is-pending").count() == 2
+    assert site.app.get_visit(day.visit_ids[0]).state == "checked_in"
+    assert site.app.get_visit(day.visit_ids[1]).state == "scheduled"
+    page.screenshot(path=str(screenshot_dir / "caregiver-offline-queued.png"), full_page=True)
+
+    # Reload with no network: the service worker serves the page, IndexedDB the queue and route.
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    page.wait_for_selector(f"{card(page, day.visit_ids[0])}[data-state='checked_out'].is-pending")
+    assert page.get_attribute("#pending", "data-count") == "2"
+    assert page.locator(".visit").count() == 3
+    assert site.requests[seen:] == [], "offline page reached the server"
+    queued = page.evaluate(READ_QUEUE)
+    page.screenshot(path=str(screenshot_dir / "caregiver-offline-reloaded.png"), full_page=True)
+
+    # Back online: the queue is sent in order with the original device times.
+    page.context.set_offline(False)
+    page.wait_for_selector("#pending[data-count='0']", timeout=15_000)
+    v1, v2 = (site.app.get_visit(v) for v in day.visit_ids[:2])
+    assert v1.state == "verified", (page.inner_text("#notice"), v1.verification_problems)
+    assert near(v1.checked_out_at, device_start + timedelta(minutes=35))
+    assert v2.state == "checked_in" and v2.location_verified
+    assert near(v2.checked_in_at, device_start + timedelta(minutes=50))
+    page.wait_for_selector(f"{card(page, day.visit_ids[0])}[data-state='verified']")
+    page.screenshot(path=str(screenshot_dir / "caregiver-synced.png"), full_page=True)
+
+    # The same records again (a retry after a lost answer): duplicates, nothing changes.
+    batch = {"device_id": "D-retry", "caregiver_id": day.caregiver_id,
+             "records": [{k: r[k] for k in ("prev", "payload", "hash")} for r in queued]}
+    again = page.evaluate("""async (batch) => (await fetch("/dispatch/sync", {method: "POST",
+        headers: {"Content-Type": "application/json"}, body: JSON.stringify(batch)})).json()""",
+        batch)
+    assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
+    assert site.app.get_visit(day.visit_ids[0]).version == v1.version
+
+
+def test_tampered_queue_record_is_refused(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
+    """A queued check-in edited on the phone (an earlier time) breaks the chain: the server
+    refuses the batch with 409 at that record, applies nothing, and the page says so."""
+    day = seed_day(site.app, "tamper")
+    page.context.grant_permissions(["geolocation"], origin=site.base_url)
+    stand_at(page, day.homes[0])
+    sign_in(page, site, day)
+    page.context.set_offline(True)
+    page.click(f"{card(page, day.visit_ids[0])} .check-in")
+    page.click(f"{card(page, day.visit_ids[1])} .check-in")
+    page.wait_for_selector("#pending[data-count='2']")
+
+    # Someone moves the second check-in an hour earlier, directly in IndexedDB.
+    page.evaluate("""async () => {
+      const db = await new Promise((ok) => { const r = indexedDB.open("homecare-caregiver");
+        r.onsuccess = () => ok(r.result); });
+      const store = () => db.transaction("queue", "readwrite").objectStore("queue");
+      const all = await new Promise((ok) => {
+        const r = store().getAll(); r.onsuccess = () => ok(r.result); });
+      const record = all[1];
+      const step = JSON.parse(record.payload);
+      step.at = new Date(Date.parse(step.at) - 3600e3).toISOString();
+      record.payload = JSON.stringify(step);
+      await new Promise((ok) => { const r = store().put(record); r.onsuccess = () => ok(); });
+    }""")
+    page.context.set_offline(False)
+    page.click("#sync-now")
+    page.wait_for_selector("#blocked:not([hidden])")
+    assert "第 2 条" in page.inner_text("#blocked")
+    assert page.get_attribute("#pending", "data-count") == "2"
+    assert [site.app.get_visit(v).state for v in day.visit_ids[:2]] == ["scheduled", "scheduled"]
+    page.screenshot(path=str(screenshot_dir / "caregiver-tampered.png"), full_page=True)
