@@ -40,6 +40,8 @@ __all__ = [
     "CreditsRedeemedPayload",
     "CreditsGifted",
     "CreditsGiftedPayload",
+    "CreditsSettled",
+    "CreditsSettledPayload",
 ]
 
 
@@ -282,3 +284,27 @@ class CreditsGifted(IntegrationEvent):
     type: Literal["CreditsGifted"] = "CreditsGifted"
     schema_version: Literal[1] = 1
     payload: CreditsGiftedPayload
+
+
+class CreditsSettledPayload(EventPayload):
+    settlement_id: Id
+    period: str = Field(min_length=1)  # the clearing run, e.g. 2026-11
+    payer_bank_id: Id  # owed the other bank for care its members redeemed there
+    payee_bank_id: Id
+    minutes: PositiveMinutes
+
+    @model_validator(mode="after")
+    def _between_two_banks(self) -> CreditsSettledPayload:
+        if self.payer_bank_id == self.payee_bank_id:
+            raise ValueError("payer_bank_id and payee_bank_id must differ")
+        return self
+
+
+class CreditsSettled(IntegrationEvent):
+    """Clearing between two time banks (通存通兑): the net position between them was settled
+    and both bilateral positions reset to zero; no credit is created or lost."""
+
+    topic: ClassVar[str] = FUNDING
+    type: Literal["CreditsSettled"] = "CreditsSettled"
+    schema_version: Literal[1] = 1
+    payload: CreditsSettledPayload

@@ -33,6 +33,7 @@ from contracts.events.funding import (
     CreditsReleased,
     CreditsReservationRejected,
     CreditsReserved,
+    CreditsSettled,
     ReservationRejected,
     ReservationReleased,
     VisitCharged,
@@ -836,6 +837,13 @@ class TimebankApplication(ServiceApplication):
                 correlation_id=e.correlation_id, service_area_id=e.service_area_id,
                 payload={"gift_id": e.gift_id, "from_account_id": e.from_account,
                          "to_account_id": e.to_account, "minutes": e.minutes, "note": e.note})
+        elif kind == "Settlement.Recorded":
+            yield CreditsSettled(
+                event_id=integration_event_id(e, "CreditsSettled"), occurred_at=e.timestamp,
+                correlation_id=e.correlation_id, service_area_id=e.payer_bank_id,
+                payload={"settlement_id": str(e.originator_id), "period": e.period,
+                         "payer_bank_id": e.payer_bank_id, "payee_bank_id": e.payee_bank_id,
+                         "minutes": e.minutes})
         elif kind == "Redemption.Placed":
             yield OrderPlaced(
                 event_id=integration_event_id(e, "OrderPlaced"), occurred_at=e.timestamp,

@@ -200,6 +200,13 @@ SAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
         "minutes": 120,
         "note": "for mum",
     },
+    "CreditsSettled": {
+        "settlement_id": "s1",
+        "period": "2026-11",
+        "payer_bank_id": "yiwu-choucheng",
+        "payee_bank_id": "yiwu-beiyuan",
+        "minutes": 90,
+    },
 }
 
 

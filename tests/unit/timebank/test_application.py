@@ -255,6 +255,9 @@ def test_member_redeems_in_another_bank_and_clearing_settles(app, events):
     assert all(p["posted_minutes"] == 0 for p in app.positions())
     assert sum(app.credit_totals().values()) == before
     assert app.clear("2026-11") == []  # once per period
+    (settled,) = published(app, settlements[0].id)
+    assert settled.type == "CreditsSettled"
+    assert (settled.payload.payer_bank_id, settled.payload.minutes) == ("A", 70)
 
 
 def test_bilateral_limit_caps_what_one_bank_may_owe_another():
