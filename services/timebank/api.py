@@ -92,6 +92,15 @@ def build_router(app: TimebankApplication) -> APIRouter:
     def history(person_id: str, limit: int = 50) -> list[dict[str, Any]]:
         return answer(lambda: app.history(person_id, limit))
 
+    @router.get("/volunteers/{person_id}/tasks")
+    def tasks(person_id: str) -> list[dict[str, Any]]:
+        """Visits dispatch assigned to this volunteer, as the time bank has seen them."""
+        return [{"visit_id": t.visit_id, "elder_id": t.elder_id, "service_type": t.service_type,
+                 "planned_start": t.planned_start.isoformat(),
+                 "planned_end": t.planned_end.isoformat(), "planned_minutes": t.planned_minutes,
+                 "service_area_id": t.service_area_id, "state": t.state,
+                 "paid_with_credits": t.paid_with_credits} for t in app.tasks_of(person_id)]
+
     @router.get("/visits/{visit_id}/earning")
     def earning(visit_id: str) -> dict[str, Any]:
         e = answer(lambda: app.earning_for(visit_id))

@@ -39,7 +39,12 @@ from contracts.events.funding import (
     VisitCharged,
 )
 from contracts.events.orders import OrderPlaced
-from contracts.events.visits import VisitCancelled, VisitScheduled, VisitVerified
+from contracts.events.visits import (
+    VisitCancelled,
+    VisitRescheduled,
+    VisitScheduled,
+    VisitVerified,
+)
 from contracts.topics import FUNDING, VISITS
 from contracts.values import CaregiverKind, FundingSource
 from services.runtime.double_entry import (
@@ -80,6 +85,7 @@ from services.timebank.domain.rules import (
     assess_earning,
     confirmation_refusal,
 )
+from services.timebank.domain.tasks import VolunteerTask
 
 T = TypeVar("T")
 
@@ -171,7 +177,7 @@ class _Books:
 class TimebankApplication(ServiceApplication):
     name = "Timebank"
     subscriptions: dict[str, set[str]] = {
-        VISITS: {"VisitScheduled", "VisitVerified", "VisitCancelled"},
+        VISITS: {"VisitScheduled", "VisitRescheduled", "VisitVerified", "VisitCancelled"},
         FUNDING: {"CreditsHoldRequested", "VisitCharged", "ReservationRejected",
                   "ReservationReleased"},
     }
@@ -187,6 +193,7 @@ class TimebankApplication(ServiceApplication):
         self._open_holds: dict[str, datetime] = {}  # visit_id -> expires_at
         self._earned: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # bank
         self._members: set[str] = set()
+        self._tasks_by_volunteer: dict[str, set[str]] = defaultdict(set)
         self.index = FollowingReadModel(self, self._index)
 
     # Read model ------------------------------------------------------------------------------
@@ -206,6 +213,10 @@ class TimebankApplication(ServiceApplication):
             self._earned[e.bank_id].append((e.timestamp, e.credited_minutes))
         elif kind == "Member.Joined":
             self._members.add(e.person_id)
+        elif kind in ("VolunteerTask.Assigned", "VolunteerTask.Moved"):
+            for visits in self._tasks_by_volunteer.values():
+                visits.discard(e.originator_id)
+            self._tasks_by_volunteer[e.volunteer_id].add(e.originator_id)
 
     # Unit of work with optimistic concurrency ------------------------------------------------
     def _run(self, build: Callable[[_Books], T], attempts: int = 50) -> T:
@@ -742,6 +753,7 @@ class TimebankApplication(ServiceApplication):
     def policy(self, event: IntegrationEvent, processing: ProcessingEvent) -> None:
         books = _Books(self)
         cause, correlation = str(event.event_id), str(event.correlation_id)
+        self._follow_task(books, event)
         if isinstance(event, VisitVerified):
             p = event.payload
             if p.caregiver_kind is CaregiverKind.VOLUNTEER:
@@ -781,6 +793,41 @@ class TimebankApplication(ServiceApplication):
             self._release(books, event.payload.visit_id, event.payload.reason, cause,
                           correlation)
         processing.collect_events(*books.aggregates())
+
+    def _follow_task(self, books: _Books, event: IntegrationEvent) -> None:
+        """Keep the volunteer's own list of tasks (for the volunteer page)."""
+        if isinstance(event, VisitScheduled):
+            p = event.payload
+            if p.caregiver_kind is CaregiverKind.VOLUNTEER and books.get(
+                    VolunteerTask.create_id(p.visit_id)) is None:
+                books.add(VolunteerTask(
+                    visit_id=p.visit_id, volunteer_id=p.caregiver_id, elder_id=p.elder_id,
+                    service_type=p.service_type.value, planned_start=p.planned_start,
+                    planned_end=p.planned_end, planned_minutes=p.planned_minutes,
+                    service_area_id=event.service_area_id, paid_with_credits=p.use_time_credits))
+            return
+        visit_id = getattr(event.payload, "visit_id", None)
+        task = books.get(VolunteerTask.create_id(visit_id)) if visit_id else None
+        if task is None or task.state != "assigned":
+            return
+        if isinstance(event, VisitRescheduled):
+            p = event.payload
+            task.move(volunteer_id=p.caregiver_id, planned_start=p.planned_start,
+                      planned_end=p.planned_end, planned_minutes=p.planned_minutes)
+        elif isinstance(event, VisitVerified):
+            task.close(state="done")
+        elif isinstance(event, VisitCancelled):
+            task.close(state="cancelled")
+        else:
+            return
+        books.add(task)
+
+    def tasks_of(self, volunteer_id: str) -> list[VolunteerTask]:
+        """A volunteer's tasks, soonest first (open ones before closed ones)."""
+        self.index.catch_up()
+        tasks = [self.repository.get(i) for i in self._tasks_by_volunteer.get(volunteer_id, ())]
+        tasks = [t for t in tasks if t.volunteer_id == volunteer_id]
+        return sorted(tasks, key=lambda t: (t.state != "assigned", t.planned_start))
 
     # Outbox translation ----------------------------------------------------------------------
     def translate(self, domain_event: Any) -> Iterable[IntegrationEvent]:

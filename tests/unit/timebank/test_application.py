@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from contracts.events.visits import VisitRescheduled
 from services.timebank.application import NotFound
 from services.timebank.domain.credits import community_fund_account
 from services.timebank.domain.rules import (
@@ -271,3 +272,22 @@ def test_bilateral_limit_caps_what_one_bank_may_owe_another():
     app.join("dad", "B")
     with pytest.raises(RuleError, match="bilateral limit"):
         app.give("elder", 10, "dad")
+
+
+# Volunteer tasks -----------------------------------------------------------------------------
+
+def test_volunteer_tasks_follow_the_visit_lifecycle(app, events):
+    """Scheduled to a volunteer: listed as assigned; rescheduled to another: moves to them;
+    verified: done; an employee's visit is not a volunteer task."""
+    events.feed(Events.scheduled("V1", "vol", "E-1", 30))
+    events.feed(Events.scheduled("V2", "vol", "E-2", 30))
+    assert [t.visit_id for t in app.tasks_of("vol")] == ["V1", "V2"]
+    events.feed(VisitRescheduled(service_area_id="a1", payload={
+        "visit_id": "V2", "order_id": "O-V2", "elder_id": "E-2", "caregiver_id": "other",
+        "planned_start": START, "planned_end": START + timedelta(minutes=40),
+        "planned_minutes": 40}))
+    assert [t.visit_id for t in app.tasks_of("other")] == ["V2"]
+    events.feed(Events.verified("V1", "vol", 30))
+    assert [(t.visit_id, t.state) for t in app.tasks_of("vol")] == [("V1", "done")]
+    events.feed(Events.verified("V3", "emp", 30, kind="employee"))
+    assert app.tasks_of("emp") == []
