@@ -1,19 +1,48 @@
-"""HTTP adapter of dispatch (thin): registration, orders, and the visit steps caregivers take."""
+"""HTTP adapter of dispatch (thin): registration, areas, orders, care plans, plans, visits,
+alerts, replanning and the area's server-sent event stream."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import date, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, Field
 
 from contracts.values import CaregiverKind, CheckMethod, OrderSource, Priority, ServiceType
 from services.dispatch.application import DispatchApplication, PlaceOrder
-from services.dispatch.domain.people import Caregiver, Elder
-from services.dispatch.domain.visits import ServiceOrder, Visit
+from services.dispatch.domain.alerts import Alert
+from services.dispatch.domain.catalogue import CatalogueEntry
+from services.dispatch.domain.people import Caregiver, Elder, Provider
+from services.dispatch.domain.plans import CarePlan, ReplanProposal
+from services.dispatch.domain.visits import InvalidInput, ServiceOrder, Visit
+
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
+class _Route(APIRoute):
+    """Requests that cannot be right (InvalidInput) answer 422 with the reason, before the
+    service-wide mapping of rule violations to 409."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except InvalidInput as error:
+                return JSONResponse(status_code=422, content={"detail": str(error),
+                                                              "error": "InvalidInput"})
+        return route
+
+
+# Bodies ------------------------------------------------------------------------------------
 class ElderIn(BaseModel):
     elder_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -24,6 +53,22 @@ class ElderIn(BaseModel):
     address: str = ""
     phone: str = ""
     gender: Literal["female", "male"] | None = None
+    capability_level: int = Field(default=0, ge=0, le=4)
+    gender_preference: Literal["female", "male"] | None = None
+    preferred_caregiver_ids: list[str] = []
+    excluded_caregiver_ids: list[str] = []
+    family_phone: str = ""
+
+
+class PreferencesIn(BaseModel):
+    gender_preference: Literal["female", "male"] | None = None
+    preferred_caregiver_ids: list[str] = []
+    excluded_caregiver_ids: list[str] = []
+
+
+class AssessmentIn(BaseModel):
+    capability_level: int = Field(ge=0, le=4, description="0 intact .. 4 fully dependent")
+    assessed_on: date
 
 
 class CaregiverIn(BaseModel):
@@ -37,6 +82,75 @@ class CaregiverIn(BaseModel):
     provider_id: str | None = None
     certificate_expires: date | None = None
     gender: Literal["female", "male"] | None = None
+    certificate_level: int = Field(default=1, ge=0, le=5)
+    shift_start: str = Field(default="08:00", pattern=HHMM)
+    shift_end: str = Field(default="17:00", pattern=HHMM)
+    work_days: list[Literal[0, 1, 2, 3, 4, 5, 6]] | None = None
+    travel_mode: Literal["walk", "bicycle", "ebike", "car"] = "ebike"
+    max_visits_per_day: int | None = Field(default=None, gt=0)
+    max_minutes_per_week: int | None = Field(default=None, gt=0)
+    phone: str = ""
+
+
+class CertificateIn(BaseModel):
+    expires: date
+    level: int = Field(default=1, ge=1, le=5)
+
+
+class ShiftIn(BaseModel):
+    shift_start: str = Field(pattern=HHMM)
+    shift_end: str = Field(pattern=HHMM)
+    work_days: list[Literal[0, 1, 2, 3, 4, 5, 6]]
+
+
+class SickIn(BaseModel):
+    at: AwareDatetime | None = Field(default=None, description="From when; now if absent")
+    reason: str = "sick"
+
+
+class PendingSyncIn(BaseModel):
+    visit_ids: list[str] = Field(description="Visits with records queued on the phone")
+
+
+class ProviderIn(BaseModel):
+    provider_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    service_area_id: str = Field(min_length=1)
+
+
+class DecisionIn(BaseModel):
+    by: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
+class AreaSettingsIn(BaseModel):
+    """Only the settings given change."""
+
+    geofence_radius_m: int | None = Field(default=None, gt=0, le=5000)
+    max_accuracy_m: int | None = Field(default=None, gt=0, le=5000)
+    min_duration_percent: int | None = Field(default=None, ge=0, le=100)
+    max_duration_percent: int | None = Field(default=None, ge=100, le=1000)
+    confirmation_required: bool | None = None
+    late_grace_minutes: list[int] | None = Field(default=None, min_length=1)
+    missed_after_minutes: int | None = Field(default=None, ge=0)
+    overrun_grace_minutes: int | None = Field(default=None, ge=0)
+    clock_skew_seconds: int | None = Field(default=None, ge=0, le=3600)
+    auto_accept_replans: bool | None = None
+    certificate_warning_days: int | None = Field(default=None, ge=0)
+    pending_sync_trust_minutes: int | None = Field(default=None, ge=0)
+    changed_by: str | None = None
+
+
+class CatalogueEntryIn(BaseModel):
+    default_minutes: int | None = Field(default=None, gt=0, le=24 * 60)
+    skills: list[str] | None = None
+    staff_count: Literal[1, 2] | None = None
+    priority: Priority | None = None
+    volunteer_allowed: bool | None = None
+    tasks: list[str] | None = None
+    needs_confirmation: bool | None = None
+    personal_care: bool | None = None
+    changed_by: str | None = None
 
 
 class OrderIn(BaseModel):
@@ -57,20 +171,72 @@ class OrderIn(BaseModel):
     out_of_pocket_agreed: bool = False
     notes: str | None = None
     placed_by: str | None = None
+    await_plan: bool = Field(default=False,
+                             description="Leave it to the area's daily plan (POST .../plans)")
+    emergency_lat: float | None = Field(default=None, ge=-90, le=90)
+    emergency_lon: float | None = Field(default=None, ge=-180, le=180)
 
 
-class CheckInIn(BaseModel):
+class CarePlanItemIn(BaseModel):
+    service_type: ServiceType
+    weekdays: list[Literal[0, 1, 2, 3, 4, 5, 6]] = Field(min_length=1,
+                                                         description="Monday = 0")
+    every_weeks: Literal[1, 2, 4] = 1
+    window_start: str = Field(default="08:00", pattern=HHMM)
+    window_end: str = Field(default="18:00", pattern=HHMM)
+    duration_minutes: int | None = Field(default=None, gt=0, le=24 * 60)
+
+
+class CarePlanIn(BaseModel):
+    care_plan_id: str = Field(min_length=1)
+    elder_id: str = Field(min_length=1)
+    items: list[CarePlanItemIn] = Field(min_length=1)
+    valid_from: date
+    created_by: str | None = None
+
+
+class CarePlanChangeIn(BaseModel):
+    items: list[CarePlanItemIn] = Field(min_length=1)
+    effective_from: date
+    by: str | None = None
+
+
+class StepIn(BaseModel):
     caregiver_id: str = Field(min_length=1)
-    at: AwareDatetime | None = Field(default=None, description="Device time; server time if absent")
+    at: AwareDatetime | None = Field(
+        default=None, description="The device's original time (offline sync); server time if "
+                                  "absent. Refused when in the future beyond the clock skew.")
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="A repeat with the same key returns the visit unchanged")
+
+
+class CheckInIn(StepIn):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
+    accuracy_m: float | None = Field(default=None, ge=0)
     method: CheckMethod = CheckMethod.GPS
+    notes: str | None = Field(default=None, max_length=2000)
 
 
 class CheckOutIn(CheckInIn):
     tasks_done: list[str] = []
     confirmation_code: str | None = None
     family_proxy_confirmed: bool = False
+    signature: str | None = Field(default=None, max_length=200_000,
+                                  description="The elder's signature (e.g. an SVG path or a "
+                                              "data: URL) when no code is given")
+
+
+class NoShowIn(StepIn):
+    reason: str = "elder not at home"
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+
+class EscalationIn(BaseModel):
+    outcome: Literal["reached", "not_reached"]
+    by: str = Field(min_length=1)
 
 
 class VerifyIn(BaseModel):
@@ -78,26 +244,59 @@ class VerifyIn(BaseModel):
     override_reason: str | None = None
 
 
+class ReviewIn(BaseModel):
+    decision: Literal["approve", "reject"]
+    by: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
 class CancelIn(BaseModel):
     reason: str = Field(min_length=1)
     cancelled_by: str = Field(min_length=1)
 
 
+class ReplanIn(BaseModel):
+    date: date
+    reason: str = Field(min_length=1)
+
+
+class AcknowledgeIn(BaseModel):
+    by: str = Field(min_length=1)
+    note: str | None = None
+
+
+# Views -------------------------------------------------------------------------------------
 def elder_view(e: Elder) -> dict[str, Any]:
     return {"elder_id": e.elder_id, "name": e.name, "service_area_id": e.service_area_id,
-            "lat": e.lat, "lon": e.lon, "address": e.address, "gender": e.gender}
+            "lat": e.lat, "lon": e.lon, "address": e.address, "gender": e.gender,
+            "capability_level": e.capability_level, "gender_preference": e.gender_preference,
+            "preferred_caregiver_ids": e.preferred_caregiver_ids,
+            "excluded_caregiver_ids": e.excluded_caregiver_ids}
 
 
 def caregiver_view(c: Caregiver) -> dict[str, Any]:
     return {"caregiver_id": c.caregiver_id, "name": c.name, "kind": c.kind,
             "service_area_id": c.service_area_id, "skills": c.skills,
-            "provider_id": c.provider_id, "certificate_expires": c.certificate_expires}
+            "provider_id": c.provider_id, "certificate_expires": c.certificate_expires,
+            "certificate_level": c.certificate_level, "gender": c.gender,
+            "shift_start": c.shift_start, "shift_end": c.shift_end, "work_days": c.work_days,
+            "travel_mode": c.travel_mode, "max_visits_per_day": c.max_visits_per_day,
+            "max_minutes_per_week": c.max_minutes_per_week,
+            "station": {"lat": c.station_lat, "lon": c.station_lon},
+            "unavailable_from": c.unavailable_from}
+
+
+def provider_view(p: Provider) -> dict[str, Any]:
+    return {"provider_id": p.provider_id, "name": p.name, "service_area_id": p.service_area_id,
+            "blacklisted": p.blacklisted, "blacklist_reason": p.blacklist_reason}
 
 
 def order_view(o: ServiceOrder) -> dict[str, Any]:
     return {"order_id": o.order_id, "elder_id": o.elder_id, "state": o.state,
             "service_type": o.service_type, "priority": o.priority, "emergency": o.emergency,
             "requested_date": o.requested_date, "duration_minutes": o.duration_minutes,
+            "window_start": o.window_start, "window_end": o.window_end,
+            "care_plan_id": o.care_plan_id, "subsidised": o.subsidised,
             "visit_ids": o.visit_ids, "unassigned_reason": o.unassigned_reason}
 
 
@@ -106,21 +305,73 @@ def visit_view(v: Visit) -> dict[str, Any]:
         "visit_id": v.visit_id, "order_id": v.order_id, "elder_id": v.elder_id,
         "service_area_id": v.service_area_id, "caregiver_id": v.caregiver_id,
         "caregiver_kind": v.caregiver_kind, "provider_id": v.provider_id,
-        "service_type": v.service_type, "state": v.state, "planned_start": v.planned_start,
-        "planned_end": v.planned_end, "planned_minutes": v.planned_minutes,
+        "service_type": v.service_type, "state": v.state, "priority": v.priority,
+        "planned_start": v.planned_start, "planned_end": v.planned_end,
+        "planned_minutes": v.planned_minutes, "departed_at": v.departed_at,
         "checked_in_at": v.checked_in_at, "checked_out_at": v.checked_out_at,
-        "location_verified": v.location_verified, "actual_minutes": v.actual_minutes,
-        "confirmation": v.confirmation, "verification_problems": v.verification_problems,
+        "location_verified": v.location_verified,
+        "check_in_problem": v.check_in_problem, "check_out_problem": v.check_out_problem,
+        "actual_minutes": v.actual_minutes, "confirmation": v.confirmation,
+        "tasks_done": v.tasks_done, "notes": v.notes,
+        "needs_review": v.needs_review, "verification_problems": v.verification_problems,
+        "review": v.review, "escalation": v.escalation,
+        "funding": v.funding, "funding_detail": v.funding_detail,
+        "funding_legs": v.funding_legs, "plan_id": v.plan_id,
+        "cancel_reason": getattr(v, "cancel_reason", None),
     }
 
 
-def _now(at: datetime | None) -> datetime:
-    return at or datetime.now(UTC)
+def alert_view(a: Alert) -> dict[str, Any]:
+    return {"alert_id": a.alert_id, "kind": a.kind, "service_area_id": a.service_area_id,
+            "severity": a.severity, "message": a.message, "raised_at": a.raised_at,
+            "visit_id": a.visit_id, "caregiver_id": a.caregiver_id, "elder_id": a.elder_id,
+            "open": a.open, "acknowledged_by": a.acknowledged_by,
+            "acknowledged_at": a.acknowledged_at, "resolved": a.resolved}
+
+
+def proposal_view(p: ReplanProposal) -> dict[str, Any]:
+    return {"proposal_id": p.proposal_id, "service_area_id": p.service_area_id, "date": p.day,
+            "reason": p.reason, "state": p.state, "moves": p.moves, "unassigned": p.unassigned,
+            "proposed_at": p.proposed_at, "decided_by": p.decided_by}
+
+
+def care_plan_view(p: CarePlan) -> dict[str, Any]:
+    return {"care_plan_id": p.care_plan_id, "elder_id": p.elder_id,
+            "service_area_id": p.service_area_id, "valid_from": p.valid_from,
+            "items": p.items, "versions": p.versions}
+
+
+def catalogue_view(e: CatalogueEntry) -> dict[str, Any]:
+    return e.as_dict()
+
+
+def route_stop_view(v: Visit, elder: Elder, entry: CatalogueEntry) -> dict[str, Any]:
+    """One stop of a caregiver's day, with what the phone needs offline."""
+    return {
+        "visit_id": v.visit_id, "state": v.state, "planned_start": v.planned_start,
+        "planned_end": v.planned_end, "planned_minutes": v.planned_minutes,
+        "elder_id": elder.elder_id, "elder_name": elder.name, "address": elder.address,
+        "phone": elder.phone, "lat": elder.lat, "lon": elder.lon,
+        "service_type": v.service_type, "tasks": list(entry.tasks),
+        "needs_confirmation": v.needs_confirmation, "funding": v.funding,
+        "checked_in_at": v.checked_in_at, "checked_out_at": v.checked_out_at,
+        "needs_review": v.needs_review, "tasks_done": v.tasks_done,
+        "navigation_url": (f"https://uri.amap.com/marker?position={elder.lon},{elder.lat}"
+                           f"&name={elder.name}"),
+    }
+
+
+STREAM_VIEWS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "visit": visit_view, "alert": alert_view, "proposal": proposal_view}
 
 
 def build_router(app: DispatchApplication) -> APIRouter:
-    router = APIRouter(prefix="/dispatch", tags=["dispatch"])
+    router = APIRouter(prefix="/dispatch", tags=["dispatch"], route_class=_Route)
 
+    def _now(at: datetime | None) -> datetime:
+        return at or app.clock()
+
+    # Elders, caregivers, providers -----------------------------------------------------------
     @router.post("/elders", status_code=201)
     def register_elder(body: ElderIn) -> dict[str, Any]:
         return elder_view(app.register_elder(**body.model_dump()))
@@ -128,6 +379,14 @@ def build_router(app: DispatchApplication) -> APIRouter:
     @router.get("/elders/{elder_id}")
     def get_elder(elder_id: str) -> dict[str, Any]:
         return elder_view(app.get_elder(elder_id))
+
+    @router.put("/elders/{elder_id}/preferences")
+    def change_preferences(elder_id: str, body: PreferencesIn) -> dict[str, Any]:
+        return elder_view(app.change_preferences(elder_id, **body.model_dump()))
+
+    @router.post("/elders/{elder_id}/assessment")
+    def assess(elder_id: str, body: AssessmentIn) -> dict[str, Any]:
+        return elder_view(app.assess_elder(elder_id, body.capability_level, body.assessed_on))
 
     @router.post("/caregivers", status_code=201)
     def register_caregiver(body: CaregiverIn) -> dict[str, Any]:
@@ -137,6 +396,56 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def get_caregiver(caregiver_id: str) -> dict[str, Any]:
         return caregiver_view(app.get_caregiver(caregiver_id))
 
+    @router.post("/caregivers/{caregiver_id}/certificate")
+    def renew_certificate(caregiver_id: str, body: CertificateIn) -> dict[str, Any]:
+        return caregiver_view(app.renew_certificate(caregiver_id, body.expires, body.level))
+
+    @router.put("/caregivers/{caregiver_id}/shift")
+    def change_shift(caregiver_id: str, body: ShiftIn) -> dict[str, Any]:
+        return caregiver_view(app.change_shift(caregiver_id, body.shift_start, body.shift_end,
+                                               list(body.work_days)))
+
+    @router.post("/caregivers/{caregiver_id}/sick", status_code=201)
+    def report_sick(caregiver_id: str, body: SickIn) -> dict[str, Any]:
+        """The caregiver stops for the day: a replanning proposal of their later visits."""
+        return proposal_view(app.report_sick(caregiver_id, at=_now(body.at), reason=body.reason))
+
+    @router.post("/caregivers/{caregiver_id}/pending-sync")
+    def pending_sync(caregiver_id: str, body: PendingSyncIn) -> dict[str, Any]:
+        """The phone holds queued check-ins for these visits: alerts about them wait."""
+        return app.report_pending_sync(caregiver_id, body.visit_ids)
+
+    @router.get("/caregivers/{caregiver_id}/route")
+    def caregiver_route(caregiver_id: str, day: date = Query(alias="date")) -> dict[str, Any]:
+        """The caregiver's visits of the day in order, with everything the phone page needs."""
+        caregiver, visits = app.caregiver_route(caregiver_id, day)
+        catalogue = app.catalogue(caregiver.service_area_id)
+        return {
+            "caregiver_id": caregiver.caregiver_id, "name": caregiver.name,
+            "kind": caregiver.kind, "date": day, "service_area_id": caregiver.service_area_id,
+            "station": {"lat": caregiver.station_lat, "lon": caregiver.station_lon},
+            "visits": [route_stop_view(v, app.get_elder(v.elder_id), catalogue[v.service_type])
+                       for v in visits],
+        }
+
+    @router.post("/providers", status_code=201)
+    def register_provider(body: ProviderIn) -> dict[str, Any]:
+        return provider_view(app.register_provider(**body.model_dump()))
+
+    @router.get("/providers/{provider_id}")
+    def get_provider(provider_id: str) -> dict[str, Any]:
+        return provider_view(app.get_provider(provider_id))
+
+    @router.post("/providers/{provider_id}/blacklist")
+    def blacklist(provider_id: str, body: DecisionIn) -> dict[str, Any]:
+        """Its caregivers get no subsidised visits from now on."""
+        return provider_view(app.blacklist_provider(provider_id, body.reason, body.by))
+
+    @router.post("/providers/{provider_id}/reinstate")
+    def reinstate(provider_id: str, body: DecisionIn) -> dict[str, Any]:
+        return provider_view(app.reinstate_provider(provider_id, body.reason, body.by))
+
+    # Areas -----------------------------------------------------------------------------------
     @router.get("/areas/{service_area_id}/caregivers")
     def list_caregivers(service_area_id: str) -> list[dict[str, Any]]:
         return [caregiver_view(c) for c in app.list_caregivers(service_area_id)]
@@ -145,10 +454,97 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def list_elders(service_area_id: str) -> list[dict[str, Any]]:
         return [elder_view(e) for e in app.list_elders(service_area_id)]
 
+    @router.get("/areas/{service_area_id}/settings")
+    def get_settings(service_area_id: str) -> dict[str, Any]:
+        return app.rules(service_area_id).as_dict()
+
+    @router.patch("/areas/{service_area_id}/settings")
+    def change_settings(service_area_id: str, body: AreaSettingsIn) -> dict[str, Any]:
+        changes = body.model_dump(exclude_none=True, exclude={"changed_by"})
+        return app.configure_area(service_area_id, changes, body.changed_by).as_dict()
+
+    @router.get("/areas/{service_area_id}/catalogue")
+    def get_catalogue(service_area_id: str) -> list[dict[str, Any]]:
+        return [catalogue_view(e) for e in app.catalogue(service_area_id).values()]
+
+    @router.patch("/areas/{service_area_id}/catalogue/{service_type}")
+    def change_catalogue(service_area_id: str, service_type: ServiceType,
+                         body: CatalogueEntryIn) -> dict[str, Any]:
+        changes = body.model_dump(exclude_none=True, exclude={"changed_by"})
+        return catalogue_view(app.change_catalogue_entry(service_area_id, service_type, changes,
+                                                         body.changed_by))
+
+    @router.get("/areas/{service_area_id}/visits")
+    def list_visits(service_area_id: str, day: date = Query(alias="date"),
+                    caregiver_id: str | None = None) -> list[dict[str, Any]]:
+        return [visit_view(v) for v in app.list_visits(service_area_id, day, caregiver_id)]
+
+    @router.get("/areas/{service_area_id}/orders")
+    def list_orders(service_area_id: str, day: date = Query(alias="date")) -> list[dict[str, Any]]:
+        return [order_view(o) for o in app.list_orders(service_area_id, day)]
+
+    @router.post("/areas/{service_area_id}/plans", status_code=201)
+    def plan_day(service_area_id: str, day: date = Query(alias="date"),
+                 time_limit_s: float | None = Query(default=None, gt=0, le=60)) -> dict[str, Any]:
+        """Run the router over the day's orders and not-started visits."""
+        return app.plan_day(service_area_id, day, time_limit_s=time_limit_s)
+
+    @router.post("/areas/{service_area_id}/replans", status_code=201)
+    def replan(service_area_id: str, body: ReplanIn) -> dict[str, Any]:
+        """Replan the rest of the day (a cancellation, a visit running long...)."""
+        return proposal_view(app.propose_replan(service_area_id, body.date, reason=body.reason))
+
+    @router.get("/areas/{service_area_id}/proposals")
+    def list_proposals(service_area_id: str) -> list[dict[str, Any]]:
+        return [proposal_view(p) for p in app.list_proposals(service_area_id)]
+
+    @router.post("/proposals/{proposal_id}/accept")
+    def accept_proposal(proposal_id: str, body: AcknowledgeIn) -> dict[str, Any]:
+        return proposal_view(app.decide_proposal(proposal_id, accept=True, by=body.by))
+
+    @router.post("/proposals/{proposal_id}/reject")
+    def reject_proposal(proposal_id: str, body: DecisionIn) -> dict[str, Any]:
+        return proposal_view(app.decide_proposal(proposal_id, accept=False, by=body.by,
+                                                 reason=body.reason))
+
+    @router.post("/areas/{service_area_id}/sweep")
+    def sweep(service_area_id: str) -> list[dict[str, Any]]:
+        """Raise the time-driven alerts now (late start, missed, overrun, certificates)."""
+        return [alert_view(a) for a in app.sweep(service_area_id)]
+
+    @router.get("/areas/{service_area_id}/alerts")
+    def list_alerts(service_area_id: str, open_only: bool = Query(False, alias="open")
+                    ) -> list[dict[str, Any]]:
+        return [alert_view(a) for a in app.list_alerts(service_area_id, open_only)]
+
+    @router.post("/alerts/{alert_id:path}/acknowledge")
+    def acknowledge(alert_id: str, body: AcknowledgeIn) -> dict[str, Any]:
+        return alert_view(app.acknowledge_alert(alert_id, by=body.by, note=body.note))
+
+    @router.get("/areas/{service_area_id}/stream", response_class=StreamingResponse)
+    async def stream(service_area_id: str, request: Request,
+                     last_event_id: str | None = Header(default=None),
+                     after: int | None = Query(default=None, ge=0,
+                                               description="Resume after this event id"),
+                     follow: bool = Query(default=True,
+                                          description="false: send what is there, then end"),
+                     ) -> StreamingResponse:
+        """Server-sent events of the area's visit, alert and proposal changes. Each event's id
+        is its position in dispatch's log: reconnecting with Last-Event-ID resumes there."""
+        start = after if after is not None else _int(last_event_id)
+        return StreamingResponse(_events(app, service_area_id, start, follow, request),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    # Orders and care plans -------------------------------------------------------------------
     @router.post("/orders", status_code=201)
     def place_order(body: OrderIn) -> dict[str, Any]:
-        """Take an order; it is scheduled to a caregiver at once when one fits."""
-        data = body.model_dump(exclude_none=True)
+        """Take an order; scheduled at once to the first free caregiver (emergencies by urgent
+        insertion), or left to the daily plan with await_plan."""
+        data = body.model_dump(exclude_none=True, exclude={"emergency_lat", "emergency_lon"})
+        if body.emergency_lat is not None and body.emergency_lon is not None:
+            data["emergency_position"] = {"lat": body.emergency_lat, "lon": body.emergency_lon}
         order, visit = app.place_order(PlaceOrder(**data))
         return {"order": order_view(order), "visit": visit_view(visit) if visit else None}
 
@@ -160,31 +556,78 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def cancel_order(order_id: str, body: CancelIn) -> dict[str, Any]:
         return order_view(app.cancel_order(order_id, body.reason, body.cancelled_by))
 
+    @router.post("/care-plans", status_code=201)
+    def create_care_plan(body: CarePlanIn) -> dict[str, Any]:
+        return care_plan_view(app.create_care_plan(
+            care_plan_id=body.care_plan_id, elder_id=body.elder_id,
+            items=[i.model_dump(mode="json") for i in body.items], valid_from=body.valid_from,
+            created_by=body.created_by))
+
+    @router.get("/care-plans/{care_plan_id}")
+    def get_care_plan(care_plan_id: str) -> dict[str, Any]:
+        return care_plan_view(app.get_care_plan(care_plan_id))
+
+    @router.put("/care-plans/{care_plan_id}")
+    def change_care_plan(care_plan_id: str, body: CarePlanChangeIn) -> dict[str, Any]:
+        """A new version from effective_from: future visits change, the past does not."""
+        return care_plan_view(app.change_care_plan(
+            care_plan_id, items=[i.model_dump(mode="json") for i in body.items],
+            effective_from=body.effective_from, by=body.by))
+
+    @router.post("/care-plans/{care_plan_id}/weeks", status_code=201)
+    def generate_week(care_plan_id: str, week_of: date = Query()) -> list[dict[str, Any]]:
+        """The plan's orders for the week containing week_of (idempotent)."""
+        return [order_view(o) for o in app.generate_week(care_plan_id, week_of)]
+
+    # Visits ----------------------------------------------------------------------------------
     @router.get("/visits/{visit_id}")
     def get_visit(visit_id: str) -> dict[str, Any]:
         return visit_view(app.get_visit(visit_id))
 
-    @router.get("/areas/{service_area_id}/visits")
-    def list_visits(service_area_id: str, day: date = Query(alias="date"),
-                    caregiver_id: str | None = None) -> list[dict[str, Any]]:
-        return [visit_view(v) for v in app.list_visits(service_area_id, day, caregiver_id)]
+    @router.post("/visits/{visit_id}/depart")
+    def depart(visit_id: str, body: StepIn) -> dict[str, Any]:
+        return visit_view(app.depart(visit_id, at=_now(body.at), caregiver_id=body.caregiver_id,
+                                     idempotency_key=body.idempotency_key))
 
     @router.post("/visits/{visit_id}/check-in")
     def check_in(visit_id: str, body: CheckInIn) -> dict[str, Any]:
-        return visit_view(app.check_in(visit_id, at=_now(body.at), lat=body.lat, lon=body.lon,
-                                       method=body.method, caregiver_id=body.caregiver_id))
+        """Check in (possibly synced late from the phone's queue, with its original time)."""
+        return visit_view(app.check_in(
+            visit_id, at=_now(body.at), lat=body.lat, lon=body.lon, method=body.method,
+            caregiver_id=body.caregiver_id, accuracy_m=body.accuracy_m, notes=body.notes,
+            idempotency_key=body.idempotency_key))
 
     @router.post("/visits/{visit_id}/check-out")
     def check_out(visit_id: str, body: CheckOutIn) -> dict[str, Any]:
-        """Check out; the visit is verified at once when location and confirmation hold."""
+        """Check out; verified at once when every rule holds, else it needs review."""
         return visit_view(app.check_out(
             visit_id, at=_now(body.at), lat=body.lat, lon=body.lon, tasks_done=body.tasks_done,
             confirmation_code=body.confirmation_code,
-            family_proxy_confirmed=body.family_proxy_confirmed, caregiver_id=body.caregiver_id))
+            family_proxy_confirmed=body.family_proxy_confirmed, caregiver_id=body.caregiver_id,
+            accuracy_m=body.accuracy_m, notes=body.notes, signature=body.signature,
+            idempotency_key=body.idempotency_key))
+
+    @router.post("/visits/{visit_id}/no-show")
+    def no_show(visit_id: str, body: NoShowIn) -> dict[str, Any]:
+        """The elder was not at home (a welfare check escalates to the family, then the
+        centre)."""
+        return visit_view(app.no_show(visit_id, at=_now(body.at), caregiver_id=body.caregiver_id,
+                                      reason=body.reason, lat=body.lat, lon=body.lon,
+                                      idempotency_key=body.idempotency_key))
+
+    @router.post("/visits/{visit_id}/escalation")
+    def escalation(visit_id: str, body: EscalationIn) -> dict[str, Any]:
+        return visit_view(app.record_escalation(visit_id, outcome=body.outcome, by=body.by))
 
     @router.post("/visits/{visit_id}/verify")
     def verify(visit_id: str, body: VerifyIn) -> dict[str, Any]:
         return visit_view(app.verify(visit_id, by=body.by, override_reason=body.override_reason))
+
+    @router.post("/visits/{visit_id}/review")
+    def review(visit_id: str, body: ReviewIn) -> dict[str, Any]:
+        """A reviewer's decision on a visit that needs review."""
+        return visit_view(app.review(visit_id, decision=body.decision, by=body.by,
+                                     reason=body.reason))
 
     @router.post("/visits/{visit_id}/cancel")
     def cancel_visit(visit_id: str, body: CancelIn) -> dict[str, Any]:
@@ -192,3 +635,51 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                            cancelled_by=body.cancelled_by))
 
     return router
+
+
+def _int(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 0
+
+
+def read_stream(app: DispatchApplication, area: str, after: int,
+                limit: int = 200) -> tuple[list[tuple[int, str, dict[str, Any]]], int, bool]:
+    """The area's changes after log position ``after``: (events, new position, more waiting)."""
+    notifications = app.process_recorder.select_notifications(after + 1, limit)
+    if not notifications:
+        return [], after, False
+    app.index.catch_up()
+    out = []
+    for n in notifications:
+        domain_event = app.mapper.to_domain_event(n)
+        key = app.stream_keys.get(domain_event.originator_id)
+        if key is None or key[0] != area:
+            continue
+        kind = key[1]
+        aggregate = app.repository.get(domain_event.originator_id,
+                                       version=domain_event.originator_version)
+        data = {"event": type(domain_event).__qualname__, **STREAM_VIEWS[kind](aggregate)}
+        out.append((n.id, kind, jsonable_encoder(data)))
+    return out, notifications[-1].id, len(notifications) == limit
+
+
+async def _events(app: DispatchApplication, area: str, after: int, follow: bool,
+                  request: Request, poll_s: float = 0.5,
+                  heartbeat_s: float = 15.0) -> AsyncIterator[str]:
+    yield "retry: 3000\n\n"
+    position, quiet = after, 0.0
+    while True:
+        events, position, more = await asyncio.to_thread(read_stream, app, area, position)
+        for event_id, kind, data in events:
+            yield f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+        if more:
+            continue
+        if not follow or await request.is_disconnected():
+            return
+        await asyncio.sleep(poll_s)
+        quiet = 0.0 if events else quiet + poll_s
+        if quiet >= heartbeat_s:
+            quiet = 0.0
+            yield ": keep-alive\n\n"

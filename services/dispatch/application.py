@@ -1,11 +1,11 @@
-"""Dispatch: elders, caregivers, orders and verified visits (commands and queries)."""
+"""Dispatch: elders, caregivers, orders, care plans, daily plans, verified visits and alerts."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -13,18 +13,34 @@ from zoneinfo import ZoneInfo
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 
 from contracts.envelope import IntegrationEvent
+from contracts.events.funding import (
+    CreditsReservationRejected,
+    CreditsReserved,
+    HoursReserved,
+    ReservationRejected,
+)
 from contracts.events.orders import OrderCancelled, OrderPlaced
-from contracts.topics import ORDERS
+from contracts.topics import FUNDING, ORDERS
 from contracts.values import CaregiverKind, CheckMethod, OrderSource, Priority, ServiceType
+from services.dispatch.domain.alerts import Alert, AlertKind
+from services.dispatch.domain.areas import AreaRules, ServiceArea
 from services.dispatch.domain.assignment import CandidateCaregiver, NoCaregiverAvailable, assign
-from services.dispatch.domain.catalogue import catalogue_entry
-from services.dispatch.domain.people import Caregiver, Elder
+from services.dispatch.domain.catalogue import DEFAULT_CATALOGUE, CatalogueEntry
+from services.dispatch.domain.people import Caregiver, Elder, Provider
+from services.dispatch.domain.plans import CarePlan, ReplanProposal
 from services.dispatch.domain.visits import (
+    FINISHED,
+    NOT_STARTED,
     DispatchError,
+    FundingStatus,
+    IllegalTransition,
+    InvalidInput,
+    OrderState,
     ServiceOrder,
     Visit,
     VisitState,
 )
+from services.dispatch.planning import DayPlan, DayProblem, Job
 from services.dispatch.translation import translate
 from services.runtime.eventstore import ServiceApplication, stable_id
 from services.runtime.readmodel import FollowingReadModel
@@ -56,47 +72,115 @@ class PlaceOrder:
     placed_by: str | None = None
     correlation_id: str = field(default_factory=lambda: str(uuid4()))
     origin_event_id: str | None = None  # set when the order arrived on homecare.orders
+    # Wait for the area's daily plan instead of taking the first free caregiver now.
+    await_plan: bool = False
+    care_plan_id: str | None = None
+    emergency_position: dict[str, float] | None = None  # a wearable's SOS position
+
+
+# Which aggregate kinds the area stream carries, by class name prefix.
+STREAMED = {"Visit": "visit", "Alert": "alert", "ReplanProposal": "proposal"}
 
 
 class DispatchApplication(ServiceApplication):
     name = "Dispatch"
     # What this service consumes: topic -> integration event types it acts on.
-    subscriptions: dict[str, set[str]] = {ORDERS: {"OrderPlaced", "OrderCancelled"}}
+    subscriptions: dict[str, set[str]] = {
+        ORDERS: {"OrderPlaced", "OrderCancelled"},
+        FUNDING: {"HoursReserved", "ReservationRejected", "CreditsReserved",
+                  "CreditsReservationRejected"},
+    }
+    plan_time_limit_s = 2.0
 
     def __init__(self, env: dict[str, str] | None = None, timezone: str = "Asia/Shanghai"):
         super().__init__(env)
         self.tz = ZoneInfo(timezone)
         self._elders_by_area: dict[str, set[str]] = defaultdict(set)
         self._caregivers_by_area: dict[str, set[str]] = defaultdict(set)
+        self._providers: set[str] = set()
         self._visits_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
-        self._visit_bookings: dict[str, tuple[str, date, datetime, datetime, bool]] = {}
+        self._visit_day: dict[str, tuple[str, date]] = {}
+        self._orders_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
+        self._alerts_by_area: dict[str, list[str]] = defaultdict(list)
+        self._proposals_by_area: dict[str, list[str]] = defaultdict(list)
+        self._care_plans_by_area: dict[str, set[str]] = defaultdict(set)
+        # originator id -> (area, stream kind, key) for the area's event stream
+        self.stream_keys: dict[UUID, tuple[str, str, str]] = {}
+        # caregiver id -> (visit ids queued on the phone, when the phone said so)
+        self._pending_syncs: dict[str, tuple[set[str], datetime]] = {}
         self.index = FollowingReadModel(self, self._index)
+        # The server's clock; tests and simulations replace it.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # Read model ------------------------------------------------------------------------------
-    def _index(self, domain_event: Any) -> None:
-        name = type(domain_event).__qualname__
+    def _index(self, e: Any) -> None:
+        name = type(e).__qualname__
         if name == "Elder.Registered":
-            self._elders_by_area[domain_event.service_area_id].add(domain_event.elder_id)
+            self._elders_by_area[e.service_area_id].add(e.elder_id)
         elif name == "Caregiver.Registered":
-            self._caregivers_by_area[domain_event.service_area_id].add(domain_event.caregiver_id)
+            self._caregivers_by_area[e.service_area_id].add(e.caregiver_id)
+        elif name == "Provider.Registered":
+            self._providers.add(e.provider_id)
+        elif name == "ServiceOrder.Placed":
+            self._orders_by_day[(e.service_area_id, e.requested_date)].add(e.order_id)
+        elif name == "CarePlan.Created":
+            self._care_plans_by_area[e.service_area_id].add(e.care_plan_id)
         elif name == "Visit.Scheduled":
-            day = domain_event.planned_start.astimezone(self.tz).date()
-            self._visits_by_day[(domain_event.service_area_id, day)].add(domain_event.visit_id)
-            self._visit_bookings[domain_event.visit_id] = (
-                domain_event.caregiver_id, day, domain_event.planned_start,
-                domain_event.planned_end, True,
-            )
-        elif name == "Visit.Cancelled":
-            vid = self._visit_id_of(domain_event.originator_id)
-            if vid in self._visit_bookings:
-                c, d, s, e, _ = self._visit_bookings[vid]
-                self._visit_bookings[vid] = (c, d, s, e, False)
+            self._place_visit(e.visit_id, e.service_area_id, e.planned_start)
+            self.stream_keys[e.originator_id] = (e.service_area_id, "visit", e.visit_id)
+        elif name == "Visit.Rescheduled":
+            area, _, visit_id = self.stream_keys[e.originator_id]
+            self._place_visit(visit_id, area, e.planned_start)
+        elif name == "Alert.Raised":
+            self._alerts_by_area[e.service_area_id].append(e.alert_id)
+            self.stream_keys[e.originator_id] = (e.service_area_id, "alert", e.alert_id)
+        elif name == "ReplanProposal.Proposed":
+            self._proposals_by_area[e.service_area_id].append(e.proposal_id)
+            self.stream_keys[e.originator_id] = (e.service_area_id, "proposal", e.proposal_id)
 
-    def _visit_id_of(self, originator_id: UUID) -> str | None:
-        for vid in self._visit_bookings:
-            if Visit.create_id(vid) == originator_id:
-                return vid
-        return None
+    def _place_visit(self, visit_id: str, area: str, start: datetime) -> None:
+        day = start.astimezone(self.tz).date()
+        old = self._visit_day.get(visit_id)
+        if old is not None:
+            self._visits_by_day[old].discard(visit_id)
+        self._visit_day[visit_id] = (area, day)
+        self._visits_by_day[(area, day)].add(visit_id)
+
+    def local_day(self, at: datetime) -> date:
+        return at.astimezone(self.tz).date()
+
+    # Areas: rules and catalogue --------------------------------------------------------------
+    def _area(self, service_area_id: str) -> ServiceArea | None:
+        return self.get_or_none(ServiceArea.create_id(service_area_id))
+
+    def rules(self, service_area_id: str) -> AreaRules:
+        area = self._area(service_area_id)
+        return area.rules if area else AreaRules()
+
+    def catalogue(self, service_area_id: str) -> dict[ServiceType, CatalogueEntry]:
+        area = self._area(service_area_id)
+        return area.catalogue() if area else dict(DEFAULT_CATALOGUE)
+
+    def configure_area(self, service_area_id: str, changes: dict[str, Any],
+                       changed_by: str | None = None) -> AreaRules:
+        unknown = set(changes) - AreaRules.names()
+        if unknown:
+            raise InvalidInput(f"unknown area settings: {', '.join(sorted(unknown))}")
+        AreaRules().changed(**changes)  # refuse what would not make valid rules
+        area = self._area(service_area_id) or ServiceArea(service_area_id=service_area_id)
+        area.change_rules(changes=changes, changed_by=changed_by)
+        self.save(area)
+        return area.rules
+
+    def change_catalogue_entry(self, service_area_id: str, service_type: ServiceType,
+                               changes: dict[str, Any],
+                               changed_by: str | None = None) -> CatalogueEntry:
+        DEFAULT_CATALOGUE[service_type].changed(**changes)  # validates the field names
+        area = self._area(service_area_id) or ServiceArea(service_area_id=service_area_id)
+        area.change_catalogue_entry(service_type=str(service_type), changes=changes,
+                                    changed_by=changed_by)
+        self.save(area)
+        return area.catalogue()[service_type]
 
     # Registration ----------------------------------------------------------------------------
     def register_elder(self, **facts: Any) -> Elder:
@@ -111,15 +195,86 @@ class DispatchApplication(ServiceApplication):
         caregiver = self.get_or_none(Caregiver.create_id(facts["caregiver_id"]))
         if caregiver is not None:
             return caregiver
+        if facts.get("provider_id") and self.get_or_none(
+                Provider.create_id(facts["provider_id"])) is None:
+            # A provider first seen with its caregiver: registered by its id.
+            self.save(Provider(provider_id=facts["provider_id"], name=facts["provider_id"],
+                               service_area_id=facts["service_area_id"]))
         caregiver = Caregiver(**facts)
         self.save(caregiver)
         return caregiver
+
+    def register_provider(self, provider_id: str, name: str, service_area_id: str) -> Provider:
+        provider = self.get_or_none(Provider.create_id(provider_id))
+        if provider is None:
+            provider = Provider(provider_id=provider_id, name=name,
+                                service_area_id=service_area_id)
+            self.save(provider)
+        return provider
+
+    def get_provider(self, provider_id: str) -> Provider:
+        return self._get(Provider.create_id(provider_id), f"no provider {provider_id}")
+
+    def blacklist_provider(self, provider_id: str, reason: str, by: str) -> Provider:
+        provider = self.get_provider(provider_id)
+        if not provider.blacklisted:
+            provider.blacklist(reason=reason, by=by)
+            self.save(provider)
+        return provider
+
+    def reinstate_provider(self, provider_id: str, reason: str, by: str) -> Provider:
+        provider = self.get_provider(provider_id)
+        if provider.blacklisted:
+            provider.reinstate(by=by, reason=reason)
+            self.save(provider)
+        return provider
+
+    def _blacklisted(self) -> set[str]:
+        self.index.catch_up()
+        return {p for p in self._providers if self.get_provider(p).blacklisted}
 
     def get_elder(self, elder_id: str) -> Elder:
         return self._get(Elder.create_id(elder_id), f"no elder {elder_id}")
 
     def get_caregiver(self, caregiver_id: str) -> Caregiver:
         return self._get(Caregiver.create_id(caregiver_id), f"no caregiver {caregiver_id}")
+
+    def change_preferences(self, elder_id: str, gender_preference: str | None,
+                           preferred_caregiver_ids: list[str],
+                           excluded_caregiver_ids: list[str]) -> Elder:
+        elder = self.get_elder(elder_id)
+        for c in [*preferred_caregiver_ids, *excluded_caregiver_ids]:
+            self.get_caregiver(c)
+        if set(preferred_caregiver_ids) & set(excluded_caregiver_ids):
+            raise InvalidInput("a caregiver cannot be both preferred and excluded")
+        elder.change_preferences(gender_preference=gender_preference,
+                                 preferred_caregiver_ids=preferred_caregiver_ids,
+                                 excluded_caregiver_ids=excluded_caregiver_ids)
+        self.save(elder)
+        return elder
+
+    def assess_elder(self, elder_id: str, capability_level: int, assessed_on: date) -> Elder:
+        elder = self.get_elder(elder_id)
+        elder.assess(capability_level=capability_level, assessed_on=assessed_on)
+        self.save(elder)
+        return elder
+
+    def renew_certificate(self, caregiver_id: str, expires: date, level: int) -> Caregiver:
+        caregiver = self.get_caregiver(caregiver_id)
+        if caregiver.kind is CaregiverKind.VOLUNTEER:
+            raise DispatchError("volunteers hold no caregiver certificate")
+        caregiver.renew_certificate(expires=expires, level=level)
+        self.save(caregiver)
+        return caregiver
+
+    def change_shift(self, caregiver_id: str, shift_start: str, shift_end: str,
+                     work_days: list[int]) -> Caregiver:
+        if shift_end <= shift_start:
+            raise InvalidInput("a shift must end after it starts")
+        caregiver = self.get_caregiver(caregiver_id)
+        caregiver.change_shift(shift_start=shift_start, shift_end=shift_end, work_days=work_days)
+        self.save(caregiver)
+        return caregiver
 
     def list_elders(self, service_area_id: str) -> list[Elder]:
         self.index.catch_up()
@@ -130,100 +285,134 @@ class DispatchApplication(ServiceApplication):
         return [self.get_caregiver(c) for c in sorted(self._caregivers_by_area[service_area_id])]
 
     # Orders ----------------------------------------------------------------------------------
-    def place_order(self, command: PlaceOrder) -> tuple[ServiceOrder, Visit | None]:
-        aggregates = self._place(command)
+    def place_order(self, command: PlaceOrder,
+                    now: datetime | None = None) -> tuple[ServiceOrder, Visit | None]:
+        aggregates = self._place(command, now)
         if not aggregates:
             order = self.get_order(command.order_id)
             return order, self._first_visit(order)
         self.save(*aggregates)
         order = aggregates[0]
-        return order, aggregates[1] if len(aggregates) > 1 else None
+        visit = next((a for a in aggregates if isinstance(a, Visit)), None)
+        return order, visit
 
-    def _place(self, command: PlaceOrder) -> list[Any]:
+    def _order(self, command: PlaceOrder, elder: Elder, entry: CatalogueEntry) -> ServiceOrder:
+        duration = command.duration_minutes or entry.default_minutes
+        if duration <= 0:
+            raise InvalidInput("duration_minutes must be positive")
+        if (command.window_start and command.window_end
+                and command.window_end <= command.window_start):
+            raise InvalidInput("window_end must be after window_start")
+        priority = command.priority or (Priority.EMERGENCY if command.emergency else entry.priority)
+        return ServiceOrder(
+            order_id=command.order_id, elder_id=elder.elder_id,
+            service_area_id=elder.service_area_id, service_type=command.service_type,
+            source=command.source, priority=priority, emergency=command.emergency,
+            requested_date=command.requested_date, window_start=command.window_start,
+            window_end=command.window_end, duration_minutes=duration,
+            staff_count=command.staff_count or entry.staff_count,
+            use_time_credits=command.use_time_credits,
+            time_credit_account_id=command.time_credit_account_id,
+            out_of_pocket_agreed=command.out_of_pocket_agreed, notes=command.notes,
+            placed_by=command.placed_by, correlation_id=command.correlation_id,
+            origin_event_id=command.origin_event_id, care_plan_id=command.care_plan_id,
+            emergency_position=command.emergency_position,
+        )
+
+    def _place(self, command: PlaceOrder, now: datetime | None = None) -> list[Any]:
         """The order and (when a caregiver fits) its visit, unsaved; [] if placed before."""
         if self.get_or_none(ServiceOrder.create_id(command.order_id)) is not None:
             return []
         elder = self.get_elder(command.elder_id)
-        entry = catalogue_entry(command.service_type)
-        duration = command.duration_minutes or entry.default_minutes
-        if duration <= 0:
-            raise DispatchError("duration_minutes must be positive")
-        priority = command.priority or (Priority.EMERGENCY if command.emergency else entry.priority)
-        order = ServiceOrder(
-            order_id=command.order_id,
-            elder_id=elder.elder_id,
-            service_area_id=elder.service_area_id,
-            service_type=command.service_type,
-            source=command.source,
-            priority=priority,
-            emergency=command.emergency,
-            requested_date=command.requested_date,
-            window_start=command.window_start,
-            window_end=command.window_end,
-            duration_minutes=duration,
-            staff_count=command.staff_count or entry.staff_count,
-            use_time_credits=command.use_time_credits,
-            time_credit_account_id=command.time_credit_account_id,
-            out_of_pocket_agreed=command.out_of_pocket_agreed,
-            notes=command.notes,
-            placed_by=command.placed_by,
-            correlation_id=command.correlation_id,
-            origin_event_id=command.origin_event_id,
-        )
+        entry = self.catalogue(elder.service_area_id)[ServiceType(command.service_type)]
+        order = self._order(command, elder, entry)
+        if order.emergency:
+            return self._dispatch_emergency(order, elder, entry, now or self.clock())
+        if command.await_plan:
+            return [order]  # the area's daily plan schedules it
+        return self._assign_now(order, elder, entry, earliest=None)
+
+    def _assign_now(self, order: ServiceOrder, elder: Elder, entry: CatalogueEntry,
+                    earliest: datetime | None) -> list[Any]:
+        """The foundation's first-free-caregiver assignment (for orders taken one by one)."""
         try:
             choice = assign(
-                entry, duration, command.requested_date, command.window_start,
-                command.window_end, self._candidates(elder.service_area_id,
-                                                     command.requested_date), self.tz,
+                entry, order.duration_minutes, order.requested_date,
+                earliest or order.window_start, order.window_end,
+                self._candidates(order, elder, entry), self.tz,
             )
         except NoCaregiverAvailable as reason:
             order.mark_unassigned(reason=str(reason))
-            return [order]
-        caregiver = self.get_caregiver(choice.caregiver_id)
-        visit_id = f"V-{order.order_id}"
-        visit = Visit(
-            visit_id=visit_id,
-            order_id=order.order_id,
-            elder_id=elder.elder_id,
-            service_area_id=elder.service_area_id,
-            caregiver_id=caregiver.caregiver_id,
-            caregiver_kind=caregiver.kind,
-            provider_id=caregiver.provider_id,
-            service_type=order.service_type,
-            planned_start=choice.start,
-            planned_end=choice.end,
-            home_lat=elder.lat,
-            home_lon=elder.lon,
-            use_time_credits=order.use_time_credits,
-            time_credit_account_id=order.time_credit_account_id,
-            out_of_pocket_agreed=order.out_of_pocket_agreed,
-            correlation_id=order.correlation_id,
-        )
-        order.mark_scheduled(visit_id=visit_id)
+            alert = self._alert(AlertKind.UNASSIGNED, order.order_id, order.service_area_id,
+                                f"order {order.order_id} for {elder.name}: {reason}",
+                                self.clock(), elder_id=elder.elder_id)
+            return [order, *alert]
+        visit = self._new_visit(order, elder, entry, choice.caregiver_id, choice.start,
+                                choice.end)
         return [order, visit]
 
-    def _candidates(self, service_area_id: str, day: date) -> list[CandidateCaregiver]:
-        self.index.catch_up()
+    def _new_visit(self, order: ServiceOrder, elder: Elder, entry: CatalogueEntry,
+                   caregiver_id: str, start: datetime, end: datetime,
+                   plan_id: str | None = None) -> Visit:
+        caregiver = self.get_caregiver(caregiver_id)
+        visit_id = f"V-{order.order_id}"
+        visit = Visit(
+            visit_id=visit_id, order_id=order.order_id, elder_id=elder.elder_id,
+            service_area_id=elder.service_area_id, caregiver_id=caregiver.caregiver_id,
+            caregiver_kind=caregiver.kind, provider_id=caregiver.provider_id,
+            service_type=order.service_type, planned_start=start, planned_end=end,
+            home_lat=elder.lat, home_lon=elder.lon, use_time_credits=order.use_time_credits,
+            time_credit_account_id=order.time_credit_account_id,
+            out_of_pocket_agreed=order.out_of_pocket_agreed,
+            correlation_id=order.correlation_id, needs_confirmation=entry.needs_confirmation,
+            priority=order.priority, plan_id=plan_id,
+        )
+        order.mark_scheduled(visit_id=visit_id)
+        return visit
+
+    def _candidates(self, order: ServiceOrder, elder: Elder,
+                    entry: CatalogueEntry) -> list[CandidateCaregiver]:
+        day = order.requested_date
+        blacklisted = self._blacklisted() if order.subsidised else set()
         booked: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-        for caregiver_id, d, start, end, active in self._visit_bookings.values():
-            if d == day and active:
-                booked[caregiver_id].append((start, end))
-        return [
-            CandidateCaregiver(
-                caregiver_id=c.caregiver_id,
-                kind=c.kind,
-                skills=frozenset(c.skills),
-                certified=c.is_certified_on(day),
-                booked=tuple(booked[c.caregiver_id]),
-            )
-            for c in self.list_caregivers(service_area_id)
-        ]
+        for v in self.list_visits(elder.service_area_id, day):
+            if v.state not in (VisitState.CANCELLED, VisitState.NO_SHOW, VisitState.MISSED):
+                booked[v.caregiver_id].append((v.planned_start, v.planned_end))
+        out = []
+        for c in self.list_caregivers(elder.service_area_id):
+            shift_start, shift_end = c.shift_on(day)
+            unavailable = None
+            if c.caregiver_id in elder.excluded_caregiver_ids:
+                unavailable = "excluded by the elder"
+            elif elder.gender_preference and c.gender != elder.gender_preference:
+                unavailable = f"the elder asks for a {elder.gender_preference} caregiver"
+            elif c.provider_id in blacklisted:
+                unavailable = f"provider {c.provider_id} is blacklisted (no subsidised visits)"
+            elif not c.works_on(day):
+                unavailable = "not working that day"
+            elif day.isoformat() in c.unavailable_from:
+                unavailable = "reported sick"
+            elif (c.max_visits_per_day is not None
+                  and len(booked[c.caregiver_id]) >= c.max_visits_per_day):
+                unavailable = f"already has {c.max_visits_per_day} visits that day (limit)"
+            out.append(CandidateCaregiver(
+                caregiver_id=c.caregiver_id, kind=c.kind, skills=frozenset(c.skills),
+                certified=c.is_certified_on(day), booked=tuple(booked[c.caregiver_id]),
+                unavailable=unavailable,
+                shift=(datetime.combine(day, shift_start, self.tz),
+                       datetime.combine(day, shift_end, self.tz)),
+            ))
+        return out
 
     def get_order(self, order_id: str) -> ServiceOrder:
         return self._get(ServiceOrder.create_id(order_id), f"no order {order_id}")
 
     def _first_visit(self, order: ServiceOrder) -> Visit | None:
-        return self.get_visit(order.visit_ids[0]) if order.visit_ids else None
+        return self.get_visit(order.visit_ids[-1]) if order.visit_ids else None
+
+    def list_orders(self, service_area_id: str, day: date) -> list[ServiceOrder]:
+        self.index.catch_up()
+        return [self.get_order(o) for o in sorted(self._orders_by_day[(service_area_id, day)])]
 
     def cancel_order(self, order_id: str, reason: str, cancelled_by: str | None) -> ServiceOrder:
         order = self.get_order(order_id)
@@ -235,9 +424,40 @@ class DispatchApplication(ServiceApplication):
         order.cancel(reason=reason, cancelled_by=cancelled_by)
         visits = [self.get_visit(v) for v in order.visit_ids]
         for visit in visits:
-            if visit.state in (VisitState.SCHEDULED, VisitState.EN_ROUTE):
+            if visit.state in NOT_STARTED:
                 visit.cancel(reason=reason, cancelled_by=cancelled_by or "order cancelled")
         return [order, *visits]
+
+    # Emergencies -----------------------------------------------------------------------------
+    def _dispatch_emergency(self, order: ServiceOrder, elder: Elder, entry: CatalogueEntry,
+                            now: datetime) -> list[Any]:
+        """At once: urgent insertion by the router into today's routes, else the first free
+        caregiver from now; announced to the area either way."""
+        aggregates: list[Any] = [order]
+        visit_id = f"V-{order.order_id}"
+        day = order.requested_date
+        start = max(now, order.window_start) if order.window_start else now
+        job = Job(visit_id=visit_id, elder=elder, service_type=order.service_type, entry=entry,
+                  duration=order.duration_minutes, priority=order.priority, subsidised=True,
+                  window_start=start, window_end=start + timedelta(hours=2))
+        problem = self._day_problem(elder.service_area_id, day, [job], now=now)
+        placed = problem.insert_urgent(visit_id, now) if visit_id in problem.jobs else None
+        where = placed.placements.get(visit_id) if placed else None
+        if where is not None and not placed.violations:
+            aggregates.append(self._new_visit(order, elder, entry, where.caregiver_id,
+                                              where.start, where.end))
+        else:
+            aggregates = self._assign_now(order, elder, entry, earliest=start)
+        visit = next((a for a in aggregates if isinstance(a, Visit)), None)
+        who = f"caregiver {visit.caregiver_id} at {visit.planned_start.astimezone(self.tz):%H:%M}"
+        message = (f"紧急救助 emergency for {elder.name} ({elder.address or elder.elder_id}): "
+                   + (who if visit else "NO caregiver available"))
+        aggregates += self._alert(AlertKind.EMERGENCY, order.order_id, elder.service_area_id,
+                                  message, now, severity="critical",
+                                  visit_id=visit.visit_id if visit else None,
+                                  caregiver_id=visit.caregiver_id if visit else None,
+                                  elder_id=elder.elder_id)
+        return aggregates
 
     # Visits ----------------------------------------------------------------------------------
     def get_visit(self, visit_id: str) -> Visit:
@@ -251,49 +471,645 @@ class DispatchApplication(ServiceApplication):
             visits = [v for v in visits if v.caregiver_id == caregiver_id]
         return sorted(visits, key=lambda v: (v.planned_start, v.visit_id))
 
+    def caregiver_route(self, caregiver_id: str, day: date) -> tuple[Caregiver, list[Visit]]:
+        """The caregiver's visits of the day in planned order (cancelled ones left out)."""
+        caregiver = self.get_caregiver(caregiver_id)
+        visits = [v for v in self.list_visits(caregiver.service_area_id, day, caregiver_id)
+                  if v.state is not VisitState.CANCELLED]
+        return caregiver, visits
+
     def _visit_of_caregiver(self, visit_id: str, caregiver_id: str | None) -> Visit:
         visit = self.get_visit(visit_id)
         if caregiver_id is not None and caregiver_id != visit.caregiver_id:
-            raise DispatchError(f"visit {visit_id} is not assigned to {caregiver_id}")
+            self.get_caregiver(caregiver_id)  # unknown caregiver: 404 rather than 409
+            raise DispatchError(f"visit {visit_id} is not assigned to {caregiver_id} "
+                                f"(it is {visit.caregiver_id}'s)")
+        return visit
+
+    def _device_time(self, at: datetime, rules: AreaRules, now: datetime | None) -> datetime:
+        """The device's original time; refused when it lies in the future beyond clock skew."""
+        if at.tzinfo is None:
+            raise InvalidInput("times must carry a UTC offset")
+        now = now or self.clock()
+        if at > now + timedelta(seconds=rules.clock_skew_seconds):
+            raise InvalidInput(f"time {at.isoformat()} is in the future (server time "
+                               f"{now.isoformat()}, allowed skew {rules.clock_skew_seconds} s)")
+        return at
+
+    def depart(self, visit_id: str, *, at: datetime, caregiver_id: str | None = None,
+               idempotency_key: str | None = None, now: datetime | None = None) -> Visit:
+        visit = self._visit_of_caregiver(visit_id, caregiver_id)
+        at = self._device_time(at, self.rules(visit.service_area_id), now)
+        if visit.depart(at=at, idempotency_key=idempotency_key):
+            self.save(visit)
         return visit
 
     def check_in(self, visit_id: str, *, at: datetime, lat: float | None, lon: float | None,
-                 method: CheckMethod = CheckMethod.GPS, caregiver_id: str | None = None) -> Visit:
+                 method: CheckMethod = CheckMethod.GPS, caregiver_id: str | None = None,
+                 accuracy_m: float | None = None, notes: str | None = None,
+                 idempotency_key: str | None = None, now: datetime | None = None) -> Visit:
+        """Check in with the device's original time; a repeat with the same key changes
+        nothing. A position outside the geofence is accepted and flagged for review."""
         visit = self._visit_of_caregiver(visit_id, caregiver_id)
-        visit.check_in(at=at, lat=lat, lon=lon, method=method)
-        self.save(visit)
+        rules = self.rules(visit.service_area_id)
+        at = self._device_time(at, rules, now)
+        if not visit.check_in(at=at, lat=lat, lon=lon, method=method,
+                              radius_m=rules.geofence_radius_m, accuracy_m=accuracy_m,
+                              max_accuracy_m=rules.max_accuracy_m, notes=notes,
+                              idempotency_key=idempotency_key):
+            return visit
+        changed: list[Any] = [visit]
+        if not visit.check_in_verified:
+            changed += self._alert(AlertKind.LOCATION_NOT_VERIFIED, f"{visit_id}/in",
+                                   visit.service_area_id,
+                                   f"check-in of {visit_id}: {visit.check_in_problem}",
+                                   now or self.clock(), visit_id=visit_id,
+                                   caregiver_id=visit.caregiver_id, elder_id=visit.elder_id)
+        changed += self._resolve_late_alerts(visit)
+        self._forget_pending(visit.caregiver_id, visit_id)
+        self.save(*changed)
         return visit
 
     def check_out(self, visit_id: str, *, at: datetime, lat: float | None, lon: float | None,
                   tasks_done: list[str], confirmation_code: str | None = None,
-                  family_proxy_confirmed: bool = False,
-                  caregiver_id: str | None = None) -> Visit:
-        """Check out, and verify at once when the visit is complete and confirmed."""
+                  family_proxy_confirmed: bool = False, caregiver_id: str | None = None,
+                  accuracy_m: float | None = None, notes: str | None = None,
+                  signature: str | None = None, idempotency_key: str | None = None,
+                  now: datetime | None = None) -> Visit:
+        """Check out, and verify at once when every rule holds; otherwise it needs review."""
         visit = self._visit_of_caregiver(visit_id, caregiver_id)
+        rules = self.rules(visit.service_area_id)
+        at = self._device_time(at, rules, now)
+        entry = self.catalogue(visit.service_area_id)[visit.service_type]
+        unknown = [t for t in tasks_done if entry.tasks and t not in entry.tasks]
+        if unknown and not self._already_checked_out(visit, idempotency_key):
+            raise InvalidInput(f"tasks not in the catalogue for {visit.service_type}: "
+                               f"{', '.join(unknown)} (allowed: {', '.join(entry.tasks)})")
         elder = self.get_elder(visit.elder_id)
-        visit.check_out(at=at, lat=lat, lon=lon, tasks_done=tasks_done,
-                        confirmation_code=confirmation_code,
-                        family_proxy_confirmed=family_proxy_confirmed,
-                        elder_code=elder.confirmation_code)
-        gaps = visit.verification_gaps()
+        if not visit.check_out(at=at, lat=lat, lon=lon, tasks_done=tasks_done,
+                               confirmation_code=confirmation_code,
+                               family_proxy_confirmed=family_proxy_confirmed,
+                               elder_code=elder.confirmation_code,
+                               radius_m=rules.geofence_radius_m, accuracy_m=accuracy_m,
+                               max_accuracy_m=rules.max_accuracy_m, signature=signature,
+                               notes=notes, idempotency_key=idempotency_key):
+            return visit
+        changed: list[Any] = [visit]
+        overlapping = self._overlapping(visit)
+        gaps = visit.verification_gaps(rules, overlapping)
+        when = now or self.clock()
         if gaps:
             visit.flag_for_review(gaps=gaps)
+            changed += self._alert(AlertKind.NEEDS_REVIEW, visit_id, visit.service_area_id,
+                                   f"visit {visit_id} needs review: " + "; ".join(gaps), when,
+                                   visit_id=visit_id, caregiver_id=visit.caregiver_id,
+                                   elder_id=visit.elder_id)
+            if not visit.location_verified:
+                changed += self._alert(AlertKind.LOCATION_NOT_VERIFIED, visit_id,
+                                       visit.service_area_id,
+                                       f"visit {visit_id}: location not verified", when,
+                                       visit_id=visit_id, caregiver_id=visit.caregiver_id,
+                                       elder_id=visit.elder_id)
         else:
-            visit.verify(by="automatic")
-        self.save(visit)
+            visit.verify(by="automatic", rules=rules)
+        changed += self._resolve_late_alerts(visit)
+        self._forget_pending(visit.caregiver_id, visit_id)
+        self.save(*changed)
         return visit
+
+    @staticmethod
+    def _already_checked_out(visit: Visit, key: str | None) -> bool:
+        return key is not None and visit.idempotency_keys.get(key) == "check_out"
+
+    def _overlapping(self, visit: Visit) -> list[str]:
+        """Other visits of the same caregiver whose actual times overlap this one's."""
+        assert visit.checked_in_at and visit.checked_out_at
+        out = []
+        for day in {self.local_day(visit.checked_in_at), self.local_day(visit.planned_start)}:
+            for other in self.list_visits(visit.service_area_id, day, visit.caregiver_id):
+                if other.visit_id == visit.visit_id or other.checked_in_at is None:
+                    continue
+                other_end = other.checked_out_at or other.checked_in_at
+                if (other.checked_in_at < visit.checked_out_at
+                        and visit.checked_in_at < other_end
+                        and other.visit_id not in out):
+                    out.append(other.visit_id)
+        return out
 
     def verify(self, visit_id: str, *, by: str, override_reason: str | None = None) -> Visit:
         visit = self.get_visit(visit_id)
-        visit.verify(by=by, override_reason=override_reason)
-        self.save(visit)
+        overlapping = self._overlapping(visit) if visit.checked_out_at else []
+        visit.verify(by=by, override_reason=override_reason,
+                     rules=self.rules(visit.service_area_id), overlapping=overlapping)
+        self.save(visit, *self._close_alerts(visit_id, f"reviewed by {by}"))
         return visit
 
-    def cancel_visit(self, visit_id: str, *, reason: str, cancelled_by: str) -> Visit:
+    def review(self, visit_id: str, *, decision: str, by: str, reason: str) -> Visit:
+        """A reviewer's decision on a visit that needs review: approve (verified) or reject."""
+        visit = self.get_visit(visit_id)
+        if visit.state is VisitState.CHECKED_OUT and not visit.needs_review:
+            raise DispatchError(f"visit {visit_id} does not need review")
+        if decision == "approve":
+            return self.verify(visit_id, by=by, override_reason=reason)
+        if decision != "reject":
+            raise InvalidInput("decision must be approve or reject")
+        visit.reject(by=by, reason=reason)
+        self.save(visit, *self._close_alerts(visit_id, f"rejected by {by}"))
+        return visit
+
+    def cancel_visit(self, visit_id: str, *, reason: str, cancelled_by: str,
+                     now: datetime | None = None) -> Visit:
         visit = self.get_visit(visit_id)
         visit.cancel(reason=reason, cancelled_by=cancelled_by)
         self.save(visit)
         return visit
+
+    def no_show(self, visit_id: str, *, at: datetime, caregiver_id: str, reason: str,
+                lat: float | None = None, lon: float | None = None,
+                idempotency_key: str | None = None, now: datetime | None = None) -> Visit:
+        """The elder was not at home; a welfare check escalates to the family at once."""
+        visit = self._visit_of_caregiver(visit_id, caregiver_id)
+        at = self._device_time(at, self.rules(visit.service_area_id), now)
+        if not visit.no_show(at=at, reason=reason, reported_by=caregiver_id, lat=lat, lon=lon,
+                             idempotency_key=idempotency_key):
+            return visit
+        elder = self.get_elder(visit.elder_id)
+        if visit.escalation_step:
+            alert = self._alert(
+                AlertKind.WELFARE_ESCALATION, f"{visit_id}/call_family", visit.service_area_id,
+                f"探访关爱 welfare check: {elder.name} not at home. Call the family "
+                f"({elder.family_phone or 'no number on file'}) now.", at, severity="critical",
+                visit_id=visit_id, caregiver_id=caregiver_id, elder_id=elder.elder_id)
+        else:
+            alert = self._alert(AlertKind.NO_SHOW, visit_id, visit.service_area_id,
+                                f"{elder.name} not at home for {visit_id}: {reason}", at,
+                                visit_id=visit_id, caregiver_id=caregiver_id,
+                                elder_id=elder.elder_id)
+        self.save(visit, *alert)
+        return visit
+
+    def record_escalation(self, visit_id: str, *, outcome: str, by: str,
+                          at: datetime | None = None) -> Visit:
+        visit = self.get_visit(visit_id)
+        at = at or self.clock()
+        visit.record_escalation(outcome=outcome, by=by, at=at)
+        changed: list[Any] = [visit, *self._close_alerts(visit_id, f"{outcome} ({by})")]
+        step = visit.escalation_step
+        if step in ("call_centre", "emergency_services"):
+            elder = self.get_elder(visit.elder_id)
+            changed += self._alert(
+                AlertKind.WELFARE_ESCALATION, f"{visit_id}/{step}", visit.service_area_id,
+                f"探访关爱 welfare check: family of {elder.name} not reached; "
+                + ("the service centre must act" if step == "call_centre"
+                   else "call emergency services"), at, severity="critical",
+                visit_id=visit_id, elder_id=elder.elder_id)
+        self.save(*changed)
+        return visit
+
+    # Funding answers (consumed) --------------------------------------------------------------
+    def _funding_answer(self, event: IntegrationEvent) -> list[Any]:
+        p = event.payload
+        visit = self.get_or_none(Visit.create_id(p.visit_id))
+        if visit is None or visit.state in FINISHED - {VisitState.VERIFIED}:
+            return []
+        volunteer = visit.caregiver_kind is CaregiverKind.VOLUNTEER
+        if isinstance(event, HoursReserved):
+            legs = [leg.model_dump(mode="json") for leg in p.legs]
+            status, detail = FundingStatus.FUNDED, ", ".join(
+                f"{leg['source']} {leg['minutes']} min" for leg in legs)
+        elif isinstance(event, ReservationRejected):
+            legs, status = [], FundingStatus.NOT_FUNDED
+            detail = (f"{p.reason} (requested {p.requested_minutes} min, available "
+                      f"{p.available_minutes} min)")
+        elif isinstance(event, CreditsReserved) and volunteer:
+            legs = [{"source": "time_credits", "account_id": p.account_id, "minutes": p.minutes}]
+            status, detail = FundingStatus.FUNDED, f"time credits {p.minutes} min"
+        elif isinstance(event, CreditsReservationRejected) and volunteer:
+            legs, status = [], FundingStatus.NOT_FUNDED
+            detail = (f"time credits: {p.reason} (requested {p.requested_minutes} min, "
+                      f"available {p.available_minutes} min)")
+        else:
+            return []  # an employee visit's credits step: the ledger's answer follows
+        if visit.funding == status and visit.funding_legs == legs:
+            return []
+        visit.record_funding(status=status, detail=detail, legs=legs, answered_by=event.type)
+        out: list[Any] = [visit]
+        if status is FundingStatus.NOT_FUNDED:
+            out += self._alert(AlertKind.NOT_FUNDED, visit.visit_id, visit.service_area_id,
+                               f"visit {visit.visit_id} is not funded: {detail}; needs a "
+                               "decision", event.occurred_at, visit_id=visit.visit_id,
+                               elder_id=visit.elder_id)
+        else:
+            out += self._close_alerts(visit.visit_id, "funded", kinds={AlertKind.NOT_FUNDED})
+        return out
+
+    # Daily planning --------------------------------------------------------------------------
+    def _day_problem(self, area: str, day: date, extra: list[Job],
+                     now: datetime | None = None,
+                     available_until: dict[str, datetime] | None = None,
+                     include_orders: bool = False) -> DayProblem:
+        catalogue = self.catalogue(area)
+        jobs = list(extra)
+        for v in self.list_visits(area, day):
+            if v.state in FINISHED or v.state is VisitState.CHECKED_OUT:
+                continue
+            order = self.get_order(v.order_id)
+            started = v.state is VisitState.CHECKED_IN
+            jobs.append(Job(
+                visit_id=v.visit_id, elder=self.get_elder(v.elder_id),
+                service_type=v.service_type, entry=catalogue[v.service_type],
+                duration=v.planned_minutes, priority=v.priority, subsidised=order.subsidised,
+                window_start=order.window_start, window_end=order.window_end,
+                pinned_caregiver=v.caregiver_id if started else None,
+                pinned_start=v.checked_in_at if started else None,
+                current_caregiver=v.caregiver_id, current_start=v.planned_start,
+            ))
+        if include_orders:
+            for order in self.list_orders(area, day):
+                if order.state is OrderState.PLACED or (
+                        order.state is OrderState.UNASSIGNED and not order.visit_ids):
+                    jobs.append(self._job_of_order(order, catalogue))
+        caregivers = self.list_caregivers(area)
+        unavailable = dict(available_until or {})
+        for c in caregivers:
+            sick = c.unavailable_from.get(day.isoformat())
+            if sick:
+                at = datetime.fromisoformat(sick)
+                unavailable[c.caregiver_id] = min(at, unavailable.get(c.caregiver_id, at))
+        return DayProblem(day, self.tz, caregivers, jobs, self._blacklisted(),
+                          available_until=unavailable, now=now)
+
+    def _job_of_order(self, order: ServiceOrder, catalogue: dict[ServiceType, CatalogueEntry],
+                      ) -> Job:
+        return Job(visit_id=f"V-{order.order_id}", elder=self.get_elder(order.elder_id),
+                   service_type=order.service_type, entry=catalogue[order.service_type],
+                   duration=order.duration_minutes, priority=order.priority,
+                   subsidised=order.subsidised, window_start=order.window_start,
+                   window_end=order.window_end, staff_count=order.staff_count)
+
+    def plan_day(self, service_area_id: str, day: date, now: datetime | None = None,
+                 time_limit_s: float | None = None) -> dict[str, Any]:
+        """Run the router over the day's orders and not-started visits: new visits are
+        scheduled (VisitScheduled), moved ones rescheduled (VisitRescheduled)."""
+        problem = self._day_problem(service_area_id, day, [], now=now, include_orders=True)
+        result = problem.solve(time_limit_s or self.plan_time_limit_s)
+        if result.violations:
+            raise DispatchError("the router's plan breaks rules: " + "; ".join(result.violations))
+        plan_id = f"plan-{service_area_id}-{day.isoformat()}-{uuid4().hex[:6]}"
+        changed = self._apply(problem, result, plan_id, reason="daily plan", now=now)
+        self.save(*changed)
+        return self._plan_summary(plan_id, result, changed)
+
+    def _apply(self, problem: DayProblem, result: DayPlan, plan_id: str, reason: str,
+               now: datetime | None) -> list[Any]:
+        changed: list[Any] = []
+        for visit_id, where in result.placements.items():
+            visit = self.get_or_none(Visit.create_id(visit_id))
+            job = problem.jobs[visit_id]
+            if visit is None:
+                order = self.get_order(visit_id.removeprefix("V-"))
+                changed += [order, self._new_visit(order, job.elder, job.entry,
+                                                   where.caregiver_id, where.start, where.end,
+                                                   plan_id=plan_id)]
+            elif visit.state in NOT_STARTED:
+                caregiver = self.get_caregiver(where.caregiver_id)
+                if visit.reschedule(caregiver_id=caregiver.caregiver_id,
+                                    caregiver_kind=caregiver.kind,
+                                    provider_id=caregiver.provider_id, planned_start=where.start,
+                                    planned_end=where.end, reason=reason, plan_id=plan_id):
+                    changed.append(visit)
+        when = now or self.clock()
+        for visit_id, why in result.unassigned.items():
+            visit = self.get_or_none(Visit.create_id(visit_id))
+            if visit is None:
+                order = self.get_order(visit_id.removeprefix("V-"))
+                if order.state is not OrderState.UNASSIGNED:
+                    order.mark_unassigned(reason=why)
+                    changed.append(order)
+            changed += self._alert(AlertKind.UNASSIGNED, f"{visit_id}/{plan_id}",
+                                   problem.jobs[visit_id].elder.service_area_id,
+                                   f"{visit_id} could not be planned: {why}", when,
+                                   visit_id=visit_id if visit else None,
+                                   elder_id=problem.jobs[visit_id].elder.elder_id)
+        return changed
+
+    @staticmethod
+    def _plan_summary(plan_id: str, result: DayPlan, changed: list[Any]) -> dict[str, Any]:
+        return {
+            "plan_id": plan_id, "status": result.status,
+            "scheduled": sorted(a.visit_id for a in changed
+                                if isinstance(a, Visit) and a.version == 1),
+            "rescheduled": sorted(a.visit_id for a in changed
+                                  if isinstance(a, Visit) and a.version > 1),
+            "unassigned": result.unassigned, "travel_minutes": result.travel_minutes,
+            "solve_seconds": round(result.solve_seconds, 3),
+        }
+
+    # Live replanning -------------------------------------------------------------------------
+    def report_sick(self, caregiver_id: str, *, at: datetime, reason: str,
+                    now: datetime | None = None) -> ReplanProposal:
+        """The caregiver stops working at ``at``: their later visits move (a proposal)."""
+        caregiver = self.get_caregiver(caregiver_id)
+        day = self.local_day(at)
+        caregiver.report_sick(day=day, from_at=at.isoformat(), reason=reason)
+        self.save(caregiver)
+        return self.propose_replan(caregiver.service_area_id, day,
+                                   reason=f"{caregiver.name} ({caregiver_id}) reported sick",
+                                   now=now or at)
+
+    def propose_replan(self, service_area_id: str, day: date, *, reason: str,
+                       now: datetime | None = None,
+                       time_limit_s: float | None = None) -> ReplanProposal:
+        """Replan what has not started (started visits pinned); the dispatcher accepts the
+        proposal, or the area accepts automatically."""
+        now = now or self.clock()
+        problem = self._day_problem(service_area_id, day, [], now=now)
+        result = problem.solve(time_limit_s or self.plan_time_limit_s, warm=True)
+        moves, unassigned = [], []
+        for visit_id, where in sorted(result.placements.items()):
+            job = problem.jobs[visit_id]
+            if job.pinned_caregiver:
+                continue
+            if (where.caregiver_id, where.start) != (job.current_caregiver, job.current_start):
+                moves.append({"visit_id": visit_id, "caregiver_id": where.caregiver_id,
+                              "previous_caregiver_id": job.current_caregiver,
+                              "planned_start": where.start.isoformat(),
+                              "planned_end": where.end.isoformat()})
+        for visit_id, why in sorted(result.unassigned.items()):
+            unassigned.append({"visit_id": visit_id, "reason": why})
+        proposal = ReplanProposal(proposal_id=f"R-{uuid4().hex[:10]}",
+                                  service_area_id=service_area_id, day=day, reason=reason,
+                                  moves=moves, unassigned=unassigned, proposed_at=now)
+        changed: list[Any] = [proposal]
+        if self.rules(service_area_id).auto_accept_replans:
+            proposal.accept(by="automatic")
+            changed += self._apply_proposal(proposal, now)
+        else:
+            changed += self._alert(AlertKind.REPLAN_PROPOSED, proposal.proposal_id,
+                                   service_area_id,
+                                   f"replan proposed ({reason}): {len(moves)} visits move, "
+                                   f"{len(unassigned)} cannot be placed", now)
+        self.save(*changed)
+        return proposal
+
+    def get_proposal(self, proposal_id: str) -> ReplanProposal:
+        return self._get(ReplanProposal.create_id(proposal_id), f"no proposal {proposal_id}")
+
+    def list_proposals(self, service_area_id: str) -> list[ReplanProposal]:
+        self.index.catch_up()
+        return [self.get_proposal(p) for p in self._proposals_by_area[service_area_id]]
+
+    def decide_proposal(self, proposal_id: str, *, accept: bool, by: str,
+                        reason: str = "", now: datetime | None = None) -> ReplanProposal:
+        proposal = self.get_proposal(proposal_id)
+        if accept:
+            proposal.accept(by=by)
+            changed = [proposal, *self._apply_proposal(proposal, now or self.clock())]
+        else:
+            proposal.reject(by=by, reason=reason or "rejected")
+            changed = [proposal]
+        changed += self._close_alerts(proposal_id, f"decided by {by}")
+        self.save(*changed)
+        return proposal
+
+    def _apply_proposal(self, proposal: ReplanProposal, now: datetime) -> list[Any]:
+        changed: list[Any] = []
+        for move in proposal.moves:
+            visit = self.get_visit(move["visit_id"])
+            if visit.state not in NOT_STARTED:
+                continue  # it started meanwhile: leave it
+            caregiver = self.get_caregiver(move["caregiver_id"])
+            if visit.reschedule(caregiver_id=caregiver.caregiver_id, caregiver_kind=caregiver.kind,
+                                provider_id=caregiver.provider_id,
+                                planned_start=datetime.fromisoformat(move["planned_start"]),
+                                planned_end=datetime.fromisoformat(move["planned_end"]),
+                                reason=proposal.reason, plan_id=proposal.proposal_id):
+                changed.append(visit)
+        for item in proposal.unassigned:
+            visit = self.get_or_none(Visit.create_id(item["visit_id"]))
+            if visit is None or visit.state not in NOT_STARTED:
+                continue
+            caregiver = self.get_caregiver(visit.caregiver_id)
+            if self.local_day(visit.planned_start).isoformat() in caregiver.unavailable_from:
+                # Nobody can take it and its caregiver is off: it will not happen today.
+                visit.cancel(reason=f"no replacement: {item['reason']}",
+                             cancelled_by="replanning")
+                changed.append(visit)
+                changed += self._alert(AlertKind.UNASSIGNED, f"{visit.visit_id}/replan",
+                                       visit.service_area_id,
+                                       f"{visit.visit_id} cancelled, no replacement: "
+                                       f"{item['reason']}", now, visit_id=visit.visit_id,
+                                       elder_id=visit.elder_id)
+        return changed
+
+    # Care plans ------------------------------------------------------------------------------
+    def create_care_plan(self, *, care_plan_id: str, elder_id: str, items: list[dict[str, Any]],
+                         valid_from: date, created_by: str | None = None) -> CarePlan:
+        elder = self.get_elder(elder_id)
+        existing = self.get_or_none(CarePlan.create_id(care_plan_id))
+        if existing is not None:
+            return existing
+        self._check_items(elder.service_area_id, items)
+        plan = CarePlan(care_plan_id=care_plan_id, elder_id=elder_id,
+                        service_area_id=elder.service_area_id, items=items,
+                        valid_from=valid_from, created_by=created_by)
+        self.save(plan)
+        return plan
+
+    def _check_items(self, area: str, items: list[dict[str, Any]]) -> None:
+        if not items:
+            raise InvalidInput("a care plan needs at least one item")
+        for item in items:
+            ServiceType(item["service_type"])
+            if not item.get("weekdays") or not set(item["weekdays"]) <= set(range(7)):
+                raise InvalidInput("weekdays must be a non-empty list of 0 (Monday) .. 6")
+            if item.get("window_start", "00:00") >= item.get("window_end", "23:59"):
+                raise InvalidInput("an item's window must end after it starts")
+
+    def get_care_plan(self, care_plan_id: str) -> CarePlan:
+        return self._get(CarePlan.create_id(care_plan_id), f"no care plan {care_plan_id}")
+
+    def change_care_plan(self, care_plan_id: str, *, items: list[dict[str, Any]],
+                         effective_from: date, by: str | None = None) -> CarePlan:
+        """A new version from ``effective_from``: the plan's visits from then on that have not
+        started are cancelled and the week regenerated; earlier visits are untouched."""
+        plan = self.get_care_plan(care_plan_id)
+        self._check_items(plan.service_area_id, items)
+        plan.change(items=items, effective_from=effective_from, by=by)
+        changed: list[Any] = [plan]
+        self.index.catch_up()
+        for (area, day), order_ids in list(self._orders_by_day.items()):
+            if area != plan.service_area_id or day < effective_from:
+                continue
+            for order_id in order_ids:
+                order = self.get_order(order_id)
+                if order.care_plan_id != care_plan_id or order.state is OrderState.CANCELLED:
+                    continue
+                visits = [self.get_visit(v) for v in order.visit_ids]
+                if any(v.state not in NOT_STARTED and v.state is not VisitState.CANCELLED
+                       for v in visits):
+                    continue  # it started: the past is not rewritten
+                changed += self._cancel(order, "care plan changed", by)
+        self.save(*changed)
+        return plan
+
+    def generate_week(self, care_plan_id: str, week_of: date) -> list[ServiceOrder]:
+        """The orders of the plan for the week containing ``week_of`` (idempotent: stable
+        order ids per plan version, day and item). They wait for the daily plan."""
+        plan = self.get_care_plan(care_plan_id)
+        monday = week_of - timedelta(days=week_of.weekday())
+        placed = []
+        for offset in range(7):
+            day = monday + timedelta(days=offset)
+            for version, n, item in plan.items_on(day):
+                order_id = f"CP-{care_plan_id}-v{version}-{day.isoformat()}-{n}"
+                ws = datetime.combine(day, _hhmm(item.get("window_start", "08:00")), self.tz)
+                we = datetime.combine(day, _hhmm(item.get("window_end", "18:00")), self.tz)
+                order, _ = self.place_order(PlaceOrder(
+                    elder_id=plan.elder_id, service_type=ServiceType(item["service_type"]),
+                    requested_date=day, order_id=order_id, source=OrderSource.CARE_PLAN,
+                    window_start=ws, window_end=we,
+                    duration_minutes=item.get("duration_minutes"), placed_by="care plan",
+                    await_plan=True, care_plan_id=care_plan_id))
+                placed.append(order)
+        return placed
+
+    def list_care_plans(self, service_area_id: str) -> list[CarePlan]:
+        self.index.catch_up()
+        return [self.get_care_plan(p) for p in sorted(self._care_plans_by_area[service_area_id])]
+
+    # Alerts ----------------------------------------------------------------------------------
+    def _alert(self, kind: AlertKind, subject: str, area: str, message: str, at: datetime,
+               severity: str = "warning", **about: Any) -> list[Alert]:
+        """A new alert, unsaved; [] when this very alert was raised before."""
+        alert_id = f"{kind}:{subject}"
+        if self.get_or_none(Alert.create_id(alert_id)) is not None:
+            return []
+        return [Alert(alert_id=alert_id, kind=kind, service_area_id=area, message=message,
+                      raised_at=at, severity=severity, **about)]
+
+    def get_alert(self, alert_id: str) -> Alert:
+        return self._get(Alert.create_id(alert_id), f"no alert {alert_id}")
+
+    def list_alerts(self, service_area_id: str, open_only: bool = False) -> list[Alert]:
+        self.index.catch_up()
+        alerts = [self.get_alert(a) for a in self._alerts_by_area[service_area_id]]
+        return [a for a in alerts if a.open] if open_only else alerts
+
+    def acknowledge_alert(self, alert_id: str, *, by: str, note: str | None = None,
+                          at: datetime | None = None) -> Alert:
+        alert = self.get_alert(alert_id)
+        alert.acknowledge(by=by, at=at or self.clock(), note=note)
+        self.save(alert)
+        return alert
+
+    def _close_alerts(self, subject: str, reason: str,
+                      kinds: set[AlertKind] | None = None) -> list[Alert]:
+        """Resolve open alerts about a visit or proposal (unsaved)."""
+        self.index.catch_up()
+        out = []
+        for alert_id in {a for ids in self._alerts_by_area.values() for a in ids}:
+            alert = self.get_alert(alert_id)
+            if (alert.open and (alert.visit_id == subject or alert_id.endswith(f":{subject}"))
+                    and (kinds is None or alert.kind in kinds)):
+                alert.resolve(reason=reason)
+                out.append(alert)
+        return out
+
+    def _resolve_late_alerts(self, visit: Visit) -> list[Alert]:
+        """An offline check-in synced late shows when the visit really started: late-start
+        alerts it disproves are resolved instead of left crying wolf."""
+        if visit.checked_in_at is None:
+            return []
+        out = []
+        for grace in self.rules(visit.service_area_id).late_grace_minutes:
+            alert = self.get_or_none(Alert.create_id(f"{AlertKind.LATE_START}:"
+                                                     f"{visit.visit_id}/{grace}"))
+            if alert is None or not alert.open:
+                continue
+            if visit.checked_in_at <= visit.planned_start + timedelta(minutes=grace):
+                alert.resolve(reason=f"check-in synced: started at "
+                                     f"{visit.checked_in_at.astimezone(self.tz):%H:%M}")
+                out.append(alert)
+        return out
+
+    def report_pending_sync(self, caregiver_id: str, visit_ids: list[str],
+                            now: datetime | None = None) -> dict[str, Any]:
+        """The phone says it holds queued records for these visits (weak signal): alerts about
+        them wait for the sync for a while instead of firing."""
+        self.get_caregiver(caregiver_id)
+        now = now or self.clock()
+        if visit_ids:
+            self._pending_syncs[caregiver_id] = (set(visit_ids), now)
+        else:
+            self._pending_syncs.pop(caregiver_id, None)
+        return {"caregiver_id": caregiver_id, "pending_visit_ids": sorted(visit_ids),
+                "reported_at": now}
+
+    def _forget_pending(self, caregiver_id: str, visit_id: str) -> None:
+        if caregiver_id in self._pending_syncs:
+            ids, at = self._pending_syncs[caregiver_id]
+            ids.discard(visit_id)
+            if not ids:
+                del self._pending_syncs[caregiver_id]
+
+    def _sync_pending(self, visit: Visit, rules: AreaRules, now: datetime) -> bool:
+        ids, at = self._pending_syncs.get(visit.caregiver_id, (set(), now))
+        return visit.visit_id in ids and now - at <= timedelta(
+            minutes=rules.pending_sync_trust_minutes)
+
+    def sweep(self, service_area_id: str, now: datetime | None = None) -> list[Alert]:
+        """Raise the time-driven alerts of the area (late start, missed, overrun, certificate
+        expiring) and mark missed visits. Safe to run as often as one likes."""
+        now = now or self.clock()
+        rules = self.rules(service_area_id)
+        changed: list[Any] = []
+        today = self.local_day(now)
+        for day in (today - timedelta(days=1), today):
+            for visit in self.list_visits(service_area_id, day):
+                changed += self._sweep_visit(visit, rules, now)
+        for c in self.list_caregivers(service_area_id):
+            expires = c.certificate_expires
+            if (c.kind is CaregiverKind.EMPLOYEE and expires is not None
+                    and expires <= today + timedelta(days=rules.certificate_warning_days)):
+                text = "expired" if expires < today else "expires"
+                changed += self._alert(
+                    AlertKind.CERTIFICATE_EXPIRING, f"{c.caregiver_id}/{expires.isoformat()}",
+                    service_area_id, f"certificate of {c.name} ({c.caregiver_id}) {text} on "
+                    f"{expires.isoformat()}", now, caregiver_id=c.caregiver_id)
+        self.save(*changed)
+        return [a for a in changed if isinstance(a, Alert)]
+
+    def _sweep_visit(self, visit: Visit, rules: AreaRules, now: datetime) -> list[Any]:
+        out: list[Any] = []
+        about = {"visit_id": visit.visit_id, "caregiver_id": visit.caregiver_id,
+                 "elder_id": visit.elder_id}
+        if visit.state in NOT_STARTED:
+            if self._sync_pending(visit, rules, now):
+                return []  # the phone holds its check-in; do not cry wolf
+            if now > visit.planned_end + timedelta(minutes=rules.missed_after_minutes):
+                visit.miss(at=now, reason="no check-in by "
+                           f"{rules.missed_after_minutes} min after the planned end")
+                out.append(visit)
+                out += self._alert(AlertKind.MISSED, visit.visit_id, visit.service_area_id,
+                                   f"visit {visit.visit_id} was missed", now,
+                                   severity="critical", **about)
+                return out
+            late = (now - visit.planned_start).total_seconds() / 60
+            for grace in rules.late_grace_minutes:
+                if late > grace:
+                    out += self._alert(AlertKind.LATE_START, f"{visit.visit_id}/{grace}",
+                                       visit.service_area_id,
+                                       f"visit {visit.visit_id} not started {grace} min after "
+                                       f"{visit.planned_start.astimezone(self.tz):%H:%M}", now,
+                                       severity="warning" if grace < 60 else "critical",
+                                       **about)
+        elif visit.state is VisitState.CHECKED_IN and now > visit.planned_end + timedelta(
+                minutes=rules.overrun_grace_minutes):
+            out += self._alert(AlertKind.OVERRUN, visit.visit_id, visit.service_area_id,
+                               f"visit {visit.visit_id} runs over its planned end "
+                               f"{visit.planned_end.astimezone(self.tz):%H:%M}", now, **about)
+        return out
 
     # Consumer policy -------------------------------------------------------------------------
     def policy(self, event: IntegrationEvent, processing: ProcessingEvent) -> None:
@@ -309,7 +1125,8 @@ class DispatchApplication(ServiceApplication):
                 out_of_pocket_agreed=p.out_of_pocket_agreed, notes=p.notes,
                 placed_by=p.placed_by, correlation_id=str(event.correlation_id),
                 origin_event_id=str(event.event_id),
-            ))
+                emergency_position=p.location.model_dump() if p.location else None,
+            ), now=event.occurred_at)
             processing.collect_events(*aggregates)
         elif isinstance(event, OrderCancelled):
             order = self.get_or_none(ServiceOrder.create_id(event.payload.order_id))
@@ -317,6 +1134,9 @@ class DispatchApplication(ServiceApplication):
                 return
             processing.collect_events(
                 *self._cancel(order, event.payload.reason, event.payload.cancelled_by))
+        elif isinstance(event, HoursReserved | ReservationRejected | CreditsReserved
+                        | CreditsReservationRejected):
+            processing.collect_events(*self._funding_answer(event))
 
     # Helpers ---------------------------------------------------------------------------------
     def _get(self, aggregate_id: UUID, message: str) -> Any:
@@ -329,10 +1149,16 @@ class DispatchApplication(ServiceApplication):
         return translate(self, domain_event)
 
 
+def _hhmm(text: str) -> Any:
+    from services.dispatch.domain.people import parse_hhmm
+
+    return parse_hhmm(text)
+
+
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, datetime.min.time(), tz)
     return start, start + timedelta(days=1)
 
 
-__all__ = ["DispatchApplication", "PlaceOrder", "NotFound", "DispatchError", "stable_id",
-           "CaregiverKind"]
+__all__ = ["DispatchApplication", "PlaceOrder", "NotFound", "DispatchError", "InvalidInput",
+           "IllegalTransition", "stable_id", "CaregiverKind"]

@@ -15,6 +15,8 @@ from contracts.events.visits import (
     VisitCancelled,
     VisitCheckedIn,
     VisitCheckedOut,
+    VisitDisputed,
+    VisitRescheduled,
     VisitScheduled,
     VisitVerified,
 )
@@ -103,6 +105,11 @@ def _visit_events(app: Any, name: str, domain_event: Any) -> Iterable[Integratio
         "Visit.CheckedOut": VisitCheckedOut,
         "Visit.Verified": VisitVerified,
         "Visit.Cancelled": VisitCancelled,
+        # The elder not at home, or nobody came: the visit will not take place (holds go back).
+        "Visit.NoShow": VisitCancelled,
+        "Visit.Missed": VisitCancelled,
+        "Visit.Rescheduled": VisitRescheduled,
+        "Visit.ReviewRejected": VisitDisputed,
     }
     cls = kinds.get(name)
     if cls is None:
@@ -162,6 +169,26 @@ def _visit_events(app: Any, name: str, domain_event: Any) -> Iterable[Integratio
             "planned_minutes": v.planned_minutes,
             "confirmation": v.confirmation,
             "location_verified": v.location_verified,
+        }
+    elif cls is VisitRescheduled:
+        payload = {
+            "visit_id": v.visit_id,
+            "order_id": v.order_id,
+            "elder_id": v.elder_id,
+            "caregiver_id": v.caregiver_id,
+            "previous_caregiver_id": v.previous_caregiver_id,
+            "planned_start": v.planned_start,
+            "planned_end": v.planned_end,
+            "planned_minutes": v.planned_minutes,
+            "reason": v.reschedule_reason,
+        }
+    elif cls is VisitDisputed:
+        payload = {
+            "visit_id": v.visit_id,
+            "elder_id": v.elder_id,
+            "caregiver_id": v.caregiver_id,
+            "reason": v.review["reason"],
+            "raised_by": v.review["by"],
         }
     else:
         payload = {

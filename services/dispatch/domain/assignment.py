@@ -26,6 +26,9 @@ class CandidateCaregiver:
     skills: frozenset[str]
     certified: bool
     booked: tuple[tuple[datetime, datetime], ...]  # planned visits that day, any order
+    # Why this caregiver may not take this order at all (day off, excluded, blacklisted...).
+    unavailable: str | None = None
+    shift: tuple[datetime, datetime] | None = None  # working hours that day
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ def assign(
     reasons: list[str] = []
     options: list[tuple[bool, int, datetime, str, Assignment]] = []
     for c in candidates:
+        if c.unavailable:
+            reasons.append(f"{c.caregiver_id}: {c.unavailable}")
+            continue
         if c.kind is CaregiverKind.VOLUNTEER and not entry.volunteer_allowed:
             reasons.append(f"{c.caregiver_id}: volunteers do not do {entry.service_type}")
             continue
@@ -64,7 +70,7 @@ def assign(
         if missing:
             reasons.append(f"{c.caregiver_id}: lacks {', '.join(sorted(missing))}")
             continue
-        start = earliest
+        start = max(earliest, c.shift[0]) if c.shift else earliest
         for booked_start, booked_end in sorted(c.booked):
             if start + duration + timedelta(minutes=TRAVEL_BUFFER_MIN) <= booked_start:
                 break
@@ -72,6 +78,9 @@ def assign(
         end = start + duration
         if window_end is not None and end > window_end:
             reasons.append(f"{c.caregiver_id}: no free time inside the window")
+            continue
+        if c.shift and end > c.shift[1]:
+            reasons.append(f"{c.caregiver_id}: no free time inside the shift")
             continue
         # Mutual-aid tasks go to volunteers first (silver mutual aid keeps paid hours for care
         # only they can give); then the least loaded, then the earliest start.
