@@ -105,9 +105,9 @@ def fit_breaks(problem: Problem, states: Sequence[RouteState],
                allowed: dict[str, list[int]]) -> list[Visit]:
     """Give every route its break (routes optimised without break intervals).
 
-    Where a break does not fit, single-caregiver visits come off the route (lowest priority,
-    then the one whose removal makes room) and are re-inserted elsewhere when possible.
-    Returns the visits that found no place again.
+    Where a break does not fit, visits come off the route (single-caregiver ones first, lowest
+    priority first, preferring one whose removal makes room; a two-caregiver visit leaves both
+    routes) and are re-inserted elsewhere when possible. Returns the visits left without a place.
     """
     visits = problem.visits_by_id()
     removed: list[Visit] = []
@@ -119,9 +119,12 @@ def fit_breaks(problem: Problem, states: Sequence[RouteState],
             victim = _break_victim(st, visits)
             if victim is None:
                 break
-            removed.append(visits[st.items[victim].visit_id or ""])
-            del st.items[victim]
-            st.refresh()
+            visit = visits[st.items[victim].visit_id or ""]
+            removed.append(visit)
+            for other in states:
+                if any(it.visit_id == visit.id for it in other.items):
+                    other.items = [it for it in other.items if it.visit_id != visit.id]
+                    other.refresh()
             place_break(st)
     everyone = range(len(problem.caregivers))
     left = []
@@ -134,20 +137,20 @@ def fit_breaks(problem: Problem, states: Sequence[RouteState],
 def _break_victim(st: RouteState, visits: dict[str, Visit]) -> int | None:
     """Index of the visit to take off so the break fits (None: nothing removable)."""
     removable = [k for k, it in enumerate(st.items)
-                 if it.kind == "visit" and visits[it.visit_id or ""].staff_count == 1
-                 and visits[it.visit_id or ""].pinned_caregiver is None]
+                 if it.kind == "visit" and visits[it.visit_id or ""].pinned_caregiver is None
+                 and visits[it.visit_id or ""].pinned_start is None]
     if not removable:
         return None
     fitting = []
     for k in removable:
-        it = st.items.pop(k)
-        st.refresh()
-        trial = RouteState(st.problem, st.cg, list(st.items), st.depart_min)
+        trial = RouteState(st.problem, st.cg, st.items[:k] + st.items[k + 1:], st.depart_min)
         place_break(trial)
         if any(x.kind == "break" for x in trial.items):
             fitting.append(k)
-        st.items.insert(k, it)
-    st.refresh()
     pool = fitting or removable
-    return min(pool, key=lambda k: (int(visits[st.items[k].visit_id or ""].priority),
-                                    -st.items[k].dur, k))
+
+    def key(k: int) -> tuple:
+        v = visits[st.items[k].visit_id or ""]
+        return (v.staff_count, int(v.priority), -st.items[k].dur, k)
+
+    return min(pool, key=key)

@@ -272,9 +272,10 @@ def place_break(state: RouteState) -> None:
     if item is None or any(it.kind == "break" for it in state.items):
         return
     best: tuple[int, int] | None = None
+    max_work = state.cg.max_work_minutes
     for pos in range(len(state.items) + 1):
         state.items.insert(pos, item)
-        if state.refresh():
+        if state.refresh() and (max_work is None or state.span() <= max_work):
             key = state.end_earliest
             if best is None or key < best[0]:
                 best = (key, pos)
