@@ -39,7 +39,8 @@ def card(page, visit_id: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
-    """Today's route renders in order; a check-in online reaches the server at once; offline,
+    """Today's route renders in order (zh-CN, English on demand) and follows the area's event
+    stream; a check-in online reaches the server at once; offline,
     check-out and check-in are queued with the pending indicator showing, survive a reload with
     no network (service worker + IndexedDB), and are applied with their original times when the
     phone is back online; the visit is verified on the server; sending them again is harmless."""
@@ -60,10 +61,21 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     assert planned == sorted(planned)
     shown = cards.nth(0).locator(".time").inner_text()  # in the area's local time
     assert shown.startswith(planned[0].astimezone(TZ).strftime("%H:%M")), shown
-    assert cards.nth(0).locator("a.nav").get_attribute("href").startswith(
+    assert cards.nth(0).locator("a.geo").get_attribute("href").startswith(
         f"geo:{day.homes[0][2]},{day.homes[0][3]}")
     assert page.locator("#map .map-stop").count() == 3
     page.screenshot(path=str(screenshot_dir / "caregiver-route.png"), full_page=True)
+    page.click("#lang")  # English on demand, Chinese first
+    assert page.inner_text(f"{card(page, day.visit_ids[0])} .check-in") == "Check in"
+    page.click("#lang")
+    assert page.inner_text(f"{card(page, day.visit_ids[0])} .check-in") == "签到"
+
+    # The dispatcher cancels the last visit: the area's event stream updates the page (the
+    # route shows it cancelled or drops it).
+    site.app.cancel_visit(day.visit_ids[2], reason="老人住院", cancelled_by="dispatcher")
+    page.wait_for_function("id => !document.querySelector("
+                           "`.visit[data-visit-id='${id}']:not([data-state='cancelled'])`)",
+                           arg=day.visit_ids[2])
 
     # Online check-in: straight to the server, nothing left pending.
     page.click(f"{card(page, day.visit_ids[0])} .check-in")
@@ -99,7 +111,7 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     page.wait_for_selector("body[data-ready='1']")
     page.wait_for_selector(f"{card(page, day.visit_ids[0])}[data-state='checked_out'].is-pending")
     assert page.get_attribute("#pending", "data-count") == "2"
-    assert page.locator(".visit").count() == 3
+    assert page.locator(f"{card(page, day.visit_ids[1])}[data-state='checked_in']").count() == 1
     assert site.requests[seen:] == [], "offline page reached the server"
     queued = page.evaluate(READ_QUEUE)
     page.screenshot(path=str(screenshot_dir / "caregiver-offline-reloaded.png"), full_page=True)

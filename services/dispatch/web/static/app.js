@@ -54,12 +54,13 @@ function normalise(raw, caregiverId, day) {
     elder_name: v.elder_name ?? v.elder?.name ?? v.elder_id, address: v.address ?? v.elder?.address ?? "",
     lat: Number(v.lat ?? v.elder?.lat), lon: Number(v.lon ?? v.elder?.lon),
     tasks: Array.isArray(v.tasks) ? v.tasks.map((x) => (typeof x === "string" ? x : x.name ?? x.task ?? String(x))) : [],
-    needs_confirmation: v.needs_confirmation ?? true,
+    needs_confirmation: v.needs_confirmation ?? true, map_url: v.navigation_url ?? null,
   }));
   visits.sort((a, b) => (a.planned_start < b.planned_start ? -1 : a.planned_start > b.planned_start ? 1 : 0));
   const st = raw.station ?? null;
   return { caregiver_id: caregiverId, date: day, timezone: raw.timezone || TZ,
-    caregiver_name: raw.caregiver_name ?? raw.caregiver?.name ?? caregiverId,
+    caregiver_name: raw.name ?? raw.caregiver?.name ?? caregiverId,
+    area: raw.service_area_id ?? raw.caregiver?.service_area_id ?? null,
     station: st && Number.isFinite(Number(st.lat)) ? { lat: Number(st.lat), lon: Number(st.lon) } : null,
     visits };
 }
@@ -157,13 +158,15 @@ async function sync() {
     const body = await response.json().catch(() => ({}));
     if (response.status === 409 && body.broken_at !== undefined) {
       state.blocked = { n: body.broken_at + 1, reason: body.detail };
-      return;
+      notify("");
+      return reportPending();
     }
     if (!response.ok) return notify(t("rejected", { reason: body.detail || response.status }), "error");
     state.blocked = null;
     const answered = body.results.map((r) => records[r.index].seq);
     const refused = body.results.filter((r) => r.status === "rejected");
     await remove(answered);
+    await reportPending();
     if (refused.length) notify(refused.map((r) => t("rejected", { reason: r.reason })).join("\n"), "error");
     else notify(t(body.results.every((r) => r.status === "duplicate") ? "duplicate" : "applied"), "ok");
     await loadRoute();
@@ -171,6 +174,43 @@ async function sync() {
   await state.syncing;
   state.queue = await pending();
   render();
+}
+
+// Tell dispatch which visits still wait on this phone, so that their alerts wait too (a hint
+// only: sent when the server answered a sync; an empty list clears it).
+async function reportPending() {
+  const visitIds = [...new Set((await pending()).map((r) => JSON.parse(r.payload).visit_id))];
+  if (!visitIds.length && !state.reportedPending) return;
+  const id = encodeURIComponent(state.caregiverId);
+  await fetch(`/dispatch/caregivers/${id}/pending-sync`, { method: "POST",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ visit_ids: visitIds }) })
+    .then((r) => { state.reportedPending = r.ok && visitIds.length > 0; }, () => undefined);
+}
+
+// Live changes of the area (a visit cancelled or moved by a replan): reload the route. A burst
+// of events (the replay on connect, a replan) costs one reload in flight plus at most one more.
+let stream = null;
+let reloading = null;
+let again = false;
+
+function refresh() {
+  if (reloading) { again = true; return; }
+  reloading = (async () => {
+    do { again = false; await loadRoute(); render(); } while (again);
+  })().finally(() => { reloading = null; });
+}
+
+function follow() {
+  const area = state.route?.area;
+  if (!area || !("EventSource" in window) || stream?.area === area) return;
+  stream?.source.close();
+  const source = new EventSource(`/dispatch/areas/${encodeURIComponent(area)}/stream`);
+  source.addEventListener("visit", (event) => {
+    const visit = JSON.parse(event.data);
+    if (visit.caregiver_id === state.caregiverId
+        || state.route?.visits.some((v) => v.visit_id === visit.visit_id)) refresh();
+  });
+  stream = { area, source };
 }
 
 // View ---------------------------------------------------------------------------------------
@@ -194,9 +234,12 @@ function visitCard(v, index, tz) {
     h("div", { class: "elder" }, v.elder_name),
     h("div", { class: "service" }, label("services", v.service_type)),
     h("div", { class: "address" }, v.address || `${v.lat.toFixed(4)}, ${v.lon.toFixed(4)}`),
-    Number.isFinite(v.lat) ? h("a", { class: "nav", href:
-      `geo:${v.lat},${v.lon}?q=${v.lat},${v.lon}(${encodeURIComponent(v.elder_name)})` },
-      t("navigate")) : null);
+    Number.isFinite(v.lat) ? h("div", { class: "links" },
+      h("a", { class: "nav geo", href:
+        `geo:${v.lat},${v.lon}?q=${v.lat},${v.lon}(${encodeURIComponent(v.elder_name)})` },
+        t("navigate")),
+      v.map_url ? h("a", { class: "nav map-link", href: v.map_url, target: "_blank",
+        rel: "noopener" }, t("mapApp")) : null) : null);
   if (active) {
     card.append(h("button", { class: "primary check-in", type: "button",
       onclick: (e) => { e.target.disabled = true; step("check_in", v); } }, t("checkIn")));
@@ -236,7 +279,10 @@ function render() {
   indicator.textContent = n ? t("pending", { n }) : t("synced");
   indicator.className = `pending ${n ? "has-pending" : ""}`;
   $("#blocked").hidden = !state.blocked;
-  if (state.blocked) $("#blocked").textContent = t("chainBroken", state.blocked);
+  if (state.blocked) {
+    $("#blocked").textContent = t("chainBroken", state.blocked);
+    $("#blocked").title = state.blocked.reason;
+  }
   $("#signin").hidden = Boolean(state.caregiverId);
   $("#main").hidden = !state.caregiverId;
   $("#signin-label").textContent = t("caregiverId");
@@ -245,6 +291,7 @@ function render() {
   $("#signout").textContent = t("signOut");
   $("#sync-now").textContent = t("syncNow");
   if (!state.caregiverId) return;
+  follow();
   const route = state.route;
   const tz = route?.timezone || TZ;
   $("#who").textContent = route ? `${route.caregiver_name} · ${route.date}` : state.caregiverId;
@@ -276,6 +323,8 @@ async function start() {
     if (state.queue.length) return notify(t("unsyncedSignOut"), "warn");
     state.caregiverId = null;
     state.route = null;
+    stream?.source.close();
+    stream = null;
     localStorage.removeItem("caregiver_id");
     render();
   });
