@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.values import CaregiverKind, CheckMethod, OrderSource, Priority, ServiceType
 from services.dispatch.application import DispatchApplication, PlaceOrder
@@ -126,6 +126,8 @@ class DecisionIn(BaseModel):
 class AreaSettingsIn(BaseModel):
     """Only the settings given change."""
 
+    model_config = ConfigDict(extra="forbid")
+
     geofence_radius_m: int | None = Field(default=None, gt=0, le=5000)
     max_accuracy_m: int | None = Field(default=None, gt=0, le=5000)
     min_duration_percent: int | None = Field(default=None, ge=0, le=100)
@@ -142,6 +144,8 @@ class AreaSettingsIn(BaseModel):
 
 
 class CatalogueEntryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     default_minutes: int | None = Field(default=None, gt=0, le=24 * 60)
     skills: list[str] | None = None
     staff_count: Literal[1, 2] | None = None
