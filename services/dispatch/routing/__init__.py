@@ -37,6 +37,7 @@ from .replan import (
     VisitCancelled,
     VisitConfirmed,
     VisitRunningLong,
+    apply_changes,
     replan,
 )
 from .solver import solve
@@ -56,5 +57,5 @@ __all__ = [
     "Problem", "Route", "SolveOptions", "Stop", "StopKind", "TimeWindow", "TravelMode",
     "TravelTimeProvider", "UnassignedReason", "UnassignedVisit", "Violation", "ViolationKind",
     "Visit", "VisitAdded", "VisitCancelled", "VisitConfirmed", "VisitRunningLong", "can_serve",
-    "check", "insert_urgent", "replan", "solve", "travel_times_for",
+    "apply_changes", "check", "insert_urgent", "replan", "solve", "travel_times_for",
 ]
