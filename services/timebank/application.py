@@ -129,8 +129,8 @@ class Liability:
     liability_ratio: float | None  # outstanding / (reserve + capacity)
     reserve_paid_last_30d: int
     grants_last_30d: int
-    reserve_burn_per_day: float
-    days_until_reserve_short: float | None
+    reserve_burn_per_day: float  # paid out per day, last 30 days
+    days_until_reserve_short: float | None  # at that rate, from what is left
     reserve_short_on: str | None
 
 
@@ -519,6 +519,15 @@ class TimebankApplication(ServiceApplication):
             self.release_hold(visit_id, "expired")
         return expired
 
+    def refresh_gauges(self) -> None:
+        """Keep the liability and reserve gauges current for /metrics."""
+        for bank_id in self.banks():
+            self.liability(bank_id)
+
+    def periodic_tasks(self) -> list[tuple[float, Callable[[], Any]]]:
+        """Run by the host: our own hold expiry (a safety net behind the ledger's) and gauges."""
+        return [(60.0, self.expire_holds), (60.0, self.refresh_gauges)]
+
     # Gifts -----------------------------------------------------------------------------------
     def give(self, from_person: str, minutes: int, to_person: str | None = None,
              note: str | None = None, gift_id: str | None = None,
@@ -663,7 +672,9 @@ class TimebankApplication(ServiceApplication):
         granted = self._posted_since(reserve_account(bank_id), since, credit=True)
         denominator = max(0, reserve_minutes) + capacity
         ratio = outstanding / denominator if denominator else None
-        burn = max(0.0, (paid - granted) / 30)
+        # Grants come as irregular lump sums (budgets): the projection is the reserve left
+        # divided by what it paid out per day over the last 30 days.
+        burn = paid / 30
         days = (max(0, reserve_minutes) / burn) if burn > 0 else None
         short_on = (now + timedelta(days=days)).date().isoformat() if days is not None else None
         LIABILITY_RATIO.labels(bank_id).set(ratio if ratio is not None else float("inf"))

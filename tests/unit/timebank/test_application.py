@@ -4,6 +4,7 @@ redemption, the reserve and federation, fed with contract events as the consumer
 from datetime import date, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from contracts.events.visits import VisitRescheduled
 from services.timebank.application import NotFound
@@ -220,7 +221,7 @@ def test_redemption_is_age_gated_and_needs_credits(app, events):
 
 def test_liability_ratio_and_projection_of_the_reserve(app, events):
     """Grants fund the reserve; paid redemptions draw on it; the projection says when it runs
-    short at the last 30 days' net rate."""
+    short at the last 30 days' payout rate."""
     _earned(app, events, minutes=300)
     app.grant("A", 100, "city-2026")
     events.feed(Events.hold_requested("V9", "elder", 200))
@@ -230,10 +231,15 @@ def test_liability_ratio_and_projection_of_the_reserve(app, events):
     assert liability.outstanding_minutes == 100
     assert liability.volunteer_capacity_minutes == 300
     assert liability.liability_ratio == pytest.approx(100 / 300)
+    app.refresh_gauges()
+    assert REGISTRY.get_sample_value("homecare_timebank_liability_ratio",
+                                     {"bank": "A"}) == pytest.approx(100 / 300)
     app.grant("A", 600, "top-up")
     projected = app.liability("A")
     assert projected.reserve_minutes == 500
-    assert projected.days_until_reserve_short is None  # grants outpace payouts
+    # 200 paid in 30 days: 6.67 a day; 500 left lasts 75 days.
+    assert projected.days_until_reserve_short == pytest.approx(75.0)
+    assert projected.reserve_short_on is not None
     assert app.grant("A", 600, "top-up").amount == 600  # same reference: once only
     assert app.liability("A").reserve_minutes == 500
 
