@@ -1,0 +1,223 @@
+"""Alerts as events (late start, missed, overrun, certificate expiring, welfare escalation),
+aware of pending offline syncs; en route; replanning accepted automatically; care plan changes
+touching future visits only. Driven through the application, as the HTTP layer is thin."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from contracts.values import CaregiverKind, ServiceType
+from services.dispatch.application import DispatchApplication, PlaceOrder
+from services.dispatch.domain.visits import DispatchError
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2026, 11, 16)
+NINE = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)  # 09:00 local
+HOME = (29.30, 120.07)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def app():
+    a = DispatchApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    a.plan_time_limit_s = 1.0
+    a.clock = Clock(NINE - timedelta(hours=2))
+    a.register_elder(elder_id="E-1", name="王", service_area_id="A", lat=HOME[0], lon=HOME[1],
+                     confirmation_code="1111", family_phone="138")
+    a.register_caregiver(caregiver_id="C-1", name="刘", kind=CaregiverKind.EMPLOYEE,
+                         service_area_id="A", skills=["cleaning", "meal"], station_lat=29.3,
+                         station_lon=120.07, provider_id="P", work_days=list(range(7)),
+                         certificate_expires=date(2028, 1, 1))
+    a.register_caregiver(caregiver_id="C-2", name="赵", kind=CaregiverKind.EMPLOYEE,
+                         service_area_id="A", skills=["cleaning", "meal"], station_lat=29.3,
+                         station_lon=120.07, provider_id="P", work_days=list(range(7)),
+                         certificate_expires=date(2028, 1, 1))
+    a.register_caregiver(caregiver_id="V-1", name="周", kind=CaregiverKind.VOLUNTEER,
+                         service_area_id="A", skills=[], station_lat=29.3, station_lon=120.07,
+                         work_days=list(range(7)))
+    yield a
+    a.close()
+
+
+def _visit(app, service="cleaning", start=NINE, order_id=None):
+    _, visit = app.place_order(PlaceOrder(
+        elder_id="E-1", service_type=ServiceType(service), requested_date=DAY,
+        window_start=start, order_id=order_id or f"O-{service}-{start:%H%M}"))
+    assert visit is not None
+    return visit
+
+
+def _kinds(app, open_only=True):
+    return sorted((a.kind.value, a.alert_id.split(":", 1)[1])
+                  for a in app.list_alerts("A", open_only))
+
+
+def test_late_start_alerts_each_grace_then_missed(app):
+    """15 and 30 minutes late: one alert each (a repeat sweep adds none); an hour after the
+    planned end with no check-in the visit is missed."""
+    v = _visit(app)
+    app.clock.now = NINE + timedelta(minutes=20)
+    assert [a.kind for a in app.sweep("A")] == ["late_start"]
+    app.clock.now = NINE + timedelta(minutes=35)
+    app.sweep("A")
+    assert app.sweep("A") == []
+    assert [k for k in _kinds(app) if k[0] == "late_start"] == [
+        ("late_start", f"{v.visit_id}/15"), ("late_start", f"{v.visit_id}/30")]
+    app.clock.now = v.planned_end + timedelta(minutes=61)
+    raised = app.sweep("A")
+    assert any(a.kind == "missed" and a.severity == "critical" for a in raised)
+    assert app.get_visit(v.visit_id).state == "missed"
+
+
+def test_an_offline_check_in_proving_a_timely_start_resolves_the_late_alert(app):
+    """The sweep could not know the caregiver checked in on time offline: when the queued
+    check-in arrives with its original time, the late alerts it disproves are resolved."""
+    v = _visit(app)
+    app.clock.now = NINE + timedelta(minutes=40)
+    app.sweep("A")
+    assert len(_kinds(app)) == 2
+    app.check_in(v.visit_id, at=NINE + timedelta(minutes=20), lat=HOME[0], lon=HOME[1])
+    # 20 minutes late: the 15-minute alert was right and stays; the 30-minute one goes.
+    assert _kinds(app) == [("late_start", f"{v.visit_id}/15")]
+    resolved = [a for a in app.list_alerts("A") if a.resolved]
+    assert [a.alert_id for a in resolved] == [f"late_start:{v.visit_id}/30"]
+
+
+def test_a_reported_pending_sync_holds_alerts_for_a_while(app):
+    """A phone that reported queued records keeps the sweep quiet about those visits until
+    the trust period (default 240 min) runs out."""
+    v = _visit(app)
+    app.clock.now = NINE
+    app.report_pending_sync("C-1", [v.visit_id])
+    app.clock.now = NINE + timedelta(minutes=50)
+    assert app.sweep("A") == []
+    app.clock.now = NINE + timedelta(minutes=241)
+    assert {a.kind for a in app.sweep("A")} == {"missed"}
+
+
+def test_overrun_and_expiring_certificates(app):
+    """A visit still checked in 15 minutes after its planned end overruns; a certificate
+    expiring within 30 days is announced once."""
+    app.register_caregiver(caregiver_id="C-3", name="孙", kind=CaregiverKind.EMPLOYEE,
+                           service_area_id="A", skills=["nursing"], station_lat=29.3,
+                           station_lon=120.07, provider_id="P",
+                           certificate_expires=DAY + timedelta(days=20))
+    v = _visit(app)
+    app.clock.now = NINE
+    app.check_in(v.visit_id, at=NINE, lat=HOME[0], lon=HOME[1], caregiver_id=v.caregiver_id)
+    app.clock.now = v.planned_end + timedelta(minutes=16)
+    kinds = sorted(a.kind for a in app.sweep("A"))
+    assert kinds == ["certificate_expiring", "overrun"]
+    assert app.sweep("A") == []
+    cert = next(a for a in app.list_alerts("A") if a.kind == "certificate_expiring")
+    assert cert.caregiver_id == "C-3" and "2026-12-06" in cert.message
+
+
+def test_acknowledging_an_alert_is_an_event_and_happens_once(app):
+    """A dispatcher acknowledges an alert; a second acknowledgement is refused."""
+    _visit(app)
+    app.clock.now = NINE + timedelta(minutes=20)
+    [alert] = app.sweep("A")
+    app.acknowledge_alert(alert.alert_id, by="dispatcher")
+    assert app.get_alert(alert.alert_id).acknowledged_by == "dispatcher"
+    assert _kinds(app) == []
+    with pytest.raises(DispatchError, match="acknowledged"):
+        app.acknowledge_alert(alert.alert_id, by="other")
+
+
+def test_en_route_then_check_in(app):
+    """Departing puts the visit en route; checking in from en route is allowed; departing
+    twice with the same key is harmless."""
+    v = _visit(app)
+    app.clock.now = NINE
+    app.depart(v.visit_id, at=NINE - timedelta(minutes=10), idempotency_key="d1")
+    app.depart(v.visit_id, at=NINE - timedelta(minutes=10), idempotency_key="d1")
+    assert app.get_visit(v.visit_id).state == "en_route"
+    app.check_in(v.visit_id, at=NINE, lat=HOME[0], lon=HOME[1])
+    assert app.get_visit(v.visit_id).state == "checked_in"
+
+
+def test_a_welfare_check_no_show_escalates_family_then_centre(app):
+    """Elder not at home on a welfare check: call the family at once; family not reached ->
+    the centre; reached -> resolved. An ordinary no-show only alerts."""
+    v = _visit(app, "welfare_check")
+    assert v.caregiver_id == "V-1"
+    app.clock.now = NINE + timedelta(minutes=5)
+    app.no_show(v.visit_id, at=NINE + timedelta(minutes=5), caregiver_id="V-1",
+                reason="no answer")
+    assert app.get_visit(v.visit_id).escalation_step == "call_family"
+    assert _kinds(app) == [("welfare_escalation", f"{v.visit_id}/call_family")]
+    app.record_escalation(v.visit_id, outcome="not_reached", by="dispatcher")
+    assert _kinds(app) == [("welfare_escalation", f"{v.visit_id}/call_centre")]
+    app.record_escalation(v.visit_id, outcome="reached", by="centre")
+    assert app.get_visit(v.visit_id).escalation_step == "resolved"
+    assert _kinds(app) == []
+    other = _visit(app, "cleaning", NINE + timedelta(hours=3))
+    app.no_show(other.visit_id, at=NINE + timedelta(minutes=6),
+                caregiver_id=other.caregiver_id, reason="away")
+    assert _kinds(app) == [("no_show", other.visit_id)]
+    with pytest.raises(DispatchError, match="no open escalation"):
+        app.record_escalation(other.visit_id, outcome="reached", by="x")
+
+
+def test_an_area_set_to_accept_replans_automatically(app):
+    """With auto_accept_replans, a sick caregiver's later visits move at once."""
+    app.configure_area("A", {"auto_accept_replans": True})
+    first = _visit(app, start=NINE + timedelta(hours=4), order_id="O-a")
+    sick = first.caregiver_id
+    proposal = app.report_sick(sick, at=NINE + timedelta(hours=1), reason="fever")
+    assert proposal.state == "accepted" and proposal.decided_by == "automatic"
+    moved = app.get_visit(first.visit_id)
+    assert moved.caregiver_id != sick and moved.state == "scheduled"
+    assert moved.plan_id == proposal.proposal_id
+
+
+def test_a_care_plan_change_touches_future_visits_only(app):
+    """Changing a plan from Wednesday cancels the plan's not-started visits from then on
+    (started and earlier ones stay) and the new version generates the rest of the week."""
+    app.create_care_plan(care_plan_id="CP", elder_id="E-1", valid_from=DAY, items=[
+        {"service_type": "meal_help", "weekdays": [0, 1, 2, 3, 4], "window_start": "11:00",
+         "window_end": "12:30"}])
+    orders = app.generate_week("CP", DAY)
+    assert [o.requested_date.weekday() for o in orders] == [0, 1, 2, 3, 4]
+    for day in (DAY, DAY + timedelta(days=2), DAY + timedelta(days=3)):
+        app.plan_day("A", day)
+    wednesday = app.get_visit(f"V-CP-CP-v0-{DAY + timedelta(days=2)}-0")
+    app.clock.now = wednesday.planned_start + timedelta(minutes=5)
+    app.check_in(wednesday.visit_id, at=app.clock.now, lat=HOME[0], lon=HOME[1])
+    app.change_care_plan("CP", effective_from=DAY + timedelta(days=2), items=[
+        {"service_type": "cleaning", "weekdays": [3], "window_start": "09:00",
+         "window_end": "11:00"}])
+    states = {o.requested_date.weekday(): app.get_order(o.order_id).state for o in orders}
+    assert states == {0: "scheduled", 1: "placed", 2: "scheduled", 3: "cancelled",
+                      4: "cancelled"}
+    assert app.get_visit(f"V-CP-CP-v0-{DAY + timedelta(days=3)}-0").state == "cancelled"
+    new = app.generate_week("CP", DAY)
+    assert [(o.requested_date.weekday(), o.service_type.value) for o in new
+            if o.state != "cancelled"] == [(0, "meal_help"), (1, "meal_help"),
+                                           (3, "cleaning")]
+
+
+def test_an_sos_is_scheduled_at_once_and_announced(app):
+    """An emergency order from a wearable gets a caregiver from now on and a critical
+    announcement to the area."""
+    app.clock.now = NINE + timedelta(hours=1)
+    order, visit = app.place_order(PlaceOrder(
+        elder_id="E-1", service_type=ServiceType.EMERGENCY, requested_date=DAY,
+        emergency=True, source="wearable_sos", emergency_position={"lat": 29.3, "lon": 120.07}))
+    assert visit is not None and visit.planned_start >= app.clock.now
+    assert visit.priority == "emergency" and order.emergency_position == {"lat": 29.3,
+                                                                         "lon": 120.07}
+    [alert] = app.list_alerts("A")
+    assert (alert.kind, alert.severity, alert.visit_id) == ("emergency", "critical",
+                                                            visit.visit_id)
