@@ -206,6 +206,12 @@ class TimebankApplication(ServiceApplication):
             self._accounts[e.code] = e.originator_id
         elif kind == "Hold.Opened" and e.held_minutes > 0:
             self._open_holds[e.visit_id] = e.expires_at
+        elif kind == "Hold.Renewed":
+            hold = self.repository.get(e.originator_id, version=1)
+            if e.held_minutes > 0:
+                self._open_holds[hold.visit_id] = e.expires_at
+            else:
+                self._open_holds.pop(hold.visit_id, None)
         elif kind in ("Hold.Redeemed", "Hold.Released"):
             hold = self.repository.get(e.originator_id, version=1)
             self._open_holds.pop(hold.visit_id, None)
@@ -410,16 +416,28 @@ class TimebankApplication(ServiceApplication):
 
     def _hold(self, books: _Books, visit_id: str, account_id: str, minutes: int,
               service_area_id: str, expires_at: datetime, volunteer_id: str | None,
-              cause_event_id: str, correlation_id: str) -> Hold:
+              cause_event_id: str, correlation_id: str, renew: bool = False) -> Hold:
         existing = books.get(Hold.create_id(visit_id))
-        if existing is not None:
+        if existing is not None and not (
+                renew and existing.state != "redeemed"
+                and existing.cause_event_id != cause_event_id):
             return existing  # one hold per visit: a repeated request gets the same answer
         visit_bank = self.rules.bank_of_area(service_area_id)
-        code = self._resolve_account(books, account_id, visit_bank)
-        if volunteer_id is not None:
-            target = self._member(books, volunteer_id, visit_bank).account_code
+        key = f"hold:{visit_id}"
+        if existing is not None:
+            # A new request for a visit held before (the ledger re-funds a rescheduled visit):
+            # give back what is still held, then answer afresh under a new transfer.
+            code, target = existing.account_code, existing.credit_code
+            if existing.state == "held":
+                self._void_hold(books, existing, "renewed for a rescheduled visit",
+                                cause_event_id)
+            key = f"hold:{visit_id}:{getattr(existing, 'renewals', 0) + 2}"
         else:
-            target = redeemed_account(visit_bank)
+            code = self._resolve_account(books, account_id, visit_bank)
+            if volunteer_id is not None:
+                target = self._member(books, volunteer_id, visit_bank).account_code
+            else:
+                target = redeemed_account(visit_bank)
         account = books.account(code)
         from_bank = bank_of_account(code)
         available = max(0, account.available)
@@ -428,12 +446,18 @@ class TimebankApplication(ServiceApplication):
         if held == 0:
             reason = ("no credits available" if available == 0 else
                       f"bank {from_bank} is at its bilateral limit with {visit_bank}")
-        key = f"hold:{visit_id}"
         if held > 0:
             books.transfer(key, code, self._route_target(code, target), held, pending=True,
                            facts=TransferFacts("credits held for a visit", visit_id,
                                                cause_event_id, FundingSource.TIME_CREDITS),
                            expires_at=expires_at)
+        if existing is not None:
+            existing.renew(requested_minutes=minutes, held_minutes=held,
+                           available_minutes=available, reason=reason, transfer_key=key,
+                           expires_at=expires_at, cause_event_id=cause_event_id,
+                           correlation_id=correlation_id)
+            books.add(existing)
+            return existing
         hold = Hold(visit_id=visit_id, kind="volunteer" if volunteer_id else "ledger",
                     account_code=code, requested_minutes=minutes, held_minutes=held,
                     available_minutes=available, reason=reason, transfer_key=key,
@@ -494,15 +518,19 @@ class TimebankApplication(ServiceApplication):
                     cause_event_id=cause, correlation_id=correlation, paid_to=target)
         books.add(hold)
 
+    def _void_hold(self, books: _Books, hold: Hold, reason: str, cause: str) -> None:
+        transfer = books.get(Transfer.create_id(hold.transfer_key))
+        void_pending(transfer, books.account(hold.account_code),
+                     books.account(self._route_target(hold.account_code, hold.credit_code)),
+                     reason=reason, cause_event_id=cause)
+
     def _release(self, books: _Books, visit_id: str, reason: str, cause: str,
                  correlation: str) -> None:
         found = self._open_hold(books, visit_id)
         if found is None:
             return  # nothing held, or settled already: releasing is idempotent
-        hold, transfer = found
-        void_pending(transfer, books.account(hold.account_code),
-                     books.account(self._route_target(hold.account_code, hold.credit_code)),
-                     reason=reason, cause_event_id=cause)
+        hold, _ = found
+        self._void_hold(books, hold, reason, cause)
         hold.release(reason=reason, cause_event_id=cause, correlation_id=correlation)
         books.add(hold)
 
@@ -789,7 +817,7 @@ class TimebankApplication(ServiceApplication):
             p = event.payload
             # Our own expiry is a safety net behind the ledger's: a day later.
             self._hold(books, p.visit_id, p.account_id, p.minutes, event.service_area_id,
-                       p.expires_at + timedelta(days=1), None, cause, correlation)
+                       p.expires_at + timedelta(days=1), None, cause, correlation, renew=True)
         elif isinstance(event, VisitCharged):
             p = event.payload
             minutes = sum(leg.minutes for leg in p.legs
@@ -856,19 +884,20 @@ class TimebankApplication(ServiceApplication):
                          "credited_minutes": e.credited_minutes,
                          "multiplier_permille": e.multiplier_permille,
                          "balance_after_minutes": e.balance_after_minutes})
-        elif kind == "Hold.Opened":
+        elif kind in ("Hold.Opened", "Hold.Renewed"):
+            hold = self.repository.get(e.originator_id, version=1)
             common = {"occurred_at": e.timestamp, "correlation_id": e.correlation_id,
-                      "causation_id": e.cause_event_id, "service_area_id": e.service_area_id}
+                      "causation_id": e.cause_event_id, "service_area_id": hold.service_area_id}
             if e.held_minutes > 0:
                 yield CreditsReserved(
                     event_id=integration_event_id(e, "CreditsReserved"), **common,
-                    payload={"reservation_id": str(e.originator_id), "visit_id": e.visit_id,
-                             "account_id": e.account_code, "minutes": e.held_minutes,
+                    payload={"reservation_id": str(e.originator_id), "visit_id": hold.visit_id,
+                             "account_id": hold.account_code, "minutes": e.held_minutes,
                              "expires_at": e.expires_at})
             else:
                 yield CreditsReservationRejected(
                     event_id=integration_event_id(e, "CreditsReservationRejected"), **common,
-                    payload={"visit_id": e.visit_id, "account_id": e.account_code,
+                    payload={"visit_id": hold.visit_id, "account_id": hold.account_code,
                              "requested_minutes": e.requested_minutes,
                              "available_minutes": e.available_minutes, "reason": e.reason})
         elif kind in ("Hold.Redeemed", "Hold.Released"):

@@ -206,6 +206,25 @@ class Hold(Aggregate):
     def reservation_id(self) -> str:
         return str(self.id)
 
+    @event("Renewed")
+    def renew(self, requested_minutes: int, held_minutes: int, available_minutes: int,
+              reason: str, transfer_key: str, expires_at: datetime, cause_event_id: str,
+              correlation_id: str) -> None:
+        """The ledger asked again for the same visit (it was rescheduled): the old hold was
+        voided in the same unit of work and this is the new answer."""
+        self.requested_minutes = requested_minutes
+        self.held_minutes = held_minutes
+        self.available_minutes = available_minutes
+        self.reason = reason
+        self.transfer_key = transfer_key
+        self.expires_at = expires_at
+        self.cause_event_id = cause_event_id
+        self.correlation_id = correlation_id
+        self.state = "held" if held_minutes > 0 else "rejected"
+        self.redeemed_minutes = 0
+        self.released_minutes = 0
+        self.renewals = getattr(self, "renewals", 0) + 1
+
     @event("Redeemed")
     def redeem(self, minutes: int, released_minutes: int, cause_event_id: str,
                correlation_id: str, paid_to: str) -> None:

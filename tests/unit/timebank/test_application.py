@@ -297,3 +297,19 @@ def test_volunteer_tasks_follow_the_visit_lifecycle(app, events):
     assert [(t.visit_id, t.state) for t in app.tasks_of("vol")] == [("V1", "done")]
     events.feed(Events.verified("V3", "emp", 30, kind="employee"))
     assert app.tasks_of("emp") == []
+
+
+def test_a_second_hold_request_for_a_rescheduled_visit_renews_the_hold(app, events):
+    """The ledger re-funds a rescheduled visit by asking again: the old hold is given back and
+    the new answer holds the new minutes; the same request delivered again changes nothing."""
+    _earned(app, events, minutes=100)
+    events.feed(Events.hold_requested("V9", "elder", 60))
+    again = Events.hold_requested("V9", "elder", 90)
+    out = events.feed(again)
+    assert _types(out) == ["CreditsReserved"] and out[0].payload.minutes == 90
+    assert app.balance("elder").held_minutes == 90
+    assert events.feed(again) == []  # a copy of the same request: nothing new
+    out = events.feed(Events.charged("V9", 80))
+    assert [e.payload.minutes for e in out] == [80, 10]
+    assert app.balance("elder").balance_minutes == 20
+    assert app.trial_balance() == 0
