@@ -42,13 +42,28 @@ STATION = (29.3050, 120.0745)  # 稠城街道居家养老服务中心
 
 
 def seed_dispatch(app: Any) -> None:
+    app.register_provider(provider_id="P-yiwu-anle", name="义乌市安乐居家养老服务中心",
+                          service_area_id=AREA)
+    app.register_provider(provider_id="P-yiwu-kangning", name="义乌市康宁护理服务站",
+                          service_area_id=AREA)
+    addresses = {"E-1001": "稠城街道 绣湖社区 12幢 201", "E-1002": "稠城街道 宾王社区 5幢 102",
+                 "E-1003": "稠城街道 西门社区 8号", "E-1004": "稠城街道 北门社区 3幢 301"}
+    levels = {"E-1001": 2, "E-1002": 2, "E-1003": 1, "E-1004": 0}  # 能力评估 0..4
     for e in ELDERS:
         app.register_elder(elder_id=e["elder_id"], name=e["name"], service_area_id=AREA,
                            lat=e["lat"], lon=e["lon"], confirmation_code=e["code"],
-                           gender=e["gender"])
+                           gender=e["gender"], address=addresses[e["elder_id"]],
+                           capability_level=levels[e["elder_id"]], family_phone="13800000000")
     for c in CAREGIVERS:
         app.register_caregiver(service_area_id=AREA, station_lat=STATION[0],
                                station_lon=STATION[1], **c)
+    # 陈国强 (低保, disabled): bathing every Wednesday, cleaning every other Friday.
+    app.create_care_plan(care_plan_id="CP-E-1002", elder_id="E-1002", valid_from=date(2026, 11, 2),
+                         created_by="demo", items=[
+                             {"service_type": "bathing", "weekdays": [2],
+                              "window_start": "09:00", "window_end": "11:30"},
+                             {"service_type": "cleaning", "weekdays": [4], "every_weeks": 2,
+                              "window_start": "14:00", "window_end": "17:00"}])
 
 
 def seed_ledger(app: Any) -> None:

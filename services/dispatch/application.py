@@ -26,7 +26,7 @@ from services.dispatch.domain.alerts import Alert, AlertKind
 from services.dispatch.domain.areas import AreaRules, ServiceArea
 from services.dispatch.domain.assignment import CandidateCaregiver, NoCaregiverAvailable, assign
 from services.dispatch.domain.catalogue import DEFAULT_CATALOGUE, CatalogueEntry
-from services.dispatch.domain.people import Caregiver, Elder, Provider
+from services.dispatch.domain.people import SEVERE_DEPENDENCY_LEVEL, Caregiver, Elder, Provider
 from services.dispatch.domain.plans import CarePlan, ReplanProposal
 from services.dispatch.domain.visits import (
     FINISHED,
@@ -386,6 +386,10 @@ class DispatchApplication(ServiceApplication):
                 unavailable = "excluded by the elder"
             elif elder.gender_preference and c.gender != elder.gender_preference:
                 unavailable = f"the elder asks for a {elder.gender_preference} caregiver"
+            elif (entry.personal_care and elder.capability_level >= SEVERE_DEPENDENCY_LEVEL
+                  and c.certificate_level < 2):
+                unavailable = "personal care of a severely dependent elder needs certificate " \
+                              "level 2"
             elif c.provider_id in blacklisted:
                 unavailable = f"provider {c.provider_id} is blacklisted (no subsidised visits)"
             elif not c.works_on(day):

@@ -119,8 +119,8 @@ class Caregiver(Aggregate):
         self.certificate_level = certificate_level
         self.shift_start = shift_start
         self.shift_end = shift_end
-        # Monday = 0; employees work Monday to Saturday unless told otherwise.
-        self.work_days = list(work_days if work_days is not None else range(6))
+        # Monday = 0; available every day unless a roster says otherwise.
+        self.work_days = list(work_days if work_days is not None else range(7))
         self.travel_mode = travel_mode
         # Volunteers give a little time: a few visits a day, a few hours a week by default.
         volunteer = self.kind is CaregiverKind.VOLUNTEER
