@@ -61,6 +61,11 @@ class GrantBody(BaseModel):
     reference: str = Field(min_length=1)
 
 
+class CorrectionBody(BaseModel):
+    transfer: str = Field(min_length=1)  # the key of the posted movement to reverse
+    reason: str = Field(min_length=1)
+
+
 class ClearingBody(BaseModel):
     period: str = Field(min_length=1)
 
@@ -150,6 +155,12 @@ def build_router(app: TimebankApplication) -> APIRouter:
     @router.get("/banks/{bank_id}/liability")
     def liability(bank_id: str) -> dict[str, Any]:
         return asdict(app.liability(bank_id))
+
+    @router.post("/corrections", status_code=201)
+    def correct(body: CorrectionBody) -> dict[str, Any]:
+        """Reverse a posted movement by a new one the other way (never an edit)."""
+        t = answer(lambda: app.correct(body.transfer, body.reason))
+        return {"transfer": t.key, "minutes": t.amount, "reason": t.reason}
 
     @router.get("/federation/positions")
     def positions() -> list[dict[str, Any]]:

@@ -554,7 +554,14 @@ class TimebankApplication(ServiceApplication):
 
     def periodic_tasks(self) -> list[tuple[float, Callable[[], Any]]]:
         """Run by the host: our own hold expiry (a safety net behind the ledger's) and gauges."""
-        return [(60.0, self.expire_holds), (60.0, self.refresh_gauges)]
+        return [(60.0, self.expire_holds), (60.0, self.refresh_gauges),
+                (600.0, self.clear_yesterday)]
+
+    def clear_yesterday(self) -> list[Settlement]:
+        """Daily clearing between banks: the run named after yesterday (local time) happens
+        once, at the first tick after midnight, and nets everything posted until then."""
+        yesterday = datetime.now(self.tz).date() - timedelta(days=1)
+        return self.clear(yesterday.isoformat())
 
     # Gifts -----------------------------------------------------------------------------------
     def give(self, from_person: str, minutes: int, to_person: str | None = None,
@@ -673,6 +680,27 @@ class TimebankApplication(ServiceApplication):
             return books.transfer(f"lapse:{reference}", member.account_code,
                                   lapsed_account(member.bank_id), minutes, pending=False,
                                   facts=TransferFacts(f"lapsed: {reason}"))
+        return self._run(build)
+
+    def correct(self, transfer_key: str, reason: str) -> Transfer:
+        """Reverse a posted movement (e.g. credits for a visit found not to have happened):
+        a new transfer the other way, never an edit; once per transfer."""
+        def build(books: _Books) -> Transfer:
+            existing = books.get(Transfer.create_id(f"correction:{transfer_key}"))
+            if existing is not None:
+                return existing
+            original = books.get(Transfer.create_id(transfer_key))
+            if original is None:
+                raise NotFound(f"no transfer {transfer_key}")
+            if original.state is not TransferState.POSTED or original.posted_amount == 0:
+                raise RuleError(f"transfer {transfer_key} is {original.state.value}: only "
+                                "posted movements are corrected")
+            debit = books.get(original.credit_account_id)
+            credit = books.get(original.debit_account_id)
+            return books.transfer(f"correction:{transfer_key}", debit.code, credit.code,
+                                  original.posted_amount, pending=False,
+                                  facts=TransferFacts(f"correction: {reason}",
+                                                      original.visit_id))
         return self._run(build)
 
     def _balance_of(self, code: str) -> Account | None:

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from contracts.events.visits import VisitRescheduled
+from services.runtime.double_entry import LedgerError
 from services.timebank.application import NotFound
 from services.timebank.domain.credits import community_fund_account
 from services.timebank.domain.rules import (
@@ -313,3 +314,38 @@ def test_a_second_hold_request_for_a_rescheduled_visit_renews_the_hold(app, even
     assert [e.payload.minutes for e in out] == [80, 10]
     assert app.balance("elder").balance_minutes == 20
     assert app.trial_balance() == 0
+
+
+def test_correction_reverses_an_earning_by_a_new_transfer(app, events):
+    """Credits for a visit found not to have happened are taken back by a reversing transfer
+    (the original stays); a second correction of the same transfer changes nothing; credits
+    already given away cannot be taken back below zero."""
+    events.feed(Events.verified("V1", "vol", 40))
+    events.feed(Events.verified("V2", "vol", 30))
+    reversal = app.correct("earn:V1", "visit disputed: elder was in hospital")
+    assert reversal.amount == 40 and app.balance("vol").balance_minutes == 30
+    assert app.correct("earn:V1", "again").id == reversal.id
+    assert app.balance("vol").balance_minutes == 30
+    app.give("vol", 30, None)
+    with pytest.raises(LedgerError):
+        app.correct("earn:V2", "disputed")
+    events.feed(Events.verified("V3", "vol", 20))
+    events.feed(Events.hold_requested("V9", "vol", 20))
+    with pytest.raises(RuleError, match="pending"):
+        app.correct("hold:V9", "a hold is released, not corrected")
+    with pytest.raises(NotFound):
+        app.correct("earn:nowhere", "x")
+
+
+def test_daily_clearing_runs_once_per_day(app, events):
+    """The host's periodic clearing names the run after yesterday: a second tick the same day
+    settles nothing more."""
+    _earned(app, events, minutes=100, area="a1")
+    app.join("dad", "B")
+    app.give("elder", 25, "dad")
+    (settled,) = app.clear_yesterday()
+    assert (settled.payer_bank_id, settled.payee_bank_id, settled.minutes) == ("A", "B", 25)
+    app.give("elder", 5, "dad")
+    assert app.clear_yesterday() == []
+    assert {(p["bank_id"], p["posted_minutes"]) for p in app.positions()} == {
+        ("A", 5), ("B", -5)}
