@@ -16,6 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def _up(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.distributed:
+        return _up_distributed(args)
     if args.data_dir:
         os.environ["HOMECARE_DATA_DIR"] = args.data_dir
     if args.store:
@@ -44,6 +46,89 @@ def _up(args: argparse.Namespace) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 timeout_graceful_shutdown=15)
     return 0
+
+
+def _up_distributed(args: argparse.Namespace) -> int:
+    """One process per service, as in the cluster: a broker started once (or --kafka), the
+    event stores in PostgreSQL (one database per service), service i on port + i. Ctrl-C or
+    SIGTERM stops them all; if one dies the others are stopped too."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    from services.runtime.broker import LocalBroker
+
+    names = [n.strip() for n in args.services.split(",") if n.strip()]
+    env = dict(os.environ)
+    env["HOMECARE_STORE"] = args.store or os.environ.get("HOMECARE_STORE") or "postgres"
+    base_db = os.environ.get("HOMECARE_POSTGRES_DBNAME", "homecare")
+    for name in names:  # one database per service, as CloudNativePG gives them
+        env.setdefault(f"{name.upper()}_POSTGRES_DBNAME", f"{base_db}_{name}")
+    if args.data_dir:
+        env["HOMECARE_DATA_DIR"] = args.data_dir
+    broker = None
+    bootstrap = args.kafka or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = LocalBroker(log_dir=args.data_dir or "var").start()
+        bootstrap = broker.bootstrap_servers
+    env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    code = 0
+    try:
+        for i, name in enumerate(names):
+            command = [sys.executable, "-m", "services.cli", "up", "--services", name,
+                       "--host", args.host, "--port", str(args.port + i)]
+            if args.no_demo_data:
+                command.append("--no-demo-data")
+            # Own process group: a Ctrl-C reaches the parent only, which stops them in order.
+            children[name] = subprocess.Popen(command, env=env, start_new_session=True)
+        print(f"homecare: distributed, broker {bootstrap}, store {env['HOMECARE_STORE']}: "
+              + ", ".join(f"{n} on http://{args.host}:{args.port + i}"
+                          for i, n in enumerate(names)), flush=True)
+        ready: set[str] = set()
+        while not stopping:
+            for i, name in enumerate(names):
+                exited = children[name].poll()
+                if exited is not None:
+                    print(f"homecare: {name} exited with {exited}; stopping the others",
+                          flush=True)
+                    code = exited or 1
+                    stopping = True
+                    break
+                if name not in ready:
+                    try:
+                        url = f"http://{args.host}:{args.port + i}/readyz"
+                        with urllib.request.urlopen(url, timeout=1) as answer:
+                            if answer.status == 200:
+                                ready.add(name)
+                                print(f"homecare: {name} ready", flush=True)
+                    except OSError:
+                        pass
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 25
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if broker is not None:
+            broker.stop()
+    return code
 
 
 def _contracts_export(args: argparse.Namespace) -> int:
@@ -88,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bootstrap servers of an external Kafka (default: start tansu locally)")
     up.add_argument("--no-demo-data", action="store_true",
                     help="do not load the demo elders, caregivers and volunteers")
+    up.add_argument("--distributed", action="store_true",
+                    help="one process per service (service i on --port + i), against "
+                         "PostgreSQL (one database per service, <dbname>_<service>) and one "
+                         "broker started once, the shape of the cluster; Ctrl-C stops all")
     up.set_defaults(func=_up)
 
     contracts = sub.add_parser("contracts", help="integration event contracts")

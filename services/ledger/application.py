@@ -727,6 +727,18 @@ class LedgerApplication(ServiceApplication):
             totals[account.unit] += account.balance
         return dict(totals)
 
+    def entitlement_minutes(self, month: str) -> tuple[int, int]:
+        """(held, posted) minutes over every elder's entitlement account of the month
+        (the homecare_entitlement_minutes gauge, computed when /metrics is scraped)."""
+        self.index.catch_up()
+        held = posted = 0
+        for owner in list(self._accounts_by_owner):
+            account = self.get_or_none(Account.create_id(entitlement_account(owner, month)))
+            if account is not None:
+                held += account.debits_pending
+                posted += account.debits_posted
+        return held, posted
+
     def charges_in_area(self, area: str) -> list[Charge]:
         self.index.catch_up()
         return [self.charge_for(v) for v in sorted(self._charges_by_area.get(area, ()))]

@@ -16,7 +16,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
 from services.runtime.consumer import IdempotentConsumer
@@ -28,7 +27,7 @@ from services.runtime.messaging import (
     make_broker,
     subscribe,
 )
-from services.runtime.observability import http_metrics_middleware
+from services.runtime.observability import MetricsRefresher, http_metrics_middleware, metrics_app
 from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import SharedSettings
 
@@ -59,6 +58,8 @@ class Host:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        # Scrape-time gauges: service queries and consumer lag from the broker.
+        self.metrics = MetricsRefresher(units)
 
     # Lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,6 +95,9 @@ class Host:
             names = sorted(n for types in spec.handlers_by_topic.values() for n in types)
             subscribe(self.broker, consumer, sorted(spec.handlers_by_topic), group,
                       self.settings, description=f"{unit.name} consumes " + ", ".join(names))
+        self.metrics.watch_consumers(self.bootstrap_servers, {
+            c.name: sorted(u.messaging.consumer.handlers_by_topic)  # type: ignore[union-attr]
+            for u in self.units if (c := self.consumers.get(u.name)) is not None})
         await self.broker.start()
         for unit in self.units:
             relay = OutboxRelay(unit.application, unit.application.translate, publisher,
@@ -140,6 +144,7 @@ class Host:
         for unit in self.units:
             with contextlib.suppress(Exception):
                 unit.application.close()
+        self.metrics.close()
         if self.local_broker is not None:
             await asyncio.to_thread(self.local_broker.stop)
         self.started = False
@@ -213,5 +218,5 @@ def create_http_app(host: Host, title: str = "homecare") -> FastAPI:
 
         raise HTTPException(404, f"no service {service} in this process")
 
-    app.mount("/metrics", make_asgi_app())
+    app.mount("/metrics", metrics_app(host.metrics))
     return app

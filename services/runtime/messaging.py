@@ -52,7 +52,16 @@ def make_broker(bootstrap_servers: str, settings: SharedSettings, client_id: str
         acks=1,
         request_timeout_ms=15_000,
         logger=None,
+        # messages received/published, processing time and errors per handler and topic
+        middlewares=(_prometheus_middleware(client_id),),
     )
+
+
+def _prometheus_middleware(client_id: str) -> Any:
+    from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+    from prometheus_client import REGISTRY
+
+    return KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)
 
 
 async def _raw_body(message: Any) -> bytes:

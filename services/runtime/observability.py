@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -97,3 +98,212 @@ def http_metrics_middleware() -> Callable:
             correlation_id_var.reset(token)
 
     return middleware
+
+
+# Service gauges, computed when /metrics is scraped (issue 10) ---------------------------------
+# Kafka-side consumer lag: committed offset of the group vs the partition's end offset. Every
+# replica of a service reports the whole group's lag, so aggregate with max(), not sum().
+CONSUMER_LAG = Gauge(
+    "homecare_consumer_lag", "Records not yet consumed by the group (end offset - committed)",
+    ["group", "topic", "partition"],
+)
+CONSUMER_LAG_UP = Gauge(
+    "homecare_consumer_lag_up", "1 when the last consumer-lag measurement reached the broker",
+)
+ALERTS_OPEN = Gauge(
+    "homecare_alerts_open", "Dispatch alerts not yet acknowledged", ["area", "kind"],
+)
+UNASSIGNED_VISITS = Gauge(
+    "homecare_unassigned_visits",
+    "Orders the router could not place, today and the next 7 days (area's local time)", ["area"],
+)
+ENTITLEMENT_MINUTES = Gauge(
+    "homecare_entitlement_minutes",
+    "Minutes on elders' entitlement accounts this month: held (pending) and posted (used)",
+    ["state"],
+)
+ROUTER_SOLVE_SECONDS = Histogram(
+    "homecare_router_solve_seconds", "Wall time of one routing solve", ["area", "kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+)
+ROUTER_OBJECTIVE = Gauge(
+    "homecare_router_objective",
+    "Terms of the last plan's objective: travel minutes, unassigned and placed visits",
+    ["area", "term"],
+)
+SCRAPE_REFRESH_SECONDS = Gauge(
+    "homecare_metrics_refresh_seconds", "Time spent computing the service gauges for a scrape",
+)
+
+
+def record_plan(area: str, plan: object, kind: str = "daily") -> None:
+    """Router metrics of one solve; ``plan`` is a dispatch DayPlan (or its summary dict)."""
+    def term(name: str, default: float = 0.0) -> float:
+        value = plan.get(name, default) if isinstance(plan, dict) else getattr(plan, name, default)
+        return float(len(value) if isinstance(value, (dict, list, tuple, set)) else value or 0)
+
+    ROUTER_SOLVE_SECONDS.labels(area, kind).observe(term("solve_seconds"))
+    ROUTER_OBJECTIVE.labels(area, "travel_minutes").set(term("travel_minutes"))
+    ROUTER_OBJECTIVE.labels(area, "unassigned").set(term("unassigned"))
+    placed = "placements" if not isinstance(plan, dict) else "scheduled"
+    ROUTER_OBJECTIVE.labels(area, "placed").set(term(placed))
+
+
+def measure_consumer_lag(admin: object, groups: dict[str, list[str]]) -> dict[tuple[str, str, int],
+                                                                              int]:
+    """Lag per (group, topic, partition) from the broker; sets CONSUMER_LAG.
+
+    ``admin`` is a kafka-python KafkaAdminClient. Uses list_group_offsets and
+    list_partition_offsets only (describe_groups fails on tansu). A partition the group never
+    committed counts from the partition's earliest offset, as auto_offset_reset=earliest does.
+    """
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    topics = sorted({t for ts in groups.values() for t in ts})
+    described = admin.describe_topics(topics)  # type: ignore[attr-defined]
+    partitions = [TopicPartition(t["name"], p["partition_index"])
+                  for t in described for p in t.get("partitions") or ()]
+    if not partitions:
+        return {}
+    latest = admin.list_partition_offsets(  # type: ignore[attr-defined]
+        {tp: OffsetSpec.LATEST for tp in partitions})
+    earliest = admin.list_partition_offsets(  # type: ignore[attr-defined]
+        {tp: OffsetSpec.EARLIEST for tp in partitions})
+    lags: dict[tuple[str, str, int], int] = {}
+    for group, group_topics in groups.items():
+        committed = admin.list_group_offsets({group: None}).get(group, {})  # type: ignore
+        for tp in partitions:
+            if tp.topic not in group_topics:
+                continue
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else \
+                earliest[tp].offset
+            lag = max(0, latest[tp].offset - position)
+            lags[(group, tp.topic, tp.partition)] = lag
+            CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(lag)
+    return lags
+
+
+def refresh_service_gauges(units: list[object], today: object | None = None) -> None:
+    """Compute the per-service gauges from each application's public queries (scrape time)."""
+    started = time.perf_counter()
+    for unit in units:
+        name, app = getattr(unit, "name", ""), getattr(unit, "application", None)
+        try:
+            if name == "dispatch":
+                _refresh_dispatch(app, today)
+            elif name == "ledger":
+                _refresh_ledger(app, today)
+            elif name == "timebank":
+                for bank in app.banks():  # type: ignore[union-attr]
+                    app.liability(bank)  # type: ignore[union-attr]  # sets its own gauges
+        except Exception:  # noqa: BLE001 - a failing gauge must not break the scrape
+            logging.getLogger(__name__).exception("metrics refresh failed for %s", name)
+    SCRAPE_REFRESH_SECONDS.set(time.perf_counter() - started)
+
+
+def _areas(app: object) -> list[str]:
+    areas = getattr(app, "areas", None)
+    if callable(areas):
+        return sorted(areas())
+    # Until dispatch has a public areas() query: the areas its read model knows elders in.
+    app.index.catch_up()  # type: ignore[attr-defined]
+    return sorted(getattr(app, "_elders_by_area", {}))
+
+
+def _refresh_dispatch(app: object, today: object | None) -> None:
+    from datetime import date, timedelta
+
+    day0 = today if isinstance(today, date) else datetime.now(app.tz).date()  # type: ignore
+    for area in _areas(app):
+        by_kind: dict[str, int] = {}
+        for alert in app.list_alerts(area, open_only=True):  # type: ignore[attr-defined]
+            kind = str(getattr(alert.kind, "value", alert.kind))
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+        for kind in {*by_kind, "missed", "late_start", "unassigned"}:
+            ALERTS_OPEN.labels(area, kind).set(by_kind.get(kind, 0))
+        unassigned = 0
+        for offset in range(8):
+            orders = app.list_orders(area, day0 + timedelta(days=offset))  # type: ignore
+            unassigned += sum(1 for o in orders
+                              if str(getattr(o.state, "value", o.state)) == "unassigned")
+        UNASSIGNED_VISITS.labels(area).set(unassigned)
+
+
+def _refresh_ledger(app: object, today: object | None) -> None:
+    from datetime import date
+
+    day0 = today if isinstance(today, date) else datetime.now(app.tz).date()  # type: ignore
+    month = f"{day0.year:04d}-{day0.month:02d}"
+    held, posted = app.entitlement_minutes(month)  # type: ignore[attr-defined]
+    ENTITLEMENT_MINUTES.labels("held").set(held)
+    ENTITLEMENT_MINUTES.labels("posted").set(posted)
+
+
+class MetricsRefresher:
+    """Recomputes the scrape-time gauges (service gauges and consumer lag), at most once per
+    ``min_interval_s`` however often /metrics is scraped. Blocking: call it from a thread."""
+
+    def __init__(self, units: list[object], min_interval_s: float = 2.0) -> None:
+        import threading
+
+        self.units = units
+        self.min_interval_s = min_interval_s
+        self.bootstrap_servers: str | None = None
+        self.groups: dict[str, list[str]] = {}
+        self._admin: object | None = None
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def watch_consumers(self, bootstrap_servers: str, groups: dict[str, list[str]]) -> None:
+        """Measure the lag of these consumer groups (group -> topics) on this broker."""
+        self.bootstrap_servers = bootstrap_servers
+        self.groups = {g: sorted(ts) for g, ts in groups.items()}
+
+    def refresh(self, force: bool = False) -> None:
+        with self._lock:
+            if not force and time.monotonic() - self._last < self.min_interval_s:
+                return
+            refresh_service_gauges(self.units)
+            self._refresh_lag()
+            self._last = time.monotonic()
+
+    def _refresh_lag(self) -> None:
+        if not self.bootstrap_servers or not self.groups:
+            return
+        try:
+            if self._admin is None:
+                from kafka.admin import KafkaAdminClient
+
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers, client_id="homecare-metrics",
+                    request_timeout_ms=5000)
+            measure_consumer_lag(self._admin, self.groups)
+            CONSUMER_LAG_UP.set(1)
+        except Exception:  # noqa: BLE001 - broker away: report it, reconnect next time
+            logging.getLogger(__name__).warning("consumer lag not measured", exc_info=True)
+            CONSUMER_LAG_UP.set(0)
+            self.close()
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()  # type: ignore[attr-defined]
+
+
+def metrics_app(refresher: MetricsRefresher) -> Callable:
+    """The prometheus ASGI app, refreshing the scrape-time gauges before each exposition."""
+    import asyncio
+
+    from prometheus_client import make_asgi_app
+
+    exposition = make_asgi_app()
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope.get("type") == "http":
+            await asyncio.to_thread(refresher.refresh)
+        await exposition(scope, receive, send)
+
+    return app
