@@ -87,8 +87,11 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
     breaks_in_model = has_breaks and (
         len(model.nodes) * sum(1 for c in problem.caregivers if c.rest_break)
         <= _BREAK_MODEL_LIMIT)
+    # Our construction inserts by priority: OR-Tools' insertion heuristics do not, and no single
+    # local-search move swaps one important visit for several lesser ones.
+    mixed_priorities = len({v.priority for v in problem.visits}) > 1
     states = None
-    if initial_routes is not None or has_pairs or has_breaks:
+    if initial_routes is not None or has_pairs or has_breaks or mixed_priorities:
         states = _construct(model, initial_routes)
     fallback = _plan_from_states(model, states, 0.0) if states is not None else None
     pair_starts = None
