@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
+from services.dispatch.web import dashboard
 from services.dispatch.web.sync import SyncIn, apply_batch, chain_break
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -61,4 +62,5 @@ def build_router(app: Any) -> APIRouter:
         return {"results": apply_batch(app, body),
                 "head": body.records[-1].hash if body.records else None}
 
+    router.include_router(dashboard.build_router(app))
     return router

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
+from services.dispatch.domain.sync_chain import GENESIS, link
 from tests.browser.dispatch.conftest import TZ, Day, Site, seed_day
 
 pytestmark = pytest.mark.browser
@@ -127,6 +130,27 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     page.wait_for_selector(f"{card(page, day.visit_ids[0])}[data-state='verified']")
     page.screenshot(path=str(screenshot_dir / "caregiver-synced.png"), full_page=True)
 
+    # The second elder has no code at hand and signs on the screen instead.
+    page.clock.set_system_time(device_start + timedelta(minutes=58))
+    second = card(page, day.visit_ids[1])
+    page.fill(f"{second} .code", "12")  # typed, then the page re-renders: the draft stays
+    page.evaluate("for (const _ of [1, 2]) document.querySelector('#lang').click()")
+    assert page.input_value(f"{second} .code") == "12"
+    page.fill(f"{second} .code", "")
+    pad = page.locator(f"{second} canvas.signature")
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 20, box["y"] + 60)
+    page.mouse.down()
+    for x in range(30, 200, 20):
+        page.mouse.move(box["x"] + x, box["y"] + 40 + (x % 40))
+    page.mouse.up()
+    page.click(f"{second} .check-out")
+    page.wait_for_selector(f"{second}:not([data-state='checked_in']):not(.is-pending)")
+    v2 = site.app.get_visit(day.visit_ids[1])
+    assert v2.confirmation == "signature" and v2.signature.startswith("<svg")
+
     # The same records again (a retry after a lost answer): duplicates, nothing changes.
     batch = {"device_id": "D-retry", "caregiver_id": day.caregiver_id,
              "records": [{k: r[k] for k in ("prev", "payload", "hash")} for r in queued]}
@@ -169,3 +193,45 @@ def test_tampered_queue_record_is_refused(page, site: Site, screenshot_dir) -> N
     assert page.get_attribute("#pending", "data-count") == "2"
     assert [site.app.get_visit(v).state for v in day.visit_ids[:2]] == ["scheduled", "scheduled"]
     page.screenshot(path=str(screenshot_dir / "caregiver-tampered.png"), full_page=True)
+
+
+def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None:
+    """Over HTTP, as a phone would send them: an intact batch is applied in order and each record
+    answered (applied, rejected with its reason: another caregiver's visit, a time in the
+    future, an unreadable record); a batch with a broken link is refused whole with 409 and
+    the index where it broke, and nothing of it is applied."""
+    day = seed_day(site.app, "answers")
+    other = seed_day(site.app, "answers-other")
+    now = datetime.now(UTC)
+    home = day.homes[0]
+
+    def step(visit_id: str, at: datetime, caregiver_id: str = day.caregiver_id) -> str:
+        return json.dumps({"kind": "check_in", "visit_id": visit_id, "caregiver_id": caregiver_id,
+                           "idempotency_key": f"k-{visit_id}-{at.timestamp()}",
+                           "at": at.isoformat(), "lat": home[2], "lon": home[3],
+                           "accuracy_m": 12}, ensure_ascii=False)
+
+    payloads = [step(day.visit_ids[0], now - timedelta(minutes=5)),
+                step(other.visit_ids[0], now - timedelta(minutes=4)),
+                step(day.visit_ids[1], now + timedelta(hours=1)),
+                "{not json"]
+    records, prev = [], GENESIS
+    for payload in payloads:
+        records.append(link(prev, payload))
+        prev = records[-1].hash
+    batch = {"device_id": "D-answers", "caregiver_id": day.caregiver_id,
+             "records": [vars(r) for r in records]}
+
+    broken = {**batch, "records": [vars(records[0]), vars(records[2])]}
+    refused = httpx.post(f"{site.base_url}/dispatch/sync", json=broken)
+    assert refused.status_code == 409 and refused.json()["broken_at"] == 1
+    assert site.app.get_visit(day.visit_ids[0]).state == "scheduled"
+
+    answers = httpx.post(f"{site.base_url}/dispatch/sync", json=batch).json()["results"]
+    assert [a["status"] for a in answers] == ["applied", "rejected", "rejected", "rejected"]
+    assert "not assigned" in answers[1]["reason"]
+    assert "future" in answers[2]["reason"]
+    assert "unreadable" in answers[3]["reason"]
+    assert site.app.get_visit(day.visit_ids[0]).state == "checked_in"
+    assert [site.app.get_visit(v).state for v in (other.visit_ids[0], day.visit_ids[1])] == [
+        "scheduled", "scheduled"]

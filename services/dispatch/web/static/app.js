@@ -8,7 +8,8 @@ import { label, lang, setLang, t } from "./i18n.js";
 const TZ = "Asia/Shanghai"; // the area's local time; the route may say otherwise
 const $ = (selector) => document.querySelector(selector);
 const state = { caregiverId: localStorage.getItem("caregiver_id"), route: null, savedAt: null,
-  queue: [], syncing: null, blocked: null, fix: null, notice: null };
+  queue: [], syncing: null, blocked: null, fix: null, notice: null,
+  drafts: {} }; // what the caregiver has typed per visit, kept across re-renders
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -221,6 +222,46 @@ function notify(text, kind = "") {
   box.className = `notice ${kind}`;
 }
 
+// The elder's signature when there is no code: strokes on a canvas, kept as a small SVG.
+function signaturePad(strokes) {
+  const W = 300, H = 110;
+  const canvas = h("canvas", { class: "signature", width: W, height: H });
+  const ctx = canvas.getContext("2d");
+  ctx.lineWidth = 2;
+  for (const stroke of strokes) { // redraw what was signed before a re-render
+    ctx.beginPath();
+    stroke.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.stroke();
+  }
+  const point = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [Math.round(((e.clientX - r.left) * W) / r.width), Math.round(((e.clientY - r.top) * H) / r.height)];
+  };
+  canvas.addEventListener("pointerdown", (e) => {
+    canvas.setPointerCapture(e.pointerId);
+    strokes.push([point(e)]);
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    const stroke = strokes[strokes.length - 1];
+    if (!stroke || !e.buttons) return;
+    const [x0, y0] = stroke[stroke.length - 1];
+    const [x, y] = point(e);
+    stroke.push([x, y]);
+    ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x, y); ctx.stroke();
+  });
+  const clear = h("button", { type: "button", class: "link clear-signature", onclick: () => {
+    strokes.length = 0; ctx.clearRect(0, 0, W, H); } }, t("clear"));
+  const box = h("div", { class: "signature-box" }, h("span", {}, t("signature")), canvas, clear);
+  const value = () => {
+    const lines = strokes.filter((s) => s.length > 1);
+    if (!lines.length) return null;
+    const d = lines.map((s) => `M${s.map((p) => p.join(" ")).join("L")}`).join("");
+    return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}"><path d="${d}" fill="none" stroke="#000" stroke-width="2"/></svg>`;
+  };
+  return { box, value };
+}
+
 function visitCard(v, index, tz) {
   const active = v.state === "scheduled" || v.state === "en_route";
   const here = v.state === "checked_in";
@@ -245,21 +286,38 @@ function visitCard(v, index, tz) {
       onclick: (e) => { e.target.disabled = true; step("check_in", v); } }, t("checkIn")));
   }
   if (here) {
+    const draft = state.drafts[v.visit_id] ??= { code: "", notes: "", proxy: false,
+      skipped: [], strokes: [] };
+    const pad = signaturePad(draft.strokes);
+    const key = (name) => `${v.visit_id}:${name}`;
     const form = h("form", { class: "checkout" },
       v.tasks.length ? h("fieldset", {}, h("legend", {}, t("tasks")),
         v.tasks.map((task) => h("label", { class: "task" },
-          h("input", { type: "checkbox", name: "task", value: task, checked: true }),
+          h("input", { type: "checkbox", name: "task", value: task,
+            checked: !draft.skipped.includes(task), onchange: (e) => {
+              draft.skipped = draft.skipped.filter((x) => x !== task);
+              if (!e.target.checked) draft.skipped.push(task);
+            } }),
           task))) : null,
       h("label", {}, t("code"), h("input", { class: "code", name: "code", inputmode: "numeric",
-        autocomplete: "off", placeholder: t("codeHint"), maxlength: 12 })),
-      h("label", {}, t("notes"), h("textarea", { class: "notes", name: "notes", rows: 2 })),
+        autocomplete: "off", placeholder: t("codeHint"), maxlength: 12, value: draft.code,
+        "data-focus": key("code"), oninput: (e) => { draft.code = e.target.value; } })),
+      h("label", { class: "proxy" }, h("input", { type: "checkbox", class: "family-proxy",
+        name: "proxy", checked: draft.proxy,
+        onchange: (e) => { draft.proxy = e.target.checked; } }), t("familyProxy")),
+      pad.box,
+      h("label", {}, t("notes"), h("textarea", { class: "notes", name: "notes", rows: 2,
+        "data-focus": key("notes"), oninput: (e) => { draft.notes = e.target.value; } },
+        draft.notes)),
       h("button", { class: "primary check-out", type: "submit" }, t("checkOut")));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       form.querySelector("button").disabled = true;
       const data = new FormData(form);
+      delete state.drafts[v.visit_id];
       step("check_out", v, { tasks_done: data.getAll("task"),
         confirmation_code: String(data.get("code") || "").trim() || null,
+        family_proxy_confirmed: data.get("proxy") === "on", signature: pad.value(),
         notes: String(data.get("notes") || "").trim() || null });
     });
     card.append(form);
@@ -301,7 +359,11 @@ function render() {
   const visits = localVisits();
   drawMap($("#map"), route?.station, visits, t("station"));
   const list = $("#visits");
+  const focused = document.activeElement?.dataset?.focus; // keep the caret where it was
+  const caret = focused ? document.activeElement.selectionStart : null;
   list.replaceChildren(...visits.map((v, i) => visitCard(v, i, tz)));
+  const restored = focused && list.querySelector(`[data-focus="${CSS.escape(focused)}"]`);
+  if (restored) { restored.focus(); if (caret != null) restored.setSelectionRange(caret, caret); }
   if (route && !visits.length) list.append(h("li", { class: "empty" }, t("noVisits")));
 }
 

@@ -1,0 +1,421 @@
+"""The dispatcher dashboard (调度台): its page and the read/move endpoints only it uses.
+
+The page is plain HTML/CSS/JS in ./static/dashboard (no build step, no CDN). It reads one
+aggregated view of an area's day (`GET /dispatch/dashboard/api/areas/{area}/day`), follows the
+area's server-sent events, and acts through dispatch's own API (plans, replans, proposals,
+alerts, orders). Moving a visit by drag and drop is the one command dispatch did not offer:
+`POST /dispatch/dashboard/api/visits/{visit_id}/move` re-times the day with the move applied and
+lets the router's independent checker decide; the move is saved as a Visit.Rescheduled event or
+refused with the checker's reasons.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from pydantic import AwareDatetime, BaseModel, Field
+
+from contracts.values import ServiceType
+from services.dispatch import routing
+from services.dispatch.api import alert_view, proposal_view, visit_view
+from services.dispatch.domain.people import Caregiver
+from services.dispatch.domain.visits import (
+    FINISHED,
+    NOT_STARTED,
+    DispatchError,
+    OrderState,
+    Visit,
+    VisitState,
+)
+from services.dispatch.planning import DayProblem, Job
+
+STATIC = Path(__file__).resolve().parent / "static" / "dashboard"
+NO_CACHE = {"Cache-Control": "no-cache"}
+MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+               ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
+# Optional map tiles, e.g. "http://tiles.local/{z}/{x}/{y}.png"; without it the map draws on a
+# clean projected background.
+TILE_URL_ENV = "HOMECARE_DASHBOARD_TILE_URL"
+# One colour per caregiver, distinguishable on a white background and for most colour-blind eyes.
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
+           "#e377c2", "#7f7f7f", "#bcbd22"]
+# A gap this long inside a caregiver's day is drawn as a break (dispatch plans no breaks itself).
+BREAK_MIN_MINUTES = 30
+CLOCK_TOKEN = re.compile(r"^(\d{1,4}(?:-\d{1,4})?)([,;.)]?)$")
+DONE = frozenset({VisitState.CHECKED_OUT, VisitState.VERIFIED})
+GONE = frozenset({VisitState.CANCELLED})
+
+
+class MoveIn(BaseModel):
+    caregiver_id: str = Field(min_length=1)
+    planned_start: AwareDatetime
+    by: str = Field(default="dispatcher", min_length=1)
+
+
+class MoveRefused(DispatchError):
+    def __init__(self, reasons: list[str]):
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class MoveCheck:
+    """The router checker's verdict on a move: the violations it adds, in words."""
+
+    visit_id: str
+    caregiver_id: str
+    start: datetime
+    end: datetime
+    violations: list[str]
+
+
+# Page assets ---------------------------------------------------------------------------------
+def _asset(name: str) -> FileResponse:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC or not path.is_file() or path.suffix not in MEDIA_TYPES:
+        raise HTTPException(404, f"no dashboard asset {name}")
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=NO_CACHE)
+
+
+# Reading the day -----------------------------------------------------------------------------
+def _minutes(a: datetime, b: datetime) -> int:
+    return int((b - a).total_seconds() // 60)
+
+
+def _travel(mode: str, a: tuple[float, float], b: tuple[float, float]) -> int:
+    return routing.HaversineProvider().minutes(routing.LatLon(*a), routing.LatLon(*b), mode)
+
+
+def caregiver_status(c: Caregiver, day: date) -> str | None:
+    """Why the caregiver cannot take visits that day, or None."""
+    if not c.works_on(day):
+        return "not working that day"
+    if not c.is_certified_on(day):
+        return "certificate expired"
+    if day.isoformat() in c.unavailable_from:
+        return "reported sick"
+    return None
+
+
+def visit_flags(v: Visit, now: datetime, late_grace: int, overrun_grace: int) -> dict[str, bool]:
+    """Late start and overrun as the dispatcher sees them now (planned vs actual)."""
+    grace = timedelta(minutes=late_grace)
+    started = v.checked_in_at
+    late = (started > v.planned_start + grace if started is not None
+            else v.state in NOT_STARTED and now > v.planned_start + grace)
+    end = v.checked_out_at or (now if v.state is VisitState.CHECKED_IN else None)
+    overrun = end is not None and end > v.planned_end + timedelta(minutes=overrun_grace)
+    return {"late": bool(late), "overrun": bool(overrun)}
+
+
+def lanes(app: Any, area: str, day: date, now: datetime) -> dict[str, Any]:
+    """Each caregiver's day in planned order: visits with travel from the previous stop, gaps
+    long enough to be breaks, and the last reported position."""
+    rules = app.rules(area)
+    late_grace = min(rules.late_grace_minutes)
+    elders = {e.elder_id: e for e in app.list_elders(area)}
+    caregivers = app.list_caregivers(area)
+    by_caregiver: dict[str, list[Visit]] = defaultdict(list)
+    for v in app.list_visits(area, day):
+        by_caregiver[v.caregiver_id].append(v)
+    out_caregivers, out_visits = [], []
+    for n, c in enumerate(caregivers):
+        station = (c.station_lat, c.station_lon)
+        previous, previous_end, last_position = station, None, None
+        breaks = []
+        for v in by_caregiver.get(c.caregiver_id, []):
+            elder = elders.get(v.elder_id)
+            home = (elder.lat, elder.lon) if elder else (v.home_lat, v.home_lon)
+            view = visit_view(v)
+            view.update(elder_name=elder.name if elder else v.elder_id, lat=home[0],
+                        lon=home[1], address=elder.address if elder else "",
+                        **visit_flags(v, now, late_grace, rules.overrun_grace_minutes))
+            if v.state in GONE:
+                view["travel_minutes"] = 0
+                out_visits.append(view)
+                continue
+            travel = _travel(c.travel_mode, previous, home)
+            view["travel_minutes"] = travel
+            if previous_end is not None:
+                gap = _minutes(previous_end, v.planned_start) - travel
+                if gap >= BREAK_MIN_MINUTES:
+                    breaks.append({"start": previous_end + timedelta(minutes=travel),
+                                   "end": v.planned_start, "minutes": gap})
+            previous, previous_end = home, v.planned_end
+            for at, lat, lon, what in (
+                    (v.checked_in_at, getattr(v, "check_in_lat", None),
+                     getattr(v, "check_in_lon", None), "check-in"),
+                    (v.checked_out_at, getattr(v, "check_out_lat", None),
+                     getattr(v, "check_out_lon", None), "check-out")):
+                if at is not None and lat is not None and lon is not None and (
+                        last_position is None or at >= last_position["at"]):
+                    last_position = {"at": at, "lat": lat, "lon": lon, "visit_id": v.visit_id,
+                                     "what": what}
+            out_visits.append(view)
+        shift_start, shift_end = c.shift_on(day)
+        out_caregivers.append({
+            "caregiver_id": c.caregiver_id, "name": c.name, "kind": c.kind,
+            "colour": PALETTE[n % len(PALETTE)], "skills": c.skills,
+            "station": {"lat": c.station_lat, "lon": c.station_lon},
+            "shift_start": shift_start.strftime("%H:%M"),
+            "shift_end": shift_end.strftime("%H:%M"), "travel_mode": c.travel_mode,
+            "unavailable": caregiver_status(c, day), "breaks": breaks,
+            "last_position": last_position,
+        })
+    return {"caregivers": out_caregivers, "visits": out_visits}
+
+
+def unassigned(app: Any, area: str, day: date) -> list[dict[str, Any]]:
+    """Orders of the day without a visit, with the router's (or the assignment's) reason."""
+    out = []
+    for o in app.list_orders(area, day):
+        if o.state not in (OrderState.UNASSIGNED, OrderState.PLACED) or o.visit_ids:
+            continue
+        elder = app.get_elder(o.elder_id)
+        out.append({"order_id": o.order_id, "elder_id": o.elder_id, "elder_name": elder.name,
+                    "lat": elder.lat, "lon": elder.lon, "service_type": o.service_type,
+                    "priority": o.priority, "emergency": o.emergency, "state": o.state,
+                    "duration_minutes": o.duration_minutes,
+                    "window_start": o.window_start, "window_end": o.window_end,
+                    "reason": o.unassigned_reason or "awaiting the daily plan"})
+    return out
+
+
+def day_kpis(visits: list[dict[str, Any]], late_grace: int) -> dict[str, Any]:
+    """On-time rate (started within the first late grace), done / planned, travel per visit."""
+    planned = [v for v in visits if v["state"] not in GONE]
+    started = [v for v in planned if v["checked_in_at"] is not None]
+    on_time = [v for v in started
+               if v["checked_in_at"] <= v["planned_start"] + timedelta(minutes=late_grace)]
+    done = [v for v in planned if v["state"] in DONE]
+    travel = sum(v["travel_minutes"] for v in planned)
+    return {
+        "planned": len(planned), "done": len(done), "started": len(started),
+        "on_time": len(on_time),
+        "on_time_rate": round(len(on_time) / len(started), 3) if started else None,
+        "travel_minutes": travel,
+        "travel_minutes_per_visit": round(travel / len(planned), 1) if planned else None,
+    }
+
+
+def month_kpis(app: Any, area: str, day: date) -> dict[str, Any]:
+    """The same measures over the month so far (travel from the visits' planned order)."""
+    first = day.replace(day=1)
+    visits: list[dict[str, Any]] = []
+    cursor = first
+    while cursor.month == first.month and cursor <= day:
+        visits += lanes(app, area, cursor, app.clock())["visits"]
+        cursor += timedelta(days=1)
+    late_grace = min(app.rules(area).late_grace_minutes)
+    return {"month": first.strftime("%Y-%m"), **day_kpis(visits, late_grace)}
+
+
+def day_view(app: Any, area: str, day: date, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the dashboard draws for one area and day, in one read."""
+    now = now or app.clock()
+    rules = app.rules(area)
+    late_grace = min(rules.late_grace_minutes)
+    # Read the log position first: the page follows the stream from here, so nothing written
+    # while this view is assembled is missed (at worst it is drawn twice).
+    position = app.process_recorder.max_notification_id() or 0
+    drawn = lanes(app, area, day, now)
+    offset = datetime.combine(day, time(12), app.tz).strftime("%z")
+    return {
+        "service_area_id": area, "date": day, "now": now, "timezone": str(app.tz),
+        "utc_offset": f"{offset[:3]}:{offset[3:]}", "stream_position": position,
+        "tile_url": os.environ.get(TILE_URL_ENV) or None,
+        "rules": {"late_grace_minutes": late_grace,
+                  "overrun_grace_minutes": rules.overrun_grace_minutes},
+        **drawn,
+        "elders": [{"elder_id": e.elder_id, "name": e.name, "lat": e.lat, "lon": e.lon,
+                    "address": e.address} for e in app.list_elders(area)],
+        "unassigned": unassigned(app, area, day),
+        "alerts": [alert_view(a) for a in app.list_alerts(area)],
+        "proposals": [proposal_view(p) for p in app.list_proposals(area)
+                      if p.state == "proposed"],
+        "services": [s.value for s in ServiceType],
+        "kpis": {"day": day_kpis(drawn["visits"], late_grace),
+                 "month": month_kpis(app, area, day)},
+    }
+
+
+# Moving a visit ------------------------------------------------------------------------------
+def _day_problem(app: Any, area: str, day: date, now: datetime) -> DayProblem:
+    """The routing problem of the day as it stands, from the application's public reads (the
+    same jobs the application's own replanning builds: finished visits left out, started ones
+    pinned)."""
+    catalogue = app.catalogue(area)
+    jobs = []
+    for v in app.list_visits(area, day):
+        if v.state in FINISHED or v.state is VisitState.CHECKED_OUT:
+            continue
+        order = app.get_order(v.order_id)
+        started = v.state is VisitState.CHECKED_IN
+        jobs.append(Job(
+            visit_id=v.visit_id, elder=app.get_elder(v.elder_id), service_type=v.service_type,
+            entry=catalogue[v.service_type], duration=v.planned_minutes, priority=v.priority,
+            subsidised=order.subsidised, window_start=order.window_start,
+            window_end=order.window_end, pinned_caregiver=v.caregiver_id if started else None,
+            pinned_start=v.checked_in_at if started else None,
+            current_caregiver=v.caregiver_id, current_start=v.planned_start))
+    caregivers = app.list_caregivers(area)
+    blacklisted = {c.provider_id for c in caregivers
+                   if c.provider_id and app.get_provider(c.provider_id).blacklisted}
+    sick = {c.caregiver_id: datetime.fromisoformat(c.unavailable_from[day.isoformat()])
+            for c in caregivers if day.isoformat() in c.unavailable_from}
+    return DayProblem(day, app.tz, caregivers, jobs, blacklisted, available_until=sick, now=now)
+
+
+def _route(problem: DayProblem, caregiver_id: str,
+           stops: list[tuple[int, str]]) -> routing.Route:
+    """A route through ``stops`` (start minute, visit id) as planned; the checker re-times it."""
+    p = problem.problem
+    c = p.caregiver(caregiver_id)
+    out, location, t = [], c.start_location, None
+    for start, visit_id in sorted(stops):
+        v = p.visit(visit_id)
+        travel = p.travel(c.travel_mode, location, v.location)
+        arrival = start - travel if t is None else t + travel
+        out.append(routing.Stop(visit_id, v.location, arrival, start, start + v.duration, travel,
+                                max(0, start - arrival)))
+        location, t = v.location, start + v.duration
+    if not out:
+        return routing.Route(caregiver_id, (), c.shift.start, c.shift.start)
+    back = p.travel(c.travel_mode, location, c.return_location)
+    return routing.Route(caregiver_id, tuple(out), out[0].start - out[0].travel_from_previous,
+                         t + back, back)
+
+
+def _plan(problem: DayProblem, assignment: dict[str, tuple[str, int]]) -> routing.Plan:
+    by_caregiver: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for visit_id, (caregiver_id, start) in assignment.items():
+        by_caregiver[caregiver_id].append((start, visit_id))
+    routes = tuple(_route(problem, c, stops) for c, stops in sorted(by_caregiver.items()))
+    # Visits whose caregiver is off the day's problem (sick, day off): listed unassigned, so the
+    # checker judges the routes that exist and does not report them missing.
+    placed = set(assignment)
+    left = tuple(routing.UnassignedVisit(v.id, v.priority, routing.UnassignedReason.NO_ROOM)
+                 for v in problem.problem.visits if v.id not in placed)
+    return routing.Plan(routes=routes, unassigned=left)
+
+
+def check_move(app: Any, visit_id: str, caregiver_id: str, start: datetime,
+               now: datetime | None = None) -> MoveCheck:
+    """The violations a move adds to the day, by the router's checker; [] = allowed."""
+    now = now or app.clock()
+    visit = app.get_visit(visit_id)
+    target = app.get_caregiver(caregiver_id)
+    end = start + timedelta(minutes=visit.planned_minutes)
+
+    def refused(reason: str) -> MoveCheck:
+        return MoveCheck(visit_id, caregiver_id, start, end, [reason])
+
+    if visit.state not in NOT_STARTED:
+        return refused(f"visit {visit_id} is {visit.state}: only visits not started can move")
+    if target.service_area_id != visit.service_area_id:
+        return refused(f"{target.name} works in another area ({target.service_area_id})")
+    day = app.local_day(visit.planned_start)
+    if app.local_day(start) != day:
+        return refused("a visit moves within its day; another day is a new order")
+    why = caregiver_status(target, day)
+    if why:
+        return refused(f"{target.name} ({caregiver_id}): {why}")
+    problem = _day_problem(app, visit.service_area_id, day, now)
+    if caregiver_id not in problem.caregivers:
+        return refused(f"{target.name} ({caregiver_id}) has no time left that day")
+    current = {j.visit_id: (j.pinned_caregiver or j.current_caregiver,
+                            problem.minute(j.pinned_start or j.current_start))
+               for j in problem.jobs.values()
+               if (j.pinned_caregiver or j.current_caregiver) in problem.caregivers}
+    before = routing.check(problem.problem, _plan(problem, current))
+    moved = {**current, visit_id: (caregiver_id, problem.minute(start))}
+    after = routing.check(problem.problem, _plan(problem, moved))
+    touched = {caregiver_id, current.get(visit_id, (None, 0))[0]}
+    known = {(v.kind, v.caregiver_id, v.visit_id) for v in before if v.visit_id != visit_id}
+    added = [v for v in after
+             if (v.visit_id == visit_id or v.caregiver_id in touched)
+             and (v.visit_id == visit_id or (v.kind, v.caregiver_id, v.visit_id) not in known)]
+    return MoveCheck(visit_id, caregiver_id, start, end,
+                     [_in_words(v, problem) for v in added])
+
+
+def _in_words(v: routing.Violation, problem: DayProblem) -> str:
+    """The checker's message with its minutes since midnight shown as local clock times
+    (numbers followed by "min" are durations and stay)."""
+    words = v.message.split(" ")
+    for i, word in enumerate(words):
+        match = CLOCK_TOKEN.match(word)
+        if match and (i + 1 >= len(words) or not words[i + 1].startswith("min")):
+            times = "-".join(problem.at(int(m)).strftime("%H:%M")
+                             for m in match.group(1).split("-"))
+            words[i] = times + match.group(2)
+    return f"{v.kind}: " + " ".join(words)
+
+
+def move_visit(app: Any, visit_id: str, caregiver_id: str, start: datetime, by: str,
+               now: datetime | None = None) -> Visit:
+    """Apply the move as a Visit.Rescheduled event, or raise MoveRefused with the reasons."""
+    verdict = check_move(app, visit_id, caregiver_id, start, now)
+    if verdict.violations:
+        raise MoveRefused(verdict.violations)
+    visit = app.get_visit(visit_id)
+    target = app.get_caregiver(caregiver_id)
+    if visit.reschedule(caregiver_id=target.caregiver_id, caregiver_kind=target.kind,
+                        provider_id=target.provider_id, planned_start=verdict.start,
+                        planned_end=verdict.end, reason=f"moved by {by} on the dashboard"):
+        app.save(visit)
+    return visit
+
+
+# Routes --------------------------------------------------------------------------------------
+def build_router(app: Any) -> APIRouter:
+    router = APIRouter(tags=["dispatcher dashboard"])
+
+    @router.get("/dispatch/dashboard", include_in_schema=False)
+    def dashboard_root() -> RedirectResponse:
+        return RedirectResponse("/dispatch/dashboard/")
+
+    @router.get("/dispatch/dashboard/", include_in_schema=False)
+    def dashboard_page() -> FileResponse:
+        """The dispatcher dashboard (zh-CN first, English toggle)."""
+        return _asset("index.html")
+
+    @router.get("/dispatch/dashboard/{name}", include_in_schema=False)
+    def dashboard_asset(name: str) -> FileResponse:
+        return _asset(name)
+
+    @router.get("/dispatch/dashboard/api/areas/{service_area_id}/day")
+    def area_day(service_area_id: str, day: date | None = Query(default=None, alias="date")
+                 ) -> Any:
+        """The area's day for the dashboard: caregivers with colours and last positions, visits
+        with travel and late/overrun flags, breaks, unassigned orders with reasons, alerts,
+        open replanning proposals and KPIs (day and month)."""
+        day = day or app.local_day(app.clock())
+        return jsonable_encoder(day_view(app, service_area_id, day))
+
+    @router.post("/dispatch/dashboard/api/visits/{visit_id}/move",
+                 responses={409: {"description": "refused: the checker's reasons"}})
+    def move(visit_id: str, body: MoveIn) -> Any:
+        """Move a not-started visit to a caregiver and start time. The day with the move is
+        checked by the router's independent checker: applied (Visit.Rescheduled) when it adds
+        no violation, refused with the reasons otherwise."""
+        try:
+            visit = move_visit(app, visit_id, body.caregiver_id, body.planned_start, body.by)
+        except MoveRefused as refusal:
+            return JSONResponse(status_code=409, content={
+                "detail": str(refusal), "reasons": refusal.reasons, "error": "MoveRefused"})
+        return jsonable_encoder(visit_view(visit))
+
+    return router
+
+
+__all__ = ["build_router", "check_move", "day_view", "move_visit", "MoveRefused"]
