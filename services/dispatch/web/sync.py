@@ -33,9 +33,10 @@ class SyncIn(BaseModel):
 
 
 class QueuedStep(BaseModel):
-    """What one queued record asks for: a check-in or check-out as the phone captured it."""
+    """What one queued record asks for: a departure, check-in or check-out as the phone
+    captured it."""
 
-    kind: Literal["check_in", "check_out"]
+    kind: Literal["depart", "check_in", "check_out"]
     visit_id: str = Field(min_length=1)
     caregiver_id: str = Field(min_length=1)
     idempotency_key: str = Field(min_length=8, max_length=100)
@@ -72,7 +73,10 @@ def _apply(app: Any, caregiver_id: str, index: int, payload: str) -> dict[str, A
                 "reason": f"record belongs to {step.caregiver_id}, not {caregiver_id}"}
     try:
         before = app.get_visit(step.visit_id).version
-        if step.kind == "check_in":
+        if step.kind == "depart":
+            visit = app.depart(step.visit_id, at=step.at, caregiver_id=step.caregiver_id,
+                               idempotency_key=step.idempotency_key)
+        elif step.kind == "check_in":
             visit = app.check_in(
                 step.visit_id, at=step.at, lat=step.lat, lon=step.lon,
                 caregiver_id=step.caregiver_id, accuracy_m=step.accuracy_m, notes=step.notes,

@@ -43,7 +43,7 @@ def card(page, visit_id: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
     """Today's route renders in order (zh-CN, English on demand) and follows the area's event
-    stream; a check-in online reaches the server at once; offline,
+    stream; a departure and a check-in online reach the server at once; offline,
     check-out and check-in are queued with the pending indicator showing, survive a reload with
     no network (service worker + IndexedDB), and are applied with their original times when the
     phone is back online; the visit is verified on the server; sending them again is harmless."""
@@ -80,9 +80,11 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
                            "`.visit[data-visit-id='${id}']:not([data-state='cancelled'])`)",
                            arg=day.visit_ids[2])
 
-    # Online check-in: straight to the server, nothing left pending.
-    page.click(f"{card(page, day.visit_ids[0])} .check-in")
+    # Online, on the way and then at the door: straight to the server, nothing left pending.
     first = card(page, day.visit_ids[0])
+    page.click(f"{first} .depart")
+    page.wait_for_selector(f"{first}[data-state='en_route']:not(.is-pending)")
+    page.click(f"{first} .check-in")
     page.wait_for_selector(f"{first}[data-state='checked_in']:not(.is-pending)")
     page.wait_for_selector("#pending[data-count='0']")
     v1 = site.app.get_visit(day.visit_ids[0])

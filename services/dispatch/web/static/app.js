@@ -52,38 +52,21 @@ function normalise(raw, caregiverId, day) {
   const visits = (raw.visits || []).map((v) => ({
     visit_id: v.visit_id, state: v.state, service_type: v.service_type,
     planned_start: v.planned_start, planned_end: v.planned_end,
-    elder_name: v.elder_name ?? v.elder?.name ?? v.elder_id, address: v.address ?? v.elder?.address ?? "",
-    lat: Number(v.lat ?? v.elder?.lat), lon: Number(v.lon ?? v.elder?.lon),
-    tasks: Array.isArray(v.tasks) ? v.tasks.map((x) => (typeof x === "string" ? x : x.name ?? x.task ?? String(x))) : [],
+    elder_name: v.elder_name ?? v.elder_id, address: v.address ?? "",
+    lat: Number(v.lat), lon: Number(v.lon), tasks: Array.isArray(v.tasks) ? v.tasks.map(String) : [],
     needs_confirmation: v.needs_confirmation ?? true, map_url: v.navigation_url ?? null,
   }));
   visits.sort((a, b) => (a.planned_start < b.planned_start ? -1 : a.planned_start > b.planned_start ? 1 : 0));
   const st = raw.station ?? null;
   return { caregiver_id: caregiverId, date: day, timezone: raw.timezone || TZ,
-    caregiver_name: raw.name ?? raw.caregiver?.name ?? caregiverId,
-    area: raw.service_area_id ?? raw.caregiver?.service_area_id ?? null,
+    caregiver_name: raw.name ?? caregiverId, area: raw.service_area_id ?? null,
     station: st && Number.isFinite(Number(st.lat)) ? { lat: Number(st.lat), lon: Number(st.lon) } : null,
     visits };
 }
 
 async function fetchRoute(caregiverId, day) {
   const id = encodeURIComponent(caregiverId);
-  try {
-    return normalise(await getJSON(`/dispatch/caregivers/${id}/route?date=${day}`), caregiverId, day);
-  } catch (error) {
-    // A server without the route endpoint yet (FastAPI's own "Not Found"): compose the route
-    // from the visit list and the elders.
-    if (error.status !== 404 || error.body?.detail !== "Not Found") throw error;
-  }
-  const caregiver = await getJSON(`/dispatch/caregivers/${id}`);
-  const area = encodeURIComponent(caregiver.service_area_id);
-  const visits = await getJSON(`/dispatch/areas/${area}/visits?date=${day}&caregiver_id=${id}`);
-  const elders = {};
-  for (const v of visits) {
-    elders[v.elder_id] ??= await getJSON(`/dispatch/elders/${encodeURIComponent(v.elder_id)}`);
-  }
-  return normalise({ caregiver, visits: visits.map((v) => ({ ...v, elder: elders[v.elder_id] })) },
-    caregiverId, day);
+  return normalise(await getJSON(`/dispatch/caregivers/${id}/route?date=${day}`), caregiverId, day);
 }
 
 async function loadRoute() {
@@ -94,15 +77,17 @@ async function loadRoute() {
     state.savedAt = null;
     await setMeta(key, { route: state.route, saved_at: new Date().toISOString() });
   } catch (error) {
-    if (error.status === 404 || error.status === 422) {
+    if (error.status === 404 || error.status === 422) { // unknown caregiver: nothing to keep
       state.route = null;
-      return notify(t("loadFailed", { reason: error.message }), "error");
+      notify(t("loadFailed", { reason: error.message }), "error");
+      return false;
     }
     const saved = await getMeta(key); // no network: the last route this phone saw
     if (!saved) return notify(t("loadFailed", { reason: error.message }), "error");
     state.route = saved.route;
     state.savedAt = saved.saved_at;
   }
+  return true;
 }
 
 // The route as the phone knows it: the server's states with the queued steps on top.
@@ -111,7 +96,8 @@ function localVisits() {
   return (state.route?.visits || []).map((v) => {
     const mine = steps.filter((s) => s.visit_id === v.visit_id);
     const visit = { ...v, pending: mine.length > 0 };
-    for (const s of mine) visit.state = s.kind === "check_in" ? "checked_in" : "checked_out";
+    const after = { depart: "en_route", check_in: "checked_in", check_out: "checked_out" };
+    for (const s of mine) visit.state = after[s.kind];
     return visit;
   });
 }
@@ -130,14 +116,15 @@ function locate() {
 
 async function step(kind, visit, extra = {}) {
   const at = new Date().toISOString(); // the moment of the tap, not of the sync
-  notify(t("locating"));
-  const fix = await locate();
+  const placed = kind !== "depart"; // leaving needs no position; arriving and leaving do
+  if (placed) notify(t("locating"));
+  const fix = placed ? await locate() : null;
   state.fix = fix;
   await enqueue({ kind, visit_id: visit.visit_id, caregiver_id: state.caregiverId,
     idempotency_key: crypto.randomUUID(), at, lat: fix?.lat ?? null, lon: fix?.lon ?? null,
     accuracy_m: fix?.accuracy_m ?? null, ...extra });
   state.queue = await pending();
-  notify(fix ? t("accuracy", { m: fix.accuracy_m }) : t("noFix"), fix ? "" : "warn");
+  if (placed) notify(fix ? t("accuracy", { m: fix.accuracy_m }) : t("noFix"), fix ? "" : "warn");
   render();
   await sync();
 }
@@ -281,6 +268,10 @@ function visitCard(v, index, tz) {
         t("navigate")),
       v.map_url ? h("a", { class: "nav map-link", href: v.map_url, target: "_blank",
         rel: "noopener" }, t("mapApp")) : null) : null);
+  if (v.state === "scheduled") {
+    card.append(h("button", { class: "secondary depart", type: "button",
+      onclick: (e) => { e.target.disabled = true; step("depart", v); } }, t("depart")));
+  }
   if (active) {
     card.append(h("button", { class: "primary check-in", type: "button",
       onclick: (e) => { e.target.disabled = true; step("check_in", v); } }, t("checkIn")));
@@ -376,8 +367,8 @@ async function start() {
     const id = $("#signin-id").value.trim();
     if (!id) return;
     state.caregiverId = id;
-    localStorage.setItem("caregiver_id", id);
-    await loadRoute();
+    if (await loadRoute()) localStorage.setItem("caregiver_id", id);
+    else state.caregiverId = null;
     render();
     sync();
   });

@@ -3,7 +3,7 @@ export const STRINGS = {
   zh: {
     title: "护理员签到", signIn: "登录", signOut: "退出", caregiverId: "护理员编号",
     signInHint: "请输入护理员编号（如 C-201）", route: "今日路线", noVisits: "今天没有安排上门服务",
-    checkIn: "签到", checkOut: "签退", navigate: "导航", tasks: "服务项目",
+    checkIn: "签到", checkOut: "签退", depart: "出发", navigate: "导航", tasks: "服务项目",
     code: "老人确认码", codeHint: "请老人出示服务卡上的确认码", notes: "备注",
     pending: "待同步 {n} 条", synced: "已全部同步", online: "在线", offline: "离线",
     queuedOffline: "离线：已保存在手机上，联网后自动同步",
@@ -27,7 +27,7 @@ export const STRINGS = {
   en: {
     title: "Caregiver check-in", signIn: "Sign in", signOut: "Sign out", caregiverId: "Caregiver id",
     signInHint: "Enter your caregiver id (e.g. C-201)", route: "Today's route",
-    noVisits: "No visits today", checkIn: "Check in", checkOut: "Check out", navigate: "Navigate",
+    noVisits: "No visits today", checkIn: "Check in", depart: "On my way", checkOut: "Check out", navigate: "Navigate",
     tasks: "Tasks", code: "Elder's confirmation code", codeHint: "The code on the elder's card",
     notes: "Notes", pending: "{n} waiting to sync", synced: "All synced", online: "Online",
     offline: "Offline", queuedOffline: "Offline: saved on the phone, will sync when back online",
