@@ -57,7 +57,7 @@ class HaversineProvider:
     def minutes(self, a: LatLon, b: LatLon, mode: str) -> int:
         km = haversine_km(a, b) * self.road_factor
         # Round after a tiny epsilon so exact multiples do not become one minute more.
-        return math.ceil(km / self.speeds_kmh[mode] * 60.0 - 1e-9)
+        return math.ceil(km / self.speeds_kmh[mode] * 60.0 - 1e-6)
 
     def matrix(self, points: Sequence[LatLon], mode: str) -> list[list[int]]:
         if mode not in self.speeds_kmh:
@@ -125,6 +125,6 @@ class OsrmTableProvider:
             for j, sec in enumerate(row):
                 if sec is None:
                     raise OsrmError(f"OSRM finds no route from point {i} to point {j}")
-                cells.append(math.ceil(float(sec) / 60.0 - 1e-9))
+                cells.append(math.ceil(float(sec) / 60.0 - 1e-6))
             out.append(cells)
         return out
