@@ -37,7 +37,7 @@ def near(at: datetime | None, expected: datetime) -> bool:
     return at is not None and timedelta(0) <= at - expected < timedelta(seconds=10)
 
 
-def card(page, visit_id: str) -> str:  # type: ignore[no-untyped-def]
+def card(visit_id: str) -> str:
     return f".visit[data-visit-id='{visit_id}']"
 
 
@@ -69,9 +69,9 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     assert page.locator("#map .map-stop").count() == 3
     page.screenshot(path=str(screenshot_dir / "caregiver-route.png"), full_page=True)
     page.click("#lang")  # English on demand, Chinese first
-    assert page.inner_text(f"{card(page, day.visit_ids[0])} .check-in") == "Check in"
+    assert page.inner_text(f"{card(day.visit_ids[0])} .check-in") == "Check in"
     page.click("#lang")
-    assert page.inner_text(f"{card(page, day.visit_ids[0])} .check-in") == "签到"
+    assert page.inner_text(f"{card(day.visit_ids[0])} .check-in") == "签到"
 
     # The dispatcher cancels the last visit: the area's event stream updates the page (the
     # route shows it cancelled or drops it).
@@ -81,7 +81,8 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
                            arg=day.visit_ids[2])
 
     # Online, on the way and then at the door: straight to the server, nothing left pending.
-    first = card(page, day.visit_ids[0])
+    first = card(day.visit_ids[0])
+    assert page.locator(".visit .depart").count() == 1  # the next visit only
     page.click(f"{first} .depart")
     page.wait_for_selector(f"{first}[data-state='en_route']:not(.is-pending)")
     page.click(f"{first} .check-in")
@@ -96,14 +97,14 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     page.context.set_offline(True)
     seen = len(site.requests)
     page.clock.set_system_time(device_start + timedelta(minutes=35))
-    form = f"{card(page, day.visit_ids[0])} form.checkout"
+    form = f"{card(day.visit_ids[0])} form.checkout"
     page.fill(f"{form} .code", day.homes[0][4])
     page.fill(f"{form} .notes", "老人精神很好")
     page.click(f"{form} .check-out")
     page.wait_for_selector("#pending[data-count='1']")
     stand_at(page, day.homes[1])
     page.clock.set_system_time(device_start + timedelta(minutes=50))
-    page.click(f"{card(page, day.visit_ids[1])} .check-in")
+    page.click(f"{card(day.visit_ids[1])} .check-in")
     page.wait_for_selector("#pending[data-count='2']")
     assert "待同步 2" in page.inner_text("#pending")
     assert page.locator(".visit.is-pending").count() == 2
@@ -114,9 +115,9 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     # Reload with no network: the service worker serves the page, IndexedDB the queue and route.
     page.reload()
     page.wait_for_selector("body[data-ready='1']")
-    page.wait_for_selector(f"{card(page, day.visit_ids[0])}[data-state='checked_out'].is-pending")
+    page.wait_for_selector(f"{card(day.visit_ids[0])}[data-state='checked_out'].is-pending")
     assert page.get_attribute("#pending", "data-count") == "2"
-    assert page.locator(f"{card(page, day.visit_ids[1])}[data-state='checked_in']").count() == 1
+    assert page.locator(f"{card(day.visit_ids[1])}[data-state='checked_in']").count() == 1
     assert site.requests[seen:] == [], "offline page reached the server"
     queued = page.evaluate(READ_QUEUE)
     page.screenshot(path=str(screenshot_dir / "caregiver-offline-reloaded.png"), full_page=True)
@@ -129,12 +130,12 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     assert near(v1.checked_out_at, device_start + timedelta(minutes=35))
     assert v2.state == "checked_in" and v2.location_verified
     assert near(v2.checked_in_at, device_start + timedelta(minutes=50))
-    page.wait_for_selector(f"{card(page, day.visit_ids[0])}[data-state='verified']")
+    page.wait_for_selector(f"{card(day.visit_ids[0])}[data-state='verified']")
     page.screenshot(path=str(screenshot_dir / "caregiver-synced.png"), full_page=True)
 
     # The second elder has no code at hand and signs on the screen instead.
     page.clock.set_system_time(device_start + timedelta(minutes=58))
-    second = card(page, day.visit_ids[1])
+    second = card(day.visit_ids[1])
     page.fill(f"{second} .code", "12")  # typed, then the page re-renders: the draft stays
     page.evaluate("for (const _ of [1, 2]) document.querySelector('#lang').click()")
     assert page.input_value(f"{second} .code") == "12"
@@ -171,8 +172,8 @@ def test_tampered_queue_record_is_refused(page, site: Site, screenshot_dir) -> N
     stand_at(page, day.homes[0])
     sign_in(page, site, day)
     page.context.set_offline(True)
-    page.click(f"{card(page, day.visit_ids[0])} .check-in")
-    page.click(f"{card(page, day.visit_ids[1])} .check-in")
+    page.click(f"{card(day.visit_ids[0])} .check-in")
+    page.click(f"{card(day.visit_ids[1])} .check-in")
     page.wait_for_selector("#pending[data-count='2']")
 
     # Someone moves the second check-in an hour earlier, directly in IndexedDB.

@@ -249,7 +249,7 @@ function signaturePad(strokes) {
   return { box, value };
 }
 
-function visitCard(v, index, tz) {
+function visitCard(v, index, tz, next) {
   const active = v.state === "scheduled" || v.state === "en_route";
   const here = v.state === "checked_in";
   const card = h("li", { class: `visit state-${v.state}${v.pending ? " is-pending" : ""}`,
@@ -268,7 +268,7 @@ function visitCard(v, index, tz) {
         t("navigate")),
       v.map_url ? h("a", { class: "nav map-link", href: v.map_url, target: "_blank",
         rel: "noopener" }, t("mapApp")) : null) : null);
-  if (v.state === "scheduled") {
+  if (v.visit_id === next) {
     card.append(h("button", { class: "secondary depart", type: "button",
       onclick: (e) => { e.target.disabled = true; step("depart", v); } }, t("depart")));
   }
@@ -352,7 +352,10 @@ function render() {
   const list = $("#visits");
   const focused = document.activeElement?.dataset?.focus; // keep the caret where it was
   const caret = focused ? document.activeElement.selectionStart : null;
-  list.replaceChildren(...visits.map((v, i) => visitCard(v, i, tz)));
+  // "On my way" for the next visit only, while no other visit is under way.
+  const busy = visits.some((v) => v.state === "en_route" || v.state === "checked_in");
+  const next = busy ? null : visits.find((v) => v.state === "scheduled")?.visit_id;
+  list.replaceChildren(...visits.map((v, i) => visitCard(v, i, tz, next)));
   const restored = focused && list.querySelector(`[data-focus="${CSS.escape(focused)}"]`);
   if (restored) { restored.focus(); if (caret != null) restored.setSelectionRange(caret, caret); }
   if (route && !visits.length) list.append(h("li", { class: "empty" }, t("noVisits")));

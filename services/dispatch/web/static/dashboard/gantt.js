@@ -24,6 +24,8 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove }) {
   const start = Math.max(0, Math.floor(Math.min(...mins) / 60) * 60);
   const end = Math.min(24 * 60, Math.ceil(Math.max(...maxs) / 60) * 60);
   const span = end - start;
+  root.dataset.start = start; // minutes since local midnight at the left and right edges
+  root.dataset.end = end;
   const pos = (m) => `${((Math.max(start, Math.min(end, m)) - start) / span) * 100}%`;
   const len = (a, b) => `${(Math.max(0, Math.min(end, b) - Math.max(start, a)) / span) * 100}%`;
 
