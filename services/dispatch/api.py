@@ -197,6 +197,9 @@ class CarePlanIn(BaseModel):
     items: list[CarePlanItemIn] = Field(min_length=1)
     valid_from: date
     created_by: str | None = None
+    monthly_minutes: int | None = Field(
+        default=None, gt=0, description="Hours the plan may use a month (e.g. the elder's "
+                                        "entitlement); visits beyond are not generated")
 
 
 class CarePlanChangeIn(BaseModel):
@@ -257,6 +260,10 @@ class ReviewIn(BaseModel):
 class CancelIn(BaseModel):
     reason: str = Field(min_length=1)
     cancelled_by: str = Field(min_length=1)
+
+
+class CancelVisitIn(CancelIn):
+    replan: bool = Field(default=False, description="Replan the rest of the day (a proposal)")
 
 
 class ReplanIn(BaseModel):
@@ -342,7 +349,7 @@ def proposal_view(p: ReplanProposal) -> dict[str, Any]:
 def care_plan_view(p: CarePlan) -> dict[str, Any]:
     return {"care_plan_id": p.care_plan_id, "elder_id": p.elder_id,
             "service_area_id": p.service_area_id, "valid_from": p.valid_from,
-            "items": p.items, "versions": p.versions}
+            "monthly_minutes": p.monthly_minutes, "items": p.items, "versions": p.versions}
 
 
 def catalogue_view(e: CatalogueEntry) -> dict[str, Any]:
@@ -565,7 +572,7 @@ def build_router(app: DispatchApplication) -> APIRouter:
         return care_plan_view(app.create_care_plan(
             care_plan_id=body.care_plan_id, elder_id=body.elder_id,
             items=[i.model_dump(mode="json") for i in body.items], valid_from=body.valid_from,
-            created_by=body.created_by))
+            created_by=body.created_by, monthly_minutes=body.monthly_minutes))
 
     @router.get("/care-plans/{care_plan_id}")
     def get_care_plan(care_plan_id: str) -> dict[str, Any]:
@@ -634,9 +641,9 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                      reason=body.reason))
 
     @router.post("/visits/{visit_id}/cancel")
-    def cancel_visit(visit_id: str, body: CancelIn) -> dict[str, Any]:
+    def cancel_visit(visit_id: str, body: CancelVisitIn) -> dict[str, Any]:
         return visit_view(app.cancel_visit(visit_id, reason=body.reason,
-                                           cancelled_by=body.cancelled_by))
+                                           cancelled_by=body.cancelled_by, replan=body.replan))
 
     return router
 

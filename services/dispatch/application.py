@@ -622,10 +622,15 @@ class DispatchApplication(ServiceApplication):
         return visit
 
     def cancel_visit(self, visit_id: str, *, reason: str, cancelled_by: str,
-                     now: datetime | None = None) -> Visit:
+                     now: datetime | None = None, replan: bool = False) -> Visit:
+        """Cancel a visit that has not started; with ``replan`` the rest of its day is
+        replanned (a proposal, or applied at once where the area accepts automatically)."""
         visit = self.get_visit(visit_id)
         visit.cancel(reason=reason, cancelled_by=cancelled_by)
         self.save(visit)
+        if replan:
+            self.propose_replan(visit.service_area_id, self.local_day(visit.planned_start),
+                                reason=f"visit {visit_id} cancelled: {reason}", now=now)
         return visit
 
     def no_show(self, visit_id: str, *, at: datetime, caregiver_id: str, reason: str,
@@ -719,10 +724,15 @@ class DispatchApplication(ServiceApplication):
                 continue
             order = self.get_order(v.order_id)
             started = v.state is VisitState.CHECKED_IN
+            duration = v.planned_minutes
+            if started and now is not None and v.checked_in_at is not None:
+                # A visit running long keeps the caregiver at least a while longer.
+                elapsed = int((now - v.checked_in_at).total_seconds() // 60)
+                duration = max(duration, elapsed + self.rules(area).overrun_grace_minutes)
             jobs.append(Job(
                 visit_id=v.visit_id, elder=self.get_elder(v.elder_id),
                 service_type=v.service_type, entry=catalogue[v.service_type],
-                duration=v.planned_minutes, priority=v.priority, subsidised=order.subsidised,
+                duration=duration, priority=v.priority, subsidised=order.subsidised,
                 window_start=order.window_start, window_end=order.window_end,
                 pinned_caregiver=v.caregiver_id if started else None,
                 pinned_start=v.checked_in_at if started else None,
@@ -908,7 +918,8 @@ class DispatchApplication(ServiceApplication):
 
     # Care plans ------------------------------------------------------------------------------
     def create_care_plan(self, *, care_plan_id: str, elder_id: str, items: list[dict[str, Any]],
-                         valid_from: date, created_by: str | None = None) -> CarePlan:
+                         valid_from: date, created_by: str | None = None,
+                         monthly_minutes: int | None = None) -> CarePlan:
         elder = self.get_elder(elder_id)
         existing = self.get_or_none(CarePlan.create_id(care_plan_id))
         if existing is not None:
@@ -916,7 +927,8 @@ class DispatchApplication(ServiceApplication):
         self._check_items(elder.service_area_id, items)
         plan = CarePlan(care_plan_id=care_plan_id, elder_id=elder_id,
                         service_area_id=elder.service_area_id, items=items,
-                        valid_from=valid_from, created_by=created_by)
+                        valid_from=valid_from, created_by=created_by,
+                        monthly_minutes=monthly_minutes)
         self.save(plan)
         return plan
 
@@ -962,11 +974,18 @@ class DispatchApplication(ServiceApplication):
         order ids per plan version, day and item). They wait for the daily plan."""
         plan = self.get_care_plan(care_plan_id)
         monday = week_of - timedelta(days=week_of.weekday())
+        catalogue = self.catalogue(plan.service_area_id)
         placed = []
         for offset in range(7):
             day = monday + timedelta(days=offset)
             for version, n, item in plan.items_on(day):
                 order_id = f"CP-{care_plan_id}-v{version}-{day.isoformat()}-{n}"
+                minutes = item.get("duration_minutes") or catalogue[
+                    ServiceType(item["service_type"])].default_minutes
+                exists = self.get_or_none(ServiceOrder.create_id(order_id)) is not None
+                if (not exists and plan.monthly_minutes is not None
+                        and self._plan_minutes(plan, day) + minutes > plan.monthly_minutes):
+                    continue  # beyond the hours the plan may use this month
                 ws = datetime.combine(day, _hhmm(item.get("window_start", "08:00")), self.tz)
                 we = datetime.combine(day, _hhmm(item.get("window_end", "18:00")), self.tz)
                 order, _ = self.place_order(PlaceOrder(
@@ -977,6 +996,20 @@ class DispatchApplication(ServiceApplication):
                     await_plan=True, care_plan_id=care_plan_id))
                 placed.append(order)
         return placed
+
+    def _plan_minutes(self, plan: CarePlan, day: date) -> int:
+        """Minutes of the plan's orders (not cancelled) in the month of ``day``."""
+        self.index.catch_up()
+        total = 0
+        for (area, d), order_ids in self._orders_by_day.items():
+            if area != plan.service_area_id or (d.year, d.month) != (day.year, day.month):
+                continue
+            for order_id in order_ids:
+                order = self.get_order(order_id)
+                if (order.care_plan_id == plan.care_plan_id
+                        and order.state is not OrderState.CANCELLED):
+                    total += order.duration_minutes
+        return total
 
     def list_care_plans(self, service_area_id: str) -> list[CarePlan]:
         self.index.catch_up()
@@ -1082,7 +1115,14 @@ class DispatchApplication(ServiceApplication):
                     service_area_id, f"certificate of {c.name} ({c.caregiver_id}) {text} on "
                     f"{expires.isoformat()}", now, caregiver_id=c.caregiver_id)
         self.save(*changed)
-        return [a for a in changed if isinstance(a, Alert)]
+        alerts = [a for a in changed if isinstance(a, Alert)]
+        for alert in alerts:
+            if alert.kind is AlertKind.OVERRUN:
+                # The caregiver's later visits cannot all keep their times: propose a replan.
+                visit = self.get_visit(alert.visit_id)
+                self.propose_replan(service_area_id, self.local_day(visit.planned_start),
+                                    reason=f"visit {visit.visit_id} runs long", now=now)
+        return alerts
 
     def _sweep_visit(self, visit: Visit, rules: AreaRules, now: datetime) -> list[Any]:
         out: list[Any] = []

@@ -23,8 +23,11 @@ class CarePlan(Aggregate):
 
     @event("Created")
     def __init__(self, care_plan_id: str, elder_id: str, service_area_id: str,
-                 items: list[dict[str, Any]], valid_from: date, created_by: str | None) -> None:
+                 items: list[dict[str, Any]], valid_from: date, created_by: str | None,
+                 monthly_minutes: int | None = None) -> None:
         self.care_plan_id = care_plan_id
+        # The hours the plan may use a month (what the ledger can reserve for the elder).
+        self.monthly_minutes = monthly_minutes
         self.elder_id = elder_id
         self.service_area_id = service_area_id
         # Each version applies from its date on: a change never rewrites the past.

@@ -221,3 +221,34 @@ def test_an_sos_is_scheduled_at_once_and_announced(app):
     [alert] = app.list_alerts("A")
     assert (alert.kind, alert.severity, alert.visit_id) == ("emergency", "critical",
                                                             visit.visit_id)
+
+
+def test_a_care_plan_stays_within_its_monthly_hours(app):
+    """With 100 minutes a month, daily 30-minute meals stop after the third of the month;
+    generating again does not exceed it either."""
+    app.create_care_plan(care_plan_id="CPB", elder_id="E-1", valid_from=DAY,
+                         monthly_minutes=100, items=[
+                             {"service_type": "meal_help", "weekdays": [0, 1, 2, 3, 4, 5, 6]}])
+    first = app.generate_week("CPB", DAY)
+    assert [o.requested_date.day for o in first] == [16, 17, 18]
+    assert app.generate_week("CPB", DAY + timedelta(days=7)) == []
+    assert len(app.generate_week("CPB", DAY)) == 3
+
+
+def test_an_overrunning_visit_and_a_cancellation_propose_replans(app):
+    """A visit still going 15 minutes past its end proposes a replan of the day with the
+    overrun pinned and longer; cancelling a visit with replan=True proposes one too."""
+    first = _visit(app, start=NINE, order_id="O-1")
+    app.clock.now = NINE
+    app.check_in(first.visit_id, at=NINE, lat=HOME[0], lon=HOME[1])
+    app.clock.now = first.planned_end + timedelta(minutes=20)
+    kinds = {a.kind for a in app.sweep("A")}
+    assert "overrun" in kinds
+    [proposal] = app.list_proposals("A")
+    assert "runs long" in proposal.reason
+    assert all(m["visit_id"] != first.visit_id for m in proposal.moves)
+    later = _visit(app, start=NINE + timedelta(hours=5), order_id="O-2")
+    app.cancel_visit(later.visit_id, reason="family visiting", cancelled_by="elder",
+                     replan=True)
+    assert [p.reason for p in app.list_proposals("A")][1].startswith(
+        f"visit {later.visit_id} cancelled")
