@@ -20,9 +20,10 @@ def test_committed_asyncapi_documents_match_the_services():
 
 
 def test_each_service_documents_what_it_consumes_and_publishes():
-    """The ledger consumes homecare.visits and publishes on homecare.funding, and so on."""
+    """The ledger consumes homecare.visits and publishes on homecare.funding; dispatch also
+    hears the funding answers; the time bank places redemption orders on homecare.orders."""
     channels = {s: {c["address"] for c in d["channels"].values()}
                 for s, d in asyncapi_documents().items()}
     assert channels["ledger"] == {"homecare.visits", "homecare.funding"}
-    assert channels["timebank"] == {"homecare.visits", "homecare.funding"}
-    assert channels["dispatch"] == {"homecare.orders", "homecare.visits"}
+    assert channels["timebank"] == {"homecare.visits", "homecare.funding", "homecare.orders"}
+    assert channels["dispatch"] == {"homecare.orders", "homecare.visits", "homecare.funding"}

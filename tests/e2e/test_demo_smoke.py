@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -70,15 +71,20 @@ def test_docs_and_health_are_served(running_demo):
 
 
 def test_whole_path_over_http(running_demo):
-    """An order for a demo elder is scheduled, served, verified and charged to her entitlement."""
+    """An order for a demo elder is scheduled (60 minutes held), served for 65 minutes, verified
+    and charged to his entitlement: the 60 held minutes are posted, the 5 beyond the hold are
+    recorded as unfunded for review, never posted without a second reservation."""
     client = httpx.Client(base_url=running_demo, timeout=10)
     elder = client.get("/dispatch/elders/E-1002").json()
-    before = client.get("/ledger/elders/E-1002/balance", params={"month": "2026-11"}).json()
+    at = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
+    local = at.astimezone(ZoneInfo("Asia/Shanghai"))
+    month = local.strftime("%Y-%m")
+    before = client.get("/ledger/elders/E-1002/balance", params={"month": month}).json()
     placed = client.post("/dispatch/orders", json={
-        "elder_id": "E-1002", "service_type": "bathing", "requested_date": "2026-11-25"})
+        "elder_id": "E-1002", "service_type": "bathing",
+        "requested_date": local.date().isoformat()})
     assert placed.status_code == 201, placed.text
     visit = placed.json()["visit"]
-    at = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
     where = {"caregiver_id": visit["caregiver_id"], "lat": elder["lat"], "lon": elder["lon"]}
     assert client.post(f"/dispatch/visits/{visit['visit_id']}/check-in",
                        json={**where, "at": at.isoformat()}).status_code == 200
@@ -89,8 +95,10 @@ def test_whole_path_over_http(running_demo):
     while client.get(f"/ledger/visits/{visit['visit_id']}/charge").status_code != 200:
         assert time.monotonic() < deadline, "the ledger never charged the visit"
         time.sleep(0.3)
-    after = client.get("/ledger/elders/E-1002/balance", params={"month": "2026-11"}).json()
-    assert after["used_minutes"] - before["used_minutes"] == 65
+    after = client.get("/ledger/elders/E-1002/balance", params={"month": month}).json()
+    assert after["used_minutes"] - before["used_minutes"] == 60
+    charge = client.get(f"/ledger/visits/{visit['visit_id']}/charge").json()
+    assert (charge["charged_minutes"], charge["unfunded_minutes"]) == (60, 5)
     assert after["entitled_minutes"] == 480  # 低保 with a qualifying disability: 8 h
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -30,8 +31,11 @@ from services.system import build_units
 pytestmark = pytest.mark.integration
 
 AREA = "yiwu-choucheng"
-DAY = "2026-11-24"
-CHECK_IN = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 09:00 in Yiwu
+# Visits happen in the recent past: check-in and check-out times in the future are refused.
+CHECK_IN = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
+LOCAL = CHECK_IN.astimezone(ZoneInfo("Asia/Shanghai"))
+DAY = LOCAL.date().isoformat()
+MONTH = LOCAL.strftime("%Y-%m")
 
 
 @pytest.fixture
@@ -96,7 +100,7 @@ async def _serve(client: httpx.AsyncClient, elder_id: str, service: str, minutes
     assert r.status_code == 200, r.text
     r = await client.post(f"/dispatch/visits/{visit['visit_id']}/check-out", json={
         **body, "at": (CHECK_IN + timedelta(minutes=minutes)).isoformat(),
-        "confirmation_code": code, "tasks_done": ["done"]})
+        "confirmation_code": code, "tasks_done": []})
     assert r.status_code == 200 and r.json()["state"] == "verified", r.text
     return r.json()
 
@@ -113,8 +117,8 @@ async def test_verified_visit_debits_the_elders_entitlement_and_credits_the_prov
     charge = await eventually(charged)
     assert charge["charged_minutes"] == 50
     assert charge["legs"] == [{"source": "entitlement", "minutes": 50,
-                               "account_id": "elder:E-1001:entitlement:2026-11"}]
-    balance = (await client.get("/ledger/elders/E-1001/balance?month=2026-11")).json()
+                               "account_id": f"elder:E-1001:entitlement:{MONTH}"}]
+    balance = (await client.get(f"/ledger/elders/E-1001/balance?month={MONTH}")).json()
     assert (balance["entitled_minutes"], balance["used_minutes"]) == (240, 50)
     assert balance["available_minutes"] == 190
     provider = (await client.get(
@@ -177,7 +181,7 @@ async def test_same_visit_verified_delivered_twice_leaves_one_posting(system):
     await eventually(both_seen)
     await asyncio.sleep(1.0)  # give a wrongful second posting the time to appear
     postings = (await client.get(
-        "/ledger/accounts/elder:E-1002:entitlement:2026-11/postings")).json()
+        f"/ledger/accounts/elder:E-1002:entitlement:{MONTH}/postings")).json()
     charges = [p for p in postings if p["visit_id"] == event.payload.visit_id]
     assert len(charges) == 1 and charges[0]["amount"] == 45
 
