@@ -2,7 +2,7 @@
 // Every step goes into the chained queue first and is sent at once when there is a network,
 // so online and offline steps take the same path (POST /dispatch/sync).
 import { drawMap } from "./map.js";
-import { deviceId, enqueue, getMeta, pending, remove, setMeta } from "./queue.js";
+import { deviceId, enqueue, exclusive, getMeta, pending, remove, setMeta } from "./queue.js";
 import { label, lang, setLang, t } from "./i18n.js";
 
 const TZ = "Asia/Shanghai"; // the area's local time; the route may say otherwise
@@ -131,37 +131,56 @@ async function step(kind, visit, extra = {}) {
 
 // Sync ---------------------------------------------------------------------------------------
 async function sync() {
-  state.syncing ??= (async () => {
-    const records = await pending();
-    if (!records.length || !state.caregiverId) return;
-    let response;
-    try {
-      response = await fetch("/dispatch/sync", { method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ device_id: await deviceId(), caregiver_id: state.caregiverId,
-          records: records.map(({ prev, payload, hash }) => ({ prev, payload, hash })) }) });
-    } catch {
-      return notify(t("queuedOffline"), "warn"); // no network: stays queued
-    }
-    const body = await response.json().catch(() => ({}));
-    if (response.status === 409 && body.broken_at !== undefined) {
-      state.blocked = { n: body.broken_at + 1, reason: body.detail };
-      notify("");
-      return reportPending();
-    }
-    if (!response.ok) return notify(t("rejected", { reason: body.detail || response.status }), "error");
-    state.blocked = null;
-    const answered = body.results.map((r) => records[r.index].seq);
-    const refused = body.results.filter((r) => r.status === "rejected");
-    await remove(answered);
-    await reportPending();
-    if (refused.length) notify(refused.map((r) => t("rejected", { reason: r.reason })).join("\n"), "error");
-    else notify(t(body.results.every((r) => r.status === "duplicate") ? "duplicate" : "applied"), "ok");
-    await loadRoute();
+  // One sync at a time, across tabs too (a second would only send duplicates); a step queued
+  // while one is under way is sent by one more round right after it.
+  if (state.syncing) {
+    state.resync = true;
+    return state.syncing;
+  }
+  state.syncing = (async () => {
+    do {
+      state.resync = false;
+      if (!(await exclusive("caregiver-sync", sendQueue))) break; // no network or refused
+    } while (state.resync);
   })().finally(() => { state.syncing = null; });
   await state.syncing;
   state.queue = await pending();
   render();
+}
+
+// Send the whole queue once; true when the server answered every record.
+async function sendQueue() {
+  const records = await pending();
+  if (!records.length || !state.caregiverId) return true;
+  let response;
+  try {
+    response = await fetch("/dispatch/sync", { method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ device_id: await deviceId(), caregiver_id: state.caregiverId,
+        records: records.map(({ prev, payload, hash }) => ({ prev, payload, hash })) }) });
+  } catch {
+    notify(t("queuedOffline"), "warn"); // no network: stays queued
+    return false;
+  }
+  const body = await response.json().catch(() => ({}));
+  if (response.status === 409 && body.broken_at !== undefined) {
+    state.blocked = { n: body.broken_at + 1, reason: body.detail };
+    notify("");
+    await reportPending();
+    return false;
+  }
+  if (!response.ok) {
+    notify(t("rejected", { reason: body.detail || response.status }), "error");
+    return false;
+  }
+  state.blocked = null;
+  const refused = body.results.filter((r) => r.status === "rejected");
+  await remove(body.results.map((r) => records[r.index].seq));
+  await reportPending();
+  if (refused.length) notify(refused.map((r) => t("rejected", { reason: r.reason })).join("\n"), "error");
+  else notify(t(body.results.every((r) => r.status === "duplicate") ? "duplicate" : "applied"), "ok");
+  await loadRoute();
+  return true;
 }
 
 // Tell dispatch which visits still wait on this phone, so that their alerts wait too (a hint

@@ -59,11 +59,19 @@ export async function deviceId() {
   return id;
 }
 
-// Appends are serialised: hashing is async, and two taps must not both follow the same head.
+// Appends are serialised: hashing is async, and two taps (or two tabs) must not both follow
+// the same head. Web Locks span the tabs of this origin; the promise chain is the fallback.
 let appending = Promise.resolve();
 
+export function exclusive(name, work) {
+  if (navigator.locks) return navigator.locks.request(name, work);
+  const next = appending.then(work);
+  appending = next.catch(() => undefined);
+  return next;
+}
+
 export function enqueue(step) {
-  const next = appending.then(async () => {
+  return exclusive("caregiver-queue", async () => {
     const prev = (await getMeta("head")) || GENESIS;
     const payload = JSON.stringify(step);
     const hash = await sha256hex(`${prev}\n${payload}`);
@@ -74,8 +82,6 @@ export function enqueue(step) {
     await finished(tx);
     return record;
   });
-  appending = next.catch(() => undefined);
-  return next;
 }
 
 export async function pending() {

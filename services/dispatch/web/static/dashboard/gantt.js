@@ -79,9 +79,12 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove }) {
         `${word("states", v.state)}${v.late ? " · " + t("late") : ""}${v.overrun ? " · " + t("overrun") : ""}`;
       if (MOVABLE.has(v.state)) {
         bar.draggable = true;
+        // Where in the bar it was grabbed (taken on press: dragstart fires after the pointer
+        // has already moved), so that the bar's start lands where its left edge is dropped.
+        let grabPx = 0;
+        bar.addEventListener("pointerdown", (e) => { grabPx = e.clientX - bar.getBoundingClientRect().left; });
         bar.addEventListener("dragstart", (e) => {
-          const rect = bar.getBoundingClientRect();
-          const grab = ((e.clientX - rect.left) / track.getBoundingClientRect().width) * span;
+          const grab = (grabPx / track.getBoundingClientRect().width) * span;
           e.dataTransfer.setData("text/plain", JSON.stringify({ id: v.visit_id,
             grab: Number.isFinite(grab) ? grab : 0 }));
           e.dataTransfer.effectAllowed = "move";
@@ -108,6 +111,7 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove }) {
       try { data = JSON.parse(e.dataTransfer.getData("text/plain")); } catch { return; }
       const rect = track.getBoundingClientRect();
       const minute = start + ((e.clientX - rect.left) / rect.width) * span - data.grab;
+      console.log("drop", e.clientX, rect.left, rect.width, span, start, data.grab, minute);
       onMove(data.id, c.caregiver_id, Math.round(minute / 5) * 5);
     });
   }
