@@ -444,12 +444,24 @@ class DispatchApplication(ServiceApplication):
         job = Job(visit_id=visit_id, elder=elder, service_type=order.service_type, entry=entry,
                   duration=order.duration_minutes, priority=order.priority, subsidised=True,
                   window_start=start, window_end=start + timedelta(hours=2))
-        problem = self._day_problem(elder.service_area_id, day, [job], now=now)
+        # Windows as planned (the router keeps what started before now and starts nothing
+        # earlier than now itself).
+        problem = self._day_problem(elder.service_area_id, day, [job])
         placed = problem.insert_urgent(visit_id, now) if visit_id in problem.jobs else None
         where = placed.placements.get(visit_id) if placed else None
-        if where is not None and not placed.violations:
+        if where is not None and not ({where.caregiver_id, None} & placed.violating_caregivers):
             aggregates.append(self._new_visit(order, elder, entry, where.caregiver_id,
                                               where.start, where.end))
+            # The caregiver's later visits move as the insertion moved them.
+            for other in placed.placements.values():
+                if other.caregiver_id != where.caregiver_id or other.visit_id == visit_id:
+                    continue
+                visit = self.get_visit(other.visit_id)
+                if visit.state in NOT_STARTED and visit.reschedule(
+                        caregiver_id=visit.caregiver_id, caregiver_kind=visit.caregiver_kind,
+                        provider_id=visit.provider_id, planned_start=other.start,
+                        planned_end=other.end, reason=f"emergency {order.order_id} inserted"):
+                    aggregates.append(visit)
         else:
             aggregates = self._assign_now(order, elder, entry, earliest=start)
         visit = next((a for a in aggregates if isinstance(a, Visit)), None)

@@ -64,6 +64,7 @@ class DayPlan:
     travel_minutes: int = 0
     solve_seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
+    violating_caregivers: set[str | None] = field(default_factory=set)
 
 
 class DayProblem:
@@ -181,7 +182,9 @@ class DayProblem:
                     stop.visit_id, route.caregiver_id, self.at(stop.start), self.at(stop.end))
         for u in plan.unassigned:
             out.unassigned[u.visit_id] = u.reason_text
-        out.violations = [str(v) for v in routing.check(self.problem, plan)]
+        found = routing.check(self.problem, plan)
+        out.violations = [str(v) for v in found]
+        out.violating_caregivers = {v.caregiver_id for v in found}
         return out
 
     def solve(self, time_limit_s: float, warm: bool = False) -> DayPlan:
