@@ -252,3 +252,20 @@ def test_an_overrunning_visit_and_a_cancellation_propose_replans(app):
                      replan=True)
     assert [p.reason for p in app.list_proposals("A")][1].startswith(
         f"visit {later.visit_id} cancelled")
+
+
+def test_an_sos_inserted_into_a_planned_day_double_books_nobody(app):
+    """Into a full planned morning the router inserts the emergency; whoever takes it, their
+    day still has no two visits at once."""
+    for n in range(6):
+        app.place_order(PlaceOrder(elder_id="E-1", service_type=ServiceType.CLEANING,
+                                   requested_date=DAY, order_id=f"O-{n}", await_plan=True,
+                                   window_start=NINE, window_end=NINE + timedelta(hours=4)))
+    assert app.plan_day("A", DAY)["unassigned"] == {}
+    app.clock.now = NINE + timedelta(minutes=30)
+    _, sos = app.place_order(PlaceOrder(elder_id="E-1", service_type=ServiceType.EMERGENCY,
+                                        requested_date=DAY, emergency=True))
+    assert sos.planned_start >= app.clock.now
+    spans = sorted((v.planned_start, v.planned_end)
+                   for v in app.list_visits("A", DAY, sos.caregiver_id))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
