@@ -111,7 +111,6 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove }) {
       try { data = JSON.parse(e.dataTransfer.getData("text/plain")); } catch { return; }
       const rect = track.getBoundingClientRect();
       const minute = start + ((e.clientX - rect.left) / rect.width) * span - data.grab;
-      console.log("drop", e.clientX, rect.left, rect.width, span, start, data.grab, minute);
       onMove(data.id, c.caregiver_id, Math.round(minute / 5) * 5);
     });
   }
