@@ -399,6 +399,9 @@ class DispatchApplication(ServiceApplication):
             elif (c.max_visits_per_day is not None
                   and len(booked[c.caregiver_id]) >= c.max_visits_per_day):
                 unavailable = f"already has {c.max_visits_per_day} visits that day (limit)"
+            elif (c.max_minutes_per_week is not None and self._week_minutes(c, day)
+                  + order.duration_minutes > c.max_minutes_per_week):
+                unavailable = f"would exceed {c.max_minutes_per_week} minutes this week (limit)"
             out.append(CandidateCaregiver(
                 caregiver_id=c.caregiver_id, kind=c.kind, skills=frozenset(c.skills),
                 certified=c.is_certified_on(day), booked=tuple(booked[c.caregiver_id]),
@@ -407,6 +410,15 @@ class DispatchApplication(ServiceApplication):
                        datetime.combine(day, shift_end, self.tz)),
             ))
         return out
+
+    def _week_minutes(self, caregiver: Caregiver, day: date) -> int:
+        """Planned minutes of the caregiver's visits in the week (Monday to Sunday) of day."""
+        monday = day - timedelta(days=day.weekday())
+        return sum(v.planned_minutes for d in range(7)
+                   for v in self.list_visits(caregiver.service_area_id,
+                                             monday + timedelta(days=d), caregiver.caregiver_id)
+                   if v.state not in (VisitState.CANCELLED, VisitState.NO_SHOW,
+                                      VisitState.MISSED))
 
     def get_order(self, order_id: str) -> ServiceOrder:
         return self._get(ServiceOrder.create_id(order_id), f"no order {order_id}")

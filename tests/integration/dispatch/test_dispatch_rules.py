@@ -23,7 +23,7 @@ def area(client, dispatch_app):
 
 def _order(client, elder: str, service: str, **extra) -> dict:
     r = client.post("/dispatch/orders", json={"elder_id": elder, "service_type": service,
-                                              "requested_date": DAY, **extra})
+                                              "requested_date": DAY} | extra)
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -63,6 +63,21 @@ def test_volunteers_do_mutual_aid_only_and_within_their_daily_limit(area):
              for e in ("E-1", "E-2", "E-3", "E-4")]
     assert taken[:3] == ["V-1"] * 3 and taken[3] != "V-1"
     assert _order(area, "E-1", "cleaning")["visit"]["caregiver_id"] != "V-1"
+
+
+def test_a_volunteers_weekly_minutes_are_capped(area, dispatch_app):
+    """A volunteer giving at most 90 minutes a week takes one 60-minute companionship, not a
+    second one that week; the next week again."""
+    dispatch_app.register_caregiver(
+        caregiver_id="V-2", name="吴", kind="volunteer", service_area_id="village",
+        skills=[], station_lat=29.305, station_lon=120.0745, max_minutes_per_week=90)
+    dispatch_app.register_elder(elder_id="E-9", name="钱", service_area_id="village",
+                                lat=29.31, lon=120.08, confirmation_code="9999")
+    area.patch("/dispatch/areas/village/catalogue/companionship", json={"default_minutes": 60})
+    taken = [_order(area, "E-9", "companionship", requested_date=d)
+             for d in ("2026-11-17", "2026-11-19", "2026-11-24")]
+    assert [t["visit"] and t["visit"]["caregiver_id"] for t in taken] == ["V-2", None, "V-2"]
+    assert "would exceed 90 minutes this week" in taken[1]["order"]["unassigned_reason"]
 
 
 def test_the_elders_preferences_are_respected(area):
