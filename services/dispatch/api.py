@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import date, datetime
 from typing import Any, Literal
 
+from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -39,6 +40,11 @@ class _Route(APIRoute):
             except InvalidInput as error:
                 return JSONResponse(status_code=422, content={"detail": str(error),
                                                               "error": "InvalidInput"})
+            except IntegrityError:
+                # Two requests changed the same record at once; the other one won.
+                return JSONResponse(status_code=409, content={
+                    "detail": "changed concurrently by another request; retry",
+                    "error": "ConcurrentChange"})
         return route
 
 

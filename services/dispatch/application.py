@@ -102,6 +102,7 @@ class DispatchApplication(ServiceApplication):
         self._visit_day: dict[str, tuple[str, date]] = {}
         self._orders_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
         self._alerts_by_area: dict[str, list[str]] = defaultdict(list)
+        self._alerts_by_subject: dict[str, list[str]] = defaultdict(list)  # visit, proposal...
         self._proposals_by_area: dict[str, list[str]] = defaultdict(list)
         self._care_plans_by_area: dict[str, set[str]] = defaultdict(set)
         # originator id -> (area, stream kind, key) for the area's event stream
@@ -133,6 +134,9 @@ class DispatchApplication(ServiceApplication):
             self._place_visit(visit_id, area, e.planned_start)
         elif name == "Alert.Raised":
             self._alerts_by_area[e.service_area_id].append(e.alert_id)
+            subject = e.alert_id.split(":", 1)[1].split("/", 1)[0]
+            for key in {subject, e.visit_id} - {None}:
+                self._alerts_by_subject[key].append(e.alert_id)
             self.stream_keys[e.originator_id] = (e.service_area_id, "alert", e.alert_id)
         elif name == "ReplanProposal.Proposed":
             self._proposals_by_area[e.service_area_id].append(e.proposal_id)
@@ -1069,10 +1073,9 @@ class DispatchApplication(ServiceApplication):
         """Resolve open alerts about a visit or proposal (unsaved)."""
         self.index.catch_up()
         out = []
-        for alert_id in {a for ids in self._alerts_by_area.values() for a in ids}:
+        for alert_id in dict.fromkeys(self._alerts_by_subject.get(subject, [])):
             alert = self.get_alert(alert_id)
-            if (alert.open and (alert.visit_id == subject or alert_id.endswith(f":{subject}"))
-                    and (kinds is None or alert.kind in kinds)):
+            if alert.open and (kinds is None or alert.kind in kinds):
                 alert.resolve(reason=reason)
                 out.append(alert)
         return out
