@@ -1,0 +1,1 @@
+"""Simulation: a generated district, a simulated day through the real API, what-if replays."""
