@@ -794,7 +794,8 @@ class DispatchApplication(ServiceApplication):
         """Run the router over the day's orders and not-started visits: new visits are
         scheduled (VisitScheduled), moved ones rescheduled (VisitRescheduled)."""
         problem = self._day_problem(service_area_id, day, [], now=now, include_orders=True)
-        result = problem.solve(time_limit_s or self.plan_time_limit_s)
+        # Warm-started from the day as it stands, so a second run changes little.
+        result = problem.solve(time_limit_s or self.plan_time_limit_s, warm=True)
         if result.violations:
             raise DispatchError("the router's plan breaks rules: " + "; ".join(result.violations))
         plan_id = f"plan-{service_area_id}-{day.isoformat()}-{uuid4().hex[:6]}"
