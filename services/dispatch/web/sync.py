@@ -11,13 +11,17 @@ application keeps the keys: a repeat changes nothing); each record is answered a
 from __future__ import annotations
 
 import json
+import threading
+from collections import defaultdict
 from typing import Any, Literal
 
+from eventsourcing.persistence import IntegrityError, RecordConflictError
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from services.dispatch.domain.sync_chain import ChainBreak, ChainRecord, first_break
 
 MAX_RECORDS = 500
+CONFLICT_ATTEMPTS = 5
 
 
 class SyncRecordIn(BaseModel):
@@ -55,10 +59,23 @@ def chain_break(body: SyncIn) -> ChainBreak | None:
     return first_break([ChainRecord(r.prev, r.payload, r.hash) for r in body.records])
 
 
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+
+
 def apply_batch(app: Any, body: SyncIn) -> list[dict[str, Any]]:
-    """Apply an intact batch in order; one answer per record."""
-    return [_apply(app, body.caregiver_id, index, record.payload)
-            for index, record in enumerate(body.records)]
+    """Apply an intact batch in order; one answer per record.
+
+    One caregiver's batches are applied one at a time in this process, so that a copy racing
+    the first (a second tab, a retry) reads what the first wrote and is answered "duplicate".
+    Across processes the application's idempotency keys and optimistic concurrency still keep
+    the visit right; only the answer could then say "applied" twice.
+    """
+    with _locks_guard:
+        lock = _locks[body.caregiver_id]
+    with lock:
+        return [_apply(app, body.caregiver_id, index, record.payload)
+                for index, record in enumerate(body.records)]
 
 
 def _apply(app: Any, caregiver_id: str, index: int, payload: str) -> dict[str, Any]:
@@ -71,28 +88,39 @@ def _apply(app: Any, caregiver_id: str, index: int, payload: str) -> dict[str, A
     if step.caregiver_id != caregiver_id:
         return {**answer, "status": "rejected",
                 "reason": f"record belongs to {step.caregiver_id}, not {caregiver_id}"}
-    try:
-        before = app.get_visit(step.visit_id).version
-        if step.kind == "depart":
-            visit = app.depart(step.visit_id, at=step.at, caregiver_id=step.caregiver_id,
-                               idempotency_key=step.idempotency_key)
-        elif step.kind == "check_in":
-            visit = app.check_in(
-                step.visit_id, at=step.at, lat=step.lat, lon=step.lon,
-                caregiver_id=step.caregiver_id, accuracy_m=step.accuracy_m, notes=step.notes,
-                idempotency_key=step.idempotency_key)
-        else:
-            visit = app.check_out(
-                step.visit_id, at=step.at, lat=step.lat, lon=step.lon,
-                tasks_done=step.tasks_done, confirmation_code=step.confirmation_code or None,
-                family_proxy_confirmed=step.family_proxy_confirmed, signature=step.signature,
-                caregiver_id=step.caregiver_id, accuracy_m=step.accuracy_m, notes=step.notes,
-                idempotency_key=step.idempotency_key)
-    except (LookupError, ValueError) as refusal:  # unknown visit, illegal step, future time ...
-        return {**answer, "status": "rejected", "reason": str(refusal).strip("'\"")}
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return {**answer, **_apply_step(app, step)}
+        except (IntegrityError, RecordConflictError):
+            # Another request wrote this visit meanwhile (a second tab, a retry racing the
+            # first attempt): nothing was written; read again, the key then tells a repeat.
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+        except (LookupError, ValueError) as refusal:  # unknown visit, illegal step, future ...
+            return {**answer, "status": "rejected", "reason": str(refusal).strip("'\"")}
+    raise AssertionError("unreachable")
+
+
+def _apply_step(app: Any, step: QueuedStep) -> dict[str, Any]:
+    before = app.get_visit(step.visit_id).version
+    if step.kind == "depart":
+        visit = app.depart(step.visit_id, at=step.at, caregiver_id=step.caregiver_id,
+                           idempotency_key=step.idempotency_key)
+    elif step.kind == "check_in":
+        visit = app.check_in(
+            step.visit_id, at=step.at, lat=step.lat, lon=step.lon,
+            caregiver_id=step.caregiver_id, accuracy_m=step.accuracy_m, notes=step.notes,
+            idempotency_key=step.idempotency_key)
+    else:
+        visit = app.check_out(
+            step.visit_id, at=step.at, lat=step.lat, lon=step.lon,
+            tasks_done=step.tasks_done, confirmation_code=step.confirmation_code or None,
+            family_proxy_confirmed=step.family_proxy_confirmed, signature=step.signature,
+            caregiver_id=step.caregiver_id, accuracy_m=step.accuracy_m, notes=step.notes,
+            idempotency_key=step.idempotency_key)
     # The application answers a repeated idempotency key with the visit unchanged.
     status = "applied" if visit.version > before else "duplicate"
-    return {**answer, "status": status, "visit": _state(visit)}
+    return {"status": status, "visit": _state(visit)}
 
 
 def _state(v: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -238,3 +239,29 @@ def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None
     assert site.app.get_visit(day.visit_ids[0]).state == "checked_in"
     assert [site.app.get_visit(v).state for v in (other.visit_ids[0], day.visit_ids[1])] == [
         "scheduled", "scheduled"]
+
+
+def test_the_same_batch_sent_concurrently_is_applied_once(site: Site) -> None:
+    """Two tabs or a retry racing the first attempt: every copy is answered 200, and each record
+    is applied by exactly one of them; the others see a duplicate."""
+    day = seed_day(site.app, "race")
+    at = datetime.now(UTC) - timedelta(minutes=10)
+    records, prev = [], GENESIS
+    for i, visit_id in enumerate(day.visit_ids):
+        home = day.homes[i]
+        records.append(link(prev, json.dumps({
+            "kind": "check_in", "visit_id": visit_id, "caregiver_id": day.caregiver_id,
+            "idempotency_key": f"race-{visit_id}", "at": (at + timedelta(minutes=i)).isoformat(),
+            "lat": home[2], "lon": home[3]})))
+        prev = records[-1].hash
+    batch = {"device_id": "D-race", "caregiver_id": day.caregiver_id,
+             "records": [vars(r) for r in records]}
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(
+            lambda _: httpx.post(f"{site.base_url}/dispatch/sync", json=batch, timeout=30),
+            range(8)))
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    for index in range(3):
+        statuses = sorted(r.json()["results"][index]["status"] for r in responses)
+        assert statuses == ["applied"] + ["duplicate"] * 7
+    assert [site.app.get_visit(v).state for v in day.visit_ids] == ["checked_in"] * 3
