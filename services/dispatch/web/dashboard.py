@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -190,33 +191,52 @@ def unassigned(app: Any, area: str, day: date) -> list[dict[str, Any]]:
     return out
 
 
-def day_kpis(visits: list[dict[str, Any]], late_grace: int) -> dict[str, Any]:
-    """On-time rate (started within the first late grace), done / planned, travel per visit."""
+COUNTS = ("planned", "done", "started", "on_time", "travel_minutes")
+# Earlier days of the month change rarely (a late review, a reversal): their counts are kept
+# this long, so that the redraw after each live event stays cheap on a full month.
+MONTH_CACHE_SECONDS = 60.0
+_month_cache: dict[tuple[int, str, date], tuple[float, dict[str, int]]] = {}
+
+
+def day_counts(visits: list[dict[str, Any]], late_grace: int) -> dict[str, int]:
     planned = [v for v in visits if v["state"] not in GONE]
     started = [v for v in planned if v["checked_in_at"] is not None]
     on_time = [v for v in started
                if v["checked_in_at"] <= v["planned_start"] + timedelta(minutes=late_grace)]
-    done = [v for v in planned if v["state"] in DONE]
-    travel = sum(v["travel_minutes"] for v in planned)
-    return {
-        "planned": len(planned), "done": len(done), "started": len(started),
-        "on_time": len(on_time),
-        "on_time_rate": round(len(on_time) / len(started), 3) if started else None,
-        "travel_minutes": travel,
-        "travel_minutes_per_visit": round(travel / len(planned), 1) if planned else None,
-    }
+    return {"planned": len(planned), "done": len([v for v in planned if v["state"] in DONE]),
+            "started": len(started), "on_time": len(on_time),
+            "travel_minutes": sum(v["travel_minutes"] for v in planned)}
 
 
-def month_kpis(app: Any, area: str, day: date) -> dict[str, Any]:
-    """The same measures over the month so far (travel from the visits' planned order)."""
+def rates(counts: dict[str, int]) -> dict[str, Any]:
+    """On-time rate (started within the first late grace), done / planned, travel per visit."""
+    started, planned = counts["started"], counts["planned"]
+    return {**counts,
+            "on_time_rate": round(counts["on_time"] / started, 3) if started else None,
+            "travel_minutes_per_visit": (round(counts["travel_minutes"] / planned, 1)
+                                         if planned else None)}
+
+
+def day_kpis(visits: list[dict[str, Any]], late_grace: int) -> dict[str, Any]:
+    return rates(day_counts(visits, late_grace))
+
+
+def month_kpis(app: Any, area: str, day: date, today: dict[str, int]) -> dict[str, Any]:
+    """The same measures over the month up to ``day`` (whose counts are ``today``)."""
     first = day.replace(day=1)
-    visits: list[dict[str, Any]] = []
-    cursor = first
-    while cursor.month == first.month and cursor <= day:
-        visits += lanes(app, area, cursor, app.clock())["visits"]
-        cursor += timedelta(days=1)
     late_grace = min(app.rules(area).late_grace_minutes)
-    return {"month": first.strftime("%Y-%m"), **day_kpis(visits, late_grace)}
+    total = dict(today)
+    cursor = first
+    while cursor < day:
+        key = (id(app), area, cursor)
+        cached = _month_cache.get(key)
+        if cached is None or cached[0] < monotonic():
+            counts = day_counts(lanes(app, area, cursor, app.clock())["visits"], late_grace)
+            _month_cache[key] = cached = (monotonic() + MONTH_CACHE_SECONDS, counts)
+        for name in COUNTS:
+            total[name] += cached[1][name]
+        cursor += timedelta(days=1)
+    return {"month": first.strftime("%Y-%m"), **rates(total)}
 
 
 def day_view(app: Any, area: str, day: date, now: datetime | None = None) -> dict[str, Any]:
@@ -228,6 +248,7 @@ def day_view(app: Any, area: str, day: date, now: datetime | None = None) -> dic
     # while this view is assembled is missed (at worst it is drawn twice).
     position = app.process_recorder.max_notification_id() or 0
     drawn = lanes(app, area, day, now)
+    counts = day_counts(drawn["visits"], late_grace)
     offset = datetime.combine(day, time(12), app.tz).strftime("%z")
     return {
         "service_area_id": area, "date": day, "now": now, "timezone": str(app.tz),
@@ -243,8 +264,7 @@ def day_view(app: Any, area: str, day: date, now: datetime | None = None) -> dic
         "proposals": [proposal_view(p) for p in app.list_proposals(area)
                       if p.state == "proposed"],
         "services": [s.value for s in ServiceType],
-        "kpis": {"day": day_kpis(drawn["visits"], late_grace),
-                 "month": month_kpis(app, area, day)},
+        "kpis": {"day": rates(counts), "month": month_kpis(app, area, day, counts)},
     }
 
 

@@ -71,6 +71,7 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     page.screenshot(path=str(screenshot_dir / "caregiver-route.png"), full_page=True)
     page.click("#lang")  # English on demand, Chinese first
     assert page.inner_text(f"{card(day.visit_ids[0])} .check-in") == "Check in"
+    page.screenshot(path=str(screenshot_dir / "caregiver-route-en.png"))
     page.click("#lang")
     assert page.inner_text(f"{card(day.visit_ids[0])} .check-in") == "签到"
 

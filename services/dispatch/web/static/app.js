@@ -268,6 +268,19 @@ function signaturePad(strokes) {
   return { box, value };
 }
 
+// How the elder confirms the visit: the code on the card, a family proxy, or a signature.
+function confirmation(draft, pad, key) {
+  return [
+    h("label", {}, t("code"), h("input", { class: "code", name: "code", inputmode: "numeric",
+      autocomplete: "off", placeholder: t("codeHint"), maxlength: 12, value: draft.code,
+      "data-focus": key("code"), oninput: (e) => { draft.code = e.target.value; } })),
+    h("label", { class: "proxy" }, h("input", { type: "checkbox", class: "family-proxy",
+      name: "proxy", checked: draft.proxy,
+      onchange: (e) => { draft.proxy = e.target.checked; } }), t("familyProxy")),
+    pad.box,
+  ];
+}
+
 function visitCard(v, index, tz, next) {
   const active = v.state === "scheduled" || v.state === "en_route";
   const here = v.state === "checked_in";
@@ -309,20 +322,14 @@ function visitCard(v, index, tz, next) {
               if (!e.target.checked) draft.skipped.push(task);
             } }),
           task))) : null,
-      h("label", {}, t("code"), h("input", { class: "code", name: "code", inputmode: "numeric",
-        autocomplete: "off", placeholder: t("codeHint"), maxlength: 12, value: draft.code,
-        "data-focus": key("code"), oninput: (e) => { draft.code = e.target.value; } })),
-      h("label", { class: "proxy" }, h("input", { type: "checkbox", class: "family-proxy",
-        name: "proxy", checked: draft.proxy,
-        onchange: (e) => { draft.proxy = e.target.checked; } }), t("familyProxy")),
-      pad.box,
+      ...(v.needs_confirmation ? confirmation(draft, pad, key) : []),
       h("label", {}, t("notes"), h("textarea", { class: "notes", name: "notes", rows: 2,
         "data-focus": key("notes"), oninput: (e) => { draft.notes = e.target.value; } },
         draft.notes)),
       h("button", { class: "primary check-out", type: "submit" }, t("checkOut")));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
-      form.querySelector("button").disabled = true;
+      form.querySelector(".check-out").disabled = true;
       const data = new FormData(form);
       delete state.drafts[v.visit_id];
       step("check_out", v, { tasks_done: data.getAll("task"),
