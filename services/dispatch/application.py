@@ -280,6 +280,11 @@ class DispatchApplication(ServiceApplication):
         self.save(caregiver)
         return caregiver
 
+    def areas(self) -> list[str]:
+        """Every service area with elders or caregivers."""
+        self.index.catch_up()
+        return sorted(set(self._caregivers_by_area) | set(self._elders_by_area))
+
     def list_elders(self, service_area_id: str) -> list[Elder]:
         self.index.catch_up()
         return [self.get_elder(e) for e in sorted(self._elders_by_area[service_area_id])]

@@ -51,3 +51,27 @@ async def test_a_following_stream_sends_new_changes_then_ends_on_disconnect():
         while True:
             await asyncio.wait_for(anext(stream), 2)
     app.close()
+
+
+async def test_the_sweeper_sweeps_every_area_until_stopped():
+    """run_sweeper raises the time-driven alerts of each area and stops when told."""
+    from services.dispatch.sweeper import run_sweeper
+
+    app = DispatchApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    app.clock = lambda: datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
+    for area in ("A", "B"):
+        app.register_caregiver(caregiver_id=f"C-{area}", name="刘", kind=CaregiverKind.EMPLOYEE,
+                               service_area_id=area, skills=[], station_lat=29.3,
+                               station_lon=120.07, provider_id="P",
+                               certificate_expires=date(2026, 11, 20))
+    stopping = asyncio.Event()
+    task = asyncio.create_task(run_sweeper(app, stopping, interval_s=0.01))
+    for _ in range(200):
+        if app.list_alerts("A") and app.list_alerts("B"):
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await asyncio.wait_for(task, 2)
+    assert [a.kind for a in app.list_alerts("A") + app.list_alerts("B")] == [
+        "certificate_expiring", "certificate_expiring"]
+    app.close()
