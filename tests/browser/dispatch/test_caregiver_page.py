@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,16 @@ from tests.browser.dispatch.conftest import TZ, Day, Site, seed_day
 
 pytestmark = pytest.mark.browser
 
+UNCAUGHT: list[str] = []  # script errors of the page: there must be none
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors() -> Iterator[None]:
+    UNCAUGHT.clear()
+    yield
+    assert UNCAUGHT == []
+
+
 READ_QUEUE = """async () => {
   const db = await new Promise((ok, no) => { const r = indexedDB.open("homecare-caregiver");
     r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
@@ -23,6 +34,7 @@ READ_QUEUE = """async () => {
 
 
 def sign_in(page, site: Site, day: Day) -> None:  # type: ignore[no-untyped-def]
+    page.on("pageerror", lambda error: UNCAUGHT.append(str(error)))
     page.goto(f"{site.base_url}/dispatch/app/")
     page.fill("#signin-id", day.caregiver_id)
     page.click("#signin-go")
