@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -195,7 +196,8 @@ COUNTS = ("planned", "done", "started", "on_time", "travel_minutes")
 # Earlier days of the month change rarely (a late review, a reversal): their counts are kept
 # this long, so that the redraw after each live event stays cheap on a full month.
 MONTH_CACHE_SECONDS = 60.0
-_month_cache: dict[tuple[int, str, date], tuple[float, dict[str, int]]] = {}
+_month_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, date], tuple[float, dict[str, int]]]]
+_month_cache = weakref.WeakKeyDictionary()
 
 
 def day_counts(visits: list[dict[str, Any]], late_grace: int) -> dict[str, int]:
@@ -217,10 +219,6 @@ def rates(counts: dict[str, int]) -> dict[str, Any]:
                                          if planned else None)}
 
 
-def day_kpis(visits: list[dict[str, Any]], late_grace: int) -> dict[str, Any]:
-    return rates(day_counts(visits, late_grace))
-
-
 def month_kpis(app: Any, area: str, day: date, today: dict[str, int]) -> dict[str, Any]:
     """The same measures over the month up to ``day`` (whose counts are ``today``)."""
     first = day.replace(day=1)
@@ -228,11 +226,11 @@ def month_kpis(app: Any, area: str, day: date, today: dict[str, int]) -> dict[st
     total = dict(today)
     cursor = first
     while cursor < day:
-        key = (id(app), area, cursor)
-        cached = _month_cache.get(key)
+        cache = _month_cache.setdefault(app, {})
+        cached = cache.get((area, cursor))
         if cached is None or cached[0] < monotonic():
             counts = day_counts(lanes(app, area, cursor, app.clock())["visits"], late_grace)
-            _month_cache[key] = cached = (monotonic() + MONTH_CACHE_SECONDS, counts)
+            cache[(area, cursor)] = cached = (monotonic() + MONTH_CACHE_SECONDS, counts)
         for name in COUNTS:
             total[name] += cached[1][name]
         cursor += timedelta(days=1)

@@ -184,3 +184,22 @@ def test_http_move_answers_409_with_reasons_and_pages_are_served(app) -> None:  
     assert client.get("/dispatch/dashboard/map.js").status_code == 200
     assert client.get("/dispatch/dashboard/..%2F__init__.py").status_code == 404
     assert client.get("/dispatch/dashboard/missing.js").status_code == 404
+
+
+def test_month_kpis_add_the_earlier_days_to_today(app) -> None:  # type: ignore[no-untyped-def]
+    """The month's measures sum every day of the month up to the one shown: a visit started on
+    time the day before counts in the month, not in the day; a later day does not count."""
+    before, after = DAY - timedelta(days=1), DAY + timedelta(days=1)
+    for name, day in (("yday", before), ("tmrw", after)):
+        app.place_order(PlaceOrder(elder_id="E-2", service_type=ServiceType.MOBILITY,
+                                   requested_date=day, order_id=f"O-{name}",
+                                   window_start=at("10:00", day),
+                                   window_end=at("11:00", day)))
+    app.check_in("V-O-yday", at=at("10:00", before), lat=HOMES[2][0], lon=HOMES[2][1])
+    kpis = dashboard.day_view(app, AREA, DAY)["kpis"]
+    assert (kpis["day"]["planned"], kpis["day"]["started"]) == (2, 0)
+    month = kpis["month"]
+    assert month["month"] == "2026-03"
+    assert (month["planned"], month["started"], month["on_time"]) == (3, 1, 1)
+    assert month["on_time_rate"] == 1.0
+    assert month["travel_minutes"] > kpis["day"]["travel_minutes"]
