@@ -179,7 +179,7 @@ class Noise:
     seed: int
     traffic_sigma: float = 0.25  # lognormal spread of each leg's travel time
     long_visit_share: float = 0.12  # visits that run 30-60 % over
-    not_home_elders: list[str] = field(default_factory=list)
+    not_home_visits: list[str] = field(default_factory=list)  # V-<order id>
     sick_caregiver: str | None = None
     sick_at: str = "11:00"
     offline_caregiver: str | None = None
@@ -470,12 +470,13 @@ def plan_demand(rng: random.Random, seed: int, day: date, elders: list[ElderReco
                                   at=["10:20", "14:40"][k % 2], source="wearable_sos"))
 
     employees = [c.caregiver_id for c in caregivers if c.kind == "employee"]
-    home = [o.elder_id for o in orders if not o.emergency and o.service_type != "welfare_check"]
-    welfare = [o.elder_id for o in orders if o.service_type == "welfare_check"]
-    not_home = rng.sample(sorted(set(home)), min(1, len(set(home))))
+    home = [f"V-{o.order_id}" for o in orders
+            if not o.emergency and o.service_type != "welfare_check"]
+    welfare = [f"V-{o.order_id}" for o in orders if o.service_type == "welfare_check"]
+    not_home = rng.sample(home, min(1, len(home)))
     if welfare:
-        not_home.append(rng.choice(sorted(welfare)))
-    noise = Noise(seed=seed, not_home_elders=sorted(set(not_home)),
+        not_home.append(rng.choice(welfare))
+    noise = Noise(seed=seed, not_home_visits=sorted(not_home),
                   sick_caregiver=employees[-1] if len(employees) >= 3 else None,
                   offline_caregiver=employees[0] if employees else None)
     return care_plans, orders, noise
