@@ -1,0 +1,138 @@
+"""The dashboard under `homecare up` (dispatch, ledger and time bank in one process, real
+broker): the KPIs read from the ledger and the time bank over their HTTP APIs match what those
+services answer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+
+from services.runtime.broker import free_port
+from tests.browser.dashboard.conftest import TZ
+
+pytestmark = pytest.mark.browser
+
+AREA = "yiwu-choucheng"  # the demo data's area
+CODES = {"E-1001": "4821", "E-1002": "7315", "E-1003": "2290"}
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("dashboard-up")
+    port = free_port()
+    log = workdir / "homecare.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMECARE_", "KAFKA_"))}
+    env["HOMECARE_LOG_JSON"] = "false"
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--port", str(port)],
+                               cwd=workdir, env=env, stdout=log.open("wb"),
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"homecare up exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"homecare up not ready in 60 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        finally:
+            process.kill()
+
+
+def _serve_yesterday(client: httpx.Client) -> tuple[str, list[dict]]:
+    """Yesterday's orders for three demo elders, planned by the router, all served and
+    verified with the elders' codes at the planned times."""
+    day = (datetime.now(TZ) - timedelta(days=1)).date()
+
+    def at(hour: int) -> str:
+        return datetime(day.year, day.month, day.day, hour, tzinfo=TZ).isoformat()
+
+    for i, (elder, service, hour) in enumerate([("E-1001", "meal_help", 9),
+                                                ("E-1002", "cleaning", 10),
+                                                ("E-1001", "meal_delivery", 11),
+                                                ("E-1003", "mobility", 13)]):
+        assert client.post("/dispatch/orders", json={
+            "elder_id": elder, "service_type": service, "requested_date": str(day),
+            "order_id": f"KPI-{i}", "window_start": at(hour), "window_end": at(hour + 2),
+            "await_plan": True}).status_code == 201
+    plan = client.post(f"/dispatch/areas/{AREA}/plans",
+                       params={"date": str(day), "time_limit_s": 0.5})
+    assert plan.status_code == 201 and not plan.json()["unassigned"], plan.text
+    visits = client.get(f"/dispatch/areas/{AREA}/visits", params={"date": str(day)}).json()
+    homes = {e["elder_id"]: e for e in client.get(f"/dispatch/areas/{AREA}/elders").json()}
+    tasks = {c["service_type"]: c["tasks"]
+             for c in client.get(f"/dispatch/areas/{AREA}/catalogue").json()}
+    for v in visits:
+        home = homes[v["elder_id"]]
+        where = {"caregiver_id": v["caregiver_id"], "lat": home["lat"], "lon": home["lon"],
+                 "accuracy_m": 10}
+        assert client.post(f"/dispatch/visits/{v['visit_id']}/check-in",
+                           json={**where, "at": v["planned_start"]}).status_code == 200
+        out = client.post(f"/dispatch/visits/{v['visit_id']}/check-out", json={
+            **where, "at": v["planned_end"], "tasks_done": tasks[v["service_type"]],
+            "confirmation_code": CODES[v["elder_id"]]})
+        assert out.status_code == 200 and out.json()["state"] == "verified", out.text
+    return str(day), visits
+
+
+def _settled(client: httpx.Client, visits: list[dict]) -> tuple[dict[str, int], int]:
+    """Minutes by funding source from the ledger and credits from the time bank, once every
+    verified visit has been charged (employees) or credited (volunteers)."""
+    deadline = time.monotonic() + 30
+    while True:
+        by_source: dict[str, int] = defaultdict(int)
+        credits, missing = 0, 0
+        for v in visits:
+            if v["caregiver_kind"] == "volunteer":
+                r = client.get(f"/timebank/visits/{v['visit_id']}/earning")
+                credits += r.json()["credited_minutes"] if r.status_code == 200 else 0
+            else:
+                r = client.get(f"/ledger/visits/{v['visit_id']}/charge")
+                for leg in r.json()["legs"] if r.status_code == 200 else []:
+                    by_source[leg["source"]] += leg["minutes"]
+            missing += r.status_code != 200
+        if not missing:
+            return dict(by_source), credits
+        assert time.monotonic() < deadline, "charges/earnings did not arrive in 30 s"
+        time.sleep(0.3)
+
+
+def test_kpis_read_from_the_ledger_and_the_time_bank(page, system: str, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
+    """Served by `homecare up`, the dashboard shows the day's hours by funding source as the
+    ledger charged them, the month's entitlement use and the credits the time bank gave the
+    volunteer: not "unavailable"."""
+    client = httpx.Client(base_url=system, timeout=30)
+    day, visits = _serve_yesterday(client)
+    assert any(v["caregiver_kind"] == "volunteer" for v in visits)
+    by_source, credits = _settled(client, visits)
+    assert by_source.get("entitlement") and credits > 0
+
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{system}/dispatch/dashboard/?area={AREA}&date={day}")
+    page.wait_for_function("['kpi-sources', 'kpi-entitlement', 'kpi-credits'].every(id => "
+                           "!document.getElementById(id).textContent.includes('…'))")
+    assert page.inner_text("#kpi-sources") == f"政府补贴 {by_source['entitlement'] / 60:.1f} h"
+    assert page.inner_text("#kpi-credits") == f"{credits} 分钟"
+    assert "不可用" not in page.inner_text("#kpi-entitlement")
+    assert page.locator("#kpis tr[data-period='today'] .done").inner_text() == (
+        f"{len(visits)} / {len(visits)}")
+    assert page.locator("#kpis tr[data-period='today'] .on-time").inner_text() == "100%"
+    page.screenshot(path=str(screenshot_dir / "dashboard-kpis.png"), full_page=True)
