@@ -105,13 +105,24 @@ async function checkIn(task) {
   }
 }
 
-async function checkOut(task, code, proxy) {
+// What dispatch's catalogue lists for each service (the tasks a volunteer ticks when done).
+const catalogues = {};
+async function catalogueTasks(area, serviceType) {
+  if (!(area in catalogues)) {
+    catalogues[area] = call("GET", `/dispatch/areas/${encodeURIComponent(area)}/catalogue`)
+      .catch(() => []);
+  }
+  const entry = (await catalogues[area]).find((e) => e.service_type === serviceType);
+  return entry ? entry.tasks : [];
+}
+
+async function checkOut(task, code, proxy, tasksDone) {
   const position = await here();
   try {
     const visit = await call("POST",
       `/dispatch/visits/${encodeURIComponent(task.visit_id)}/check-out`,
       { caregiver_id: person, confirmation_code: code || null, family_proxy_confirmed: proxy,
-        tasks_done: [task.service_type], ...(position || {}) });
+        tasks_done: tasksDone, ...(position || {}) });
     say(visit.state === "verified" ? "已签退，服务已确认，时间将记入账户" : "已签退，等待审核");
     setTimeout(refresh, 1500);
   } catch (error) {
@@ -132,14 +143,25 @@ async function loadTasks() {
     if (t.state === "assigned") {
       const form = document.createElement("form");
       form.className = "task-actions";
-      form.innerHTML = `<label>老人确认码<input name="code" inputmode="numeric" maxlength="8"></label>
+      form.innerHTML = `<fieldset class="done"><legend>完成的服务内容</legend></fieldset>
+        <label>老人确认码<input name="code" inputmode="numeric" maxlength="8"></label>
         <label><input type="checkbox" name="proxy" style="width:auto"> 家属代为确认</label>
         <div class="row"><button type="button" class="secondary" data-act="in">签到</button>
         <button type="submit">签退</button></div>`;
+      const done = form.querySelector(".done");
+      for (const name of await catalogueTasks(t.service_area_id, t.service_type)) {
+        const label = document.createElement("label");
+        label.className = "tick";
+        label.innerHTML = `<input type="checkbox" name="task" checked> ${escapeHtml(name)}`;
+        label.querySelector("input").value = name;
+        done.append(label);
+      }
+      done.hidden = !done.querySelector("input");
       form.querySelector('[data-act="in"]').addEventListener("click", () => checkIn(t));
       form.addEventListener("submit", (e) => {
         e.preventDefault();
-        checkOut(t, form.code.value.trim(), form.proxy.checked);
+        const ticked = [...form.querySelectorAll("[name=task]:checked")].map((i) => i.value);
+        checkOut(t, form.code.value.trim(), form.proxy.checked, ticked);
       });
       li.append(form);
     }
