@@ -133,6 +133,7 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     assert page.get_attribute("#pending", "data-count") == "2"
     assert page.locator(f"{card(day.visit_ids[1])}[data-state='checked_in']").count() == 1
     assert site.requests[seen:] == [], "offline page reached the server"
+    assert page.is_visible("#saved")  # "offline: route saved at ..."
     queued = page.evaluate(READ_QUEUE)
     page.screenshot(path=str(screenshot_dir / "caregiver-offline-reloaded.png"), full_page=True)
 
@@ -210,6 +211,25 @@ def test_tampered_queue_record_is_refused(page, site: Site, screenshot_dir) -> N
     assert page.get_attribute("#pending", "data-count") == "2"
     assert [site.app.get_visit(v).state for v in day.visit_ids[:2]] == ["scheduled", "scheduled"]
     page.screenshot(path=str(screenshot_dir / "caregiver-tampered.png"), full_page=True)
+
+
+def test_fast_phone_clock_is_flagged_and_its_refused_check_in_kept(page, site: Site) -> None:  # type: ignore[no-untyped-def]
+    """A phone clock ten minutes ahead: the page warns; the server refuses the check-in as in
+    the future; the page keeps the refused record with the reason on the phone (not silently
+    dropped) and the visit stays scheduled."""
+    day = seed_day(site.app, "skew")
+    page.clock.set_system_time(datetime.now(UTC) + timedelta(minutes=10))
+    sign_in(page, site, day)
+    page.wait_for_selector("#skew:not([hidden])")
+    assert "10" in page.inner_text("#skew")
+    page.click(f"{card(day.visit_ids[0])} .check-in")
+    page.wait_for_selector("#rejected:not([hidden])")
+    page.click("#rejected summary")
+    assert "future" in page.inner_text("#rejected .rejected-record")
+    assert page.get_attribute("#pending", "data-count") == "0"
+    assert site.app.get_visit(day.visit_ids[0]).state == "scheduled"
+    page.reload()  # kept on the phone
+    page.wait_for_selector("#rejected:not([hidden])")
 
 
 def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None:

@@ -36,8 +36,17 @@ function clock(iso, tz) {
 }
 
 // Route --------------------------------------------------------------------------------------
+// Minutes the phone's clock is off from the server's (the server refuses times in the future).
+function checkClock(response) {
+  const served = Date.parse(response.headers.get("Date") || "");
+  if (response.headers.has("X-Served-From-Cache") || Number.isNaN(served)) return;
+  const minutes = Math.round((Date.now() - served) / 60000);
+  state.skew = Math.abs(minutes) >= 2 ? minutes : 0;
+}
+
 async function getJSON(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
+  checkClock(response);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = new Error(body.detail || `HTTP ${response.status}`);
@@ -45,6 +54,8 @@ async function getJSON(url) {
     error.body = body;
     throw error;
   }
+  const cached = response.headers.get("X-Served-From-Cache");
+  if (cached) Object.defineProperty(body, "savedAt", { value: Date.parse(cached) || Date.now() });
   return body;
 }
 
@@ -66,7 +77,8 @@ function normalise(raw, caregiverId, day) {
 
 async function fetchRoute(caregiverId, day) {
   const id = encodeURIComponent(caregiverId);
-  return normalise(await getJSON(`/dispatch/caregivers/${id}/route?date=${day}`), caregiverId, day);
+  const raw = await getJSON(`/dispatch/caregivers/${id}/route?date=${day}`);
+  return { ...normalise(raw, caregiverId, day), savedAt: raw.savedAt ?? null };
 }
 
 async function loadRoute() {
@@ -74,8 +86,11 @@ async function loadRoute() {
   const key = `route:${state.caregiverId}:${day}`;
   try {
     state.route = await fetchRoute(state.caregiverId, day);
-    state.savedAt = null;
-    await setMeta(key, { route: state.route, saved_at: new Date().toISOString() });
+    // From the service worker's cache when there is no network: say when it was saved.
+    state.savedAt = state.route.savedAt ? new Date(state.route.savedAt).toISOString() : null;
+    if (!state.savedAt) {
+      await setMeta(key, { route: state.route, saved_at: new Date().toISOString() });
+    }
   } catch (error) {
     if (error.status === 404 || error.status === 422) { // unknown caregiver: nothing to keep
       state.route = null;
@@ -174,7 +189,15 @@ async function sendQueue() {
     return false;
   }
   state.blocked = null;
+  checkClock(response);
   const refused = body.results.filter((r) => r.status === "rejected");
+  if (refused.length) { // kept on the phone with the reason, for the caregiver and the centre
+    const kept = (await getMeta("rejected")) || [];
+    kept.push(...refused.map((r) => ({ ...JSON.parse(records[r.index].payload),
+      reason: r.reason, hash: records[r.index].hash })));
+    await setMeta("rejected", kept.slice(-50));
+    state.rejected = kept.slice(-50);
+  }
   await remove(body.results.map((r) => records[r.index].seq));
   await reportPending();
   if (refused.length) notify(refused.map((r) => t("rejected", { reason: r.reason })).join("\n"), "error");
@@ -354,6 +377,9 @@ function render() {
   indicator.textContent = n ? t("pending", { n }) : t("synced");
   indicator.className = `pending ${n ? "has-pending" : ""}`;
   $("#blocked").hidden = !state.blocked;
+  $("#skew").hidden = !state.skew;
+  if (state.skew) $("#skew").textContent = t("clockSkew", { n: state.skew });
+  renderRejected();
   if (state.blocked) {
     $("#blocked").textContent = t("chainBroken", state.blocked);
     $("#blocked").title = state.blocked.reason;
@@ -387,6 +413,26 @@ function render() {
   if (route && !visits.length) list.append(h("li", { class: "empty" }, t("noVisits")));
 }
 
+function renderRejected() {
+  const box = $("#rejected");
+  const mine = (state.rejected || []).filter((r) => r.caregiver_id === state.caregiverId);
+  box.hidden = !mine.length;
+  if (!mine.length) return;
+  const names = Object.fromEntries((state.route?.visits || []).map((v) => [v.visit_id, v.elder_name]));
+  const kinds = { depart: t("depart"), check_in: t("checkIn"), check_out: t("checkOut") };
+  box.replaceChildren(
+    h("summary", {}, t("rejectedTitle", { n: mine.length })),
+    h("ul", {}, mine.slice().reverse().map((r) => h("li", { class: "rejected-record" },
+      `${kinds[r.kind] || r.kind} · ${names[r.visit_id] || r.visit_id} · `
+      + `${clock(r.at, state.route?.timezone || TZ)} — ${r.reason}`))),
+    h("button", { type: "button", class: "link", onclick: async () => {
+      const rest = (state.rejected || []).filter((r) => r.caregiver_id !== state.caregiverId);
+      await setMeta("rejected", rest);
+      state.rejected = rest;
+      render();
+    } }, t("dismiss")));
+}
+
 // Start --------------------------------------------------------------------------------------
 async function start() {
   setLang(lang());
@@ -418,6 +464,7 @@ async function start() {
     navigator.serviceWorker.register("./sw.js", { scope: "./" }).catch(() => undefined);
   }
   state.queue = await pending();
+  state.rejected = (await getMeta("rejected")) || [];
   if (state.caregiverId) await loadRoute();
   render();
   document.body.dataset.ready = "1";
