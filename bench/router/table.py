@@ -33,8 +33,14 @@ def solomon_markdown(doc: dict, *, per_instance: bool = False) -> str:
         f"single thread, seed {meta['seed']}, fleet {meta.get('fleet')}, DIMACS distances; "
         f"OR-Tools {v.get('ortools')}, PyVRP {v.get('pyvrp')}, pyvroom {v.get('pyvroom')}; "
         f"every solution re-scored by bench/router/scoring.py.",
-        "",
     ]
+    load = meta.get("loadavg_1min")
+    if load:
+        lines.append(
+            f"Machine load average during the run: {load['min']:g}-{load['max']:g} on "
+            f"{meta.get('machine', {}).get('cpus')} cores (cpu share: CPU seconds / wall seconds)."
+        )
+    lines.append("")
     rows = []
     for s in solvers:
         b = summary["by_solver"][s]
@@ -47,6 +53,7 @@ def solomon_markdown(doc: dict, *, per_instance: bool = False) -> str:
                 _f(b["mean_vehicles"], ".2f"),
                 _f(b["mean_seconds"], ".1f", " s"),
                 _f(b["max_seconds"], ".1f", " s"),
+                _f(b.get("cpu_share"), ".2f"),
             ]
         )
     lines += _table(
@@ -58,6 +65,7 @@ def solomon_markdown(doc: dict, *, per_instance: bool = False) -> str:
             "mean vehicles",
             "mean time",
             "max time",
+            "cpu share",
         ],
         rows,
     )
