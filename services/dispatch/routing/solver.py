@@ -100,7 +100,9 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
                        if it.kind == "visit" and len(model.visit_nodes[it.visit_id or ""]) == 2}
     built = _build(model, seed, pair_starts, breaks_in_model)
     # Keep time for reading the solution back and placing breaks.
-    reserve = 0.03 * time_limit_s + (0.002 * len(model.nodes) if has_breaks else 0.0) + 0.05
+    large = len(model.nodes) > _LARGE_MODEL
+    reserve = ((0.03 * time_limit_s if large else 0.0) + 0.05
+               + (0.002 * len(model.nodes) if has_breaks else 0.0))
     # ILS (ruin and recreate) starts from its own first solution and may split a pair, so it
     # serves models without pairs and without a constructed start.
     use_ils = states is None
@@ -129,6 +131,7 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
 
 
 _BREAK_MODEL_LIMIT = 20_000
+_LARGE_MODEL = 300
 
 
 def _with_seconds(plan: Plan, seconds: float) -> Plan:
@@ -551,7 +554,9 @@ def _search_parameters(model: _Model, deadline: float, use_ils: bool):
             routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH)
     remaining = deadline - time.monotonic()
     # OR-Tools overruns a little (it checks the clock between neighbourhoods): keep a margin.
-    limit = max(0.05, remaining * 0.97 - 0.05)
+    # Large models overrun more (longer neighbourhood scans between clock checks).
+    share = 0.9 if len(model.nodes) > _LARGE_MODEL else 0.99
+    limit = max(0.05, remaining * share - 0.05)
     params.time_limit.FromMilliseconds(int(limit * 1000))
     # Restoring a first solution (and checking moves) with break intervals is a CP search bound by
     # the LNS limit: the default 100 ms fails under load and the whole solve with it.
