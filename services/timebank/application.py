@@ -10,7 +10,6 @@ so a balance is never spent twice.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -187,12 +186,10 @@ class TimebankApplication(ServiceApplication):
         super().__init__(env)
         self.rules = rules or TimebankRules()
         self.tz = ZoneInfo(timezone)
-        self._index_lock = threading.Lock()
         self._transfers_by_account: dict[UUID, list[UUID]] = defaultdict(list)
         self._accounts: dict[str, UUID] = {}  # code -> id
         self._open_holds: dict[str, datetime] = {}  # visit_id -> expires_at
         self._earned: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # bank
-        self._members: set[str] = set()
         self._tasks_by_volunteer: dict[str, set[str]] = defaultdict(set)
         self.index = FollowingReadModel(self, self._index)
 
@@ -217,9 +214,9 @@ class TimebankApplication(ServiceApplication):
             self._open_holds.pop(hold.visit_id, None)
         elif kind == "Earning.Recorded" and e.credited_minutes > 0:
             self._earned[e.bank_id].append((e.timestamp, e.credited_minutes))
-        elif kind == "Member.Joined":
-            self._members.add(e.person_id)
-        elif kind in ("VolunteerTask.Assigned", "VolunteerTask.Moved"):
+        elif kind == "VolunteerTask.Assigned":
+            self._tasks_by_volunteer[e.volunteer_id].add(e.originator_id)
+        elif kind == "VolunteerTask.Moved":  # rare: rescheduled to someone else
             for visits in self._tasks_by_volunteer.values():
                 visits.discard(e.originator_id)
             self._tasks_by_volunteer[e.volunteer_id].add(e.originator_id)
@@ -288,9 +285,11 @@ class TimebankApplication(ServiceApplication):
         return found
 
     def _resolve_account(self, books: _Books, account_id: str, bank_id: str) -> str:
-        """An account code as it is, or a bare person id resolved to their own account
-        (joining the bank of the visit if the person was never seen)."""
-        if books.get(Account.create_id(account_id)) is not None:
+        """A member's account code as it is, or a bare person id resolved to their own account
+        (joining the bank of the visit if the person was never seen). Only members' accounts
+        are ever held: a bank's own accounts are not a person's credits."""
+        account = books.get(Account.create_id(account_id))
+        if account is not None and account.kind == "member":
             return account_id
         return self._member(books, account_id, bank_id).account_code
 

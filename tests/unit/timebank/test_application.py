@@ -349,3 +349,12 @@ def test_daily_clearing_runs_once_per_day(app, events):
     assert app.clear_yesterday() == []
     assert {(p["bank_id"], p["posted_minutes"]) for p in app.positions()} == {
         ("A", 5), ("B", -5)}
+
+
+def test_a_hold_request_can_only_hold_a_members_credits(app, events):
+    """Naming a bank's own account (which may go negative) holds nothing of it: the id is taken
+    as a person who has no credits."""
+    _earned(app, events, minutes=50)
+    out = events.feed(Events.hold_requested("V9", "bank:A:issued", 30))
+    assert _types(out) == ["CreditsReservationRejected"]
+    assert app.account_by_code("bank:A:issued").debits_pending == 0
