@@ -9,6 +9,7 @@ so a balance is never spent twice.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import defaultdict
@@ -184,7 +185,7 @@ class TimebankApplication(ServiceApplication):
     def __init__(self, env: dict[str, str] | None = None, rules: TimebankRules | None = None,
                  timezone: str = "Asia/Shanghai") -> None:
         super().__init__(env)
-        self.rules = rules or TimebankRules()
+        self.rules = rules or TimebankRules.from_env({**os.environ, **(env or {})})
         self.tz = ZoneInfo(timezone)
         self._transfers_by_account: dict[UUID, list[UUID]] = defaultdict(list)
         self._accounts: dict[str, UUID] = {}  # code -> id

@@ -7,7 +7,8 @@ in permille (1000 = one minute of credit per minute served).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 
@@ -147,6 +148,38 @@ class TimebankRules:
 
     def bank_of_area(self, service_area_id: str) -> str:
         return self.banks_by_area.get(service_area_id, service_area_id)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> TimebankRules:
+        """Rules from ``TIMEBANK_*`` settings (the rest keep their defaults):
+        ``TIMEBANK_BANKS`` (``area=bank,area=bank``), ``TIMEBANK_DAY_CAP_MINUTES``,
+        ``TIMEBANK_BALANCE_CAP_MINUTES`` (empty: no cap), ``TIMEBANK_EXCESS_TO_COMMUNITY_FUND``,
+        ``TIMEBANK_REDEMPTION_AGE`` / ``_HARDSHIP_AGE``, ``TIMEBANK_BILATERAL_LIMIT_MINUTES``,
+        ``TIMEBANK_HOLD_EXPIRY_HOURS``."""
+        rules = cls()
+
+        def number(name: str, default: int | None) -> int | None:
+            raw = environ.get(f"TIMEBANK_{name}")
+            if raw is None:
+                return default
+            return int(raw) if raw.strip() else None
+
+        banks = dict(pair.split("=", 1) for pair in
+                     environ.get("TIMEBANK_BANKS", "").replace(" ", "").split(",") if pair)
+        caps = EarningCaps(
+            per_day_minutes=number("DAY_CAP_MINUTES", rules.caps.per_day_minutes),
+            balance_cap_minutes=number("BALANCE_CAP_MINUTES", rules.caps.balance_cap_minutes),
+            excess_to_community_fund=environ.get("TIMEBANK_EXCESS_TO_COMMUNITY_FUND", "1")
+            .strip().lower() not in {"0", "false", "no", "off"})
+        age = RedemptionAge(
+            number("REDEMPTION_AGE", rules.redemption_age.min_age) or 0,
+            number("REDEMPTION_HARDSHIP_AGE", rules.redemption_age.hardship_min_age) or 0)
+        expiry = number("HOLD_EXPIRY_HOURS", None)
+        return replace(
+            rules, caps=caps, redemption_age=age, banks_by_area=banks,
+            bilateral_limit_minutes=number("BILATERAL_LIMIT_MINUTES",
+                                           rules.bilateral_limit_minutes) or 0,
+            hold_expiry=timedelta(hours=expiry) if expiry else rules.hold_expiry)
 
 
 # A Nanjing-like scheme: body care (bathing, dressing, rehabilitation) earns double from 2024.

@@ -71,3 +71,23 @@ def test_redemption_age_gate_with_hardship_exception():
     assert "65" in rule.refusal(date(1961, 11, 25), False, on)
     assert rule.refusal(date(1966, 1, 1), True, on) is None  # 60 in hardship
     assert rule.refusal(None, False, on) is not None
+
+
+def test_rules_from_the_environment():
+    """Deployments set caps, the age gate, banks per district and limits without code."""
+    from datetime import timedelta
+
+    from services.timebank.domain.rules import TimebankRules
+
+    rules = TimebankRules.from_env({
+        "TIMEBANK_BANKS": "yiwu-choucheng=choucheng, yiwu-beiyuan=beiyuan",
+        "TIMEBANK_BALANCE_CAP_MINUTES": "", "TIMEBANK_DAY_CAP_MINUTES": "240",
+        "TIMEBANK_EXCESS_TO_COMMUNITY_FUND": "no", "TIMEBANK_REDEMPTION_AGE": "70",
+        "TIMEBANK_BILATERAL_LIMIT_MINUTES": "600", "TIMEBANK_HOLD_EXPIRY_HOURS": "48"})
+    assert rules.bank_of_area("yiwu-beiyuan") == "beiyuan"
+    assert rules.bank_of_area("jinhua") == "jinhua"
+    assert (rules.caps.per_day_minutes, rules.caps.balance_cap_minutes) == (240, None)
+    assert not rules.caps.excess_to_community_fund
+    assert (rules.redemption_age.min_age, rules.redemption_age.hardship_min_age) == (70, 60)
+    assert rules.bilateral_limit_minutes == 600 and rules.hold_expiry == timedelta(hours=48)
+    assert TimebankRules.from_env({}) == TimebankRules()
