@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -42,9 +43,10 @@ def solve_case(day: Day, time_limit_s: float, seed: int) -> tuple[dict, object]:
     from services.dispatch.routing import check, solve
 
     problem = day.problem
-    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    t0, cpu0 = time.perf_counter(), time.process_time()
     plan = solve(problem, time_limit_s=time_limit_s, seed=seed)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     violations = check(problem, plan)
     dropped = Counter(u.priority.name for u in plan.unassigned)
     reasons = Counter(u.reason.value for u in plan.unassigned)
@@ -55,6 +57,8 @@ def solve_case(day: Day, time_limit_s: float, seed: int) -> tuple[dict, object]:
         "seed": day.seed,
         "time_limit_s": time_limit_s,
         "solve_seconds": round(seconds, 3),
+        "solve_cpu_seconds": round(cpu, 3),  # < solve_seconds: the machine was busy
+        "loadavg_1min": round(load, 2),
         "status": str(plan.status),
         "violations": len(violations),
         "violation_kinds": dict(Counter(str(v.kind) for v in violations)),
@@ -66,6 +70,9 @@ def solve_case(day: Day, time_limit_s: float, seed: int) -> tuple[dict, object]:
             for p in ("EMERGENCY", "MEDICAL_ESCORT", "ENTITLED_CARE", "PAID", "OPTIONAL")
         },
         "dropped_reasons": dict(reasons),
+        "dropped_visits": [
+            f"{u.visit_id} {u.priority.name}: {u.reason_text}" for u in plan.unassigned
+        ][:60],
         "travel_minutes": plan.total_travel,
         "caregivers_used": len(used),
         "continuity_misses": plan.objective.continuity_misses,
@@ -82,6 +89,7 @@ def time_insertions(day: Day, plan, n: int, seed: int) -> dict:
     rng = random.Random(seed * 7919 + 17)
     problem = day.problem
     latencies: list[float] = []
+    cpu_ms: list[float] = []
     placed = violating = errors = 0
     examples: list[str] = []
     warm = emergency_visit(rng, day, 0, h(9))
@@ -89,7 +97,7 @@ def time_insertions(day: Day, plan, n: int, seed: int) -> dict:
     for k in range(1, n + 1):
         now = rng.randrange(h(8), h(15))
         visit = emergency_visit(rng, day, k, now)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             new_plan = insert_urgent(problem, plan, visit, now)
         except Exception:
@@ -98,6 +106,7 @@ def time_insertions(day: Day, plan, n: int, seed: int) -> dict:
                 examples.append(traceback.format_exc(limit=3))
             continue
         latencies.append((time.perf_counter() - t0) * 1000.0)
+        cpu_ms.append((time.process_time() - cpu0) * 1000.0)
         if visit.id in new_plan.assigned_visit_ids:
             placed += 1
         bad = check(problem.with_visits(visit), new_plan)
