@@ -25,6 +25,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
+from prometheus_client import REGISTRY
 
 from services.runtime.broker import port_is_free
 from services.runtime.observability import CONSUMER_LAG, measure_consumer_lag
@@ -245,3 +246,26 @@ def test_consumer_lag_is_end_offset_minus_committed_offset(kafka_bootstrap):
         admin.close()
     assert lags == {(group, topic, 0): 3, (group, topic, 1): 3}
     assert CONSUMER_LAG.labels(group, topic, "0")._value.get() == 3
+
+
+def test_record_plan_observes_solve_time_and_objective_terms():
+    """What dispatch reports after a solve: the solve time in the histogram, and the plan's
+    travel minutes, unassigned and placed visits as the objective terms of its area."""
+    from services.dispatch.planning import DayPlan
+    from services.runtime.observability import ROUTER_OBJECTIVE, record_plan
+
+    area = f"area-{uuid.uuid4().hex[:6]}"
+    plan = DayPlan(placements={"V-1": object(), "V-2": object()},  # type: ignore[dict-item]
+                   unassigned={"V-3": "no caregiver with the skill"}, travel_minutes=41,
+                   solve_seconds=1.5)
+    record_plan(area, plan)
+    record_plan(area, {"solve_seconds": 0.2, "travel_minutes": 7, "unassigned": {},
+                       "scheduled": ["V-4"]}, kind="daily")
+    labels = {"area": area, "kind": "daily"}
+    assert REGISTRY.get_sample_value("homecare_router_solve_seconds_count", labels) == 2
+    assert REGISTRY.get_sample_value("homecare_router_solve_seconds_sum", labels) == 1.7
+    assert REGISTRY.get_sample_value("homecare_router_solve_seconds_bucket",
+                                     {**labels, "le": "1.0"}) == 1
+    terms = {t: ROUTER_OBJECTIVE.labels(area, t)._value.get()
+             for t in ("travel_minutes", "unassigned", "placed")}
+    assert terms == {"travel_minutes": 7, "unassigned": 0, "placed": 1}  # the last plan
