@@ -170,7 +170,9 @@ def persistence(
     with postgres_server.connect(postgres_env["POSTGRES_DBNAME"]) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     yield {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # What the services run on: database functions, tracking in the same transaction.
+        "PERSISTENCE_MODULE": "services.runtime.pgstore:TrackedPostgresFactory",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
         **postgres_env,
         "POSTGRES_SCHEMA": schema,
     }
