@@ -76,6 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     served = Site("", app, datetime.combine(tomorrow, datetime.min.time(), TZ)
                   + timedelta(hours=7, minutes=30))
     app.clock = lambda: served.now
+    app.plan_time_limit_s = 0.3  # "plan the day" and replans from the page: a small day
     http = FastAPI()
     http.include_router(with_pages("dispatch", app, api.build_router(app)))
     install_error_handlers(http, not_found=(NotFound,), conflict=(DispatchError,))

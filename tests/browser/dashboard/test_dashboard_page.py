@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import pytest
 
+from contracts.values import ServiceType
+from services.dispatch.application import PlaceOrder
 from tests.browser.dashboard.conftest import HOMES, TZ, Site, open_dashboard, seed_day
 
 pytestmark = pytest.mark.browser
@@ -214,3 +216,58 @@ def test_replan_proposal_shown_as_diff_then_accepted(page, site: Site, screensho
     assert site.app.get_proposal(proposal.proposal_id).state == "accepted"
     for move in proposal.moves:
         assert site.app.get_visit(move["visit_id"]).caregiver_id == move["caregiver_id"]
+
+
+def test_plan_the_day_and_replan_from_now_buttons(page, site: Site) -> None:  # type: ignore[no-untyped-def]
+    """Orders waiting for the daily plan sit in the unassigned lane; "plan the day" runs the
+    router (progress shown) and their visits appear in the lanes; "replan from now" produces a
+    proposal shown for a decision, and rejecting it leaves the day as it was."""
+    seeded = seed_day(site, "buttons")
+    app = site.app
+    for i, home in enumerate((1, 2)):
+        app.place_order(PlaceOrder(elder_id=seeded.elders[home], service_type=ServiceType.CLEANING,
+                                   requested_date=seeded.day, order_id=f"O-buttons-new-{i}",
+                                   await_plan=True))
+    open_dashboard(page, site, seeded)
+    waiting = page.locator("#unassigned li[data-order-id^='O-buttons-new-']")
+    assert waiting.count() == 2 and "待排班" in waiting.first.inner_text()
+    page.click("#plan-day")
+    page.wait_for_selector("#progress", state="visible")
+    page.wait_for_selector("#toast.ok")
+    for i in range(2):
+        order = app.get_order(f"O-buttons-new-{i}")
+        assert order.visit_ids, order.state
+        page.wait_for_selector(f".lane[data-caregiver-id] .bar.planned"
+                               f"[data-visit-id='{order.visit_ids[-1]}']")
+    assert page.locator("#unassigned li[data-order-id^='O-buttons-new-']").count() == 0
+
+    before = {v.visit_id: (v.caregiver_id, v.planned_start)
+              for v in app.list_visits(seeded.area, seeded.day)}
+    page.click("#replan")
+    box = page.locator("#proposal[data-proposal-id]")
+    box.wait_for()
+    proposal = app.get_proposal(box.get_attribute("data-proposal-id"))
+    assert proposal.state == "proposed" and proposal.service_area_id == seeded.area
+    page.click("#proposal-reject")
+    page.wait_for_selector("#proposal-panel", state="hidden")
+    assert app.get_proposal(proposal.proposal_id).state == "rejected"
+    assert {v.visit_id: (v.caregiver_id, v.planned_start)
+            for v in app.list_visits(seeded.area, seeded.day)} == before
+
+
+def test_tiles_drawn_under_the_map_when_a_tile_url_is_configured(page, site: Site,
+                                                                 monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With HOMECARE_DASHBOARD_TILE_URL the map lays tiles of its zoom under the routes (the
+    {z}/{x}/{y} of the configured URL filled in); without it, no tile is requested."""
+    seeded = seed_day(site, "tiles")
+    open_dashboard(page, site, seeded)
+    assert page.locator("#map .map-tiles image").count() == 0
+    monkeypatch.setenv("HOMECARE_DASHBOARD_TILE_URL", "/tiles/{z}/{x}/{y}.png")
+    page.reload()
+    page.wait_for_selector("#gantt .bar.planned")
+    tiles = page.locator("#map .map-tiles image")
+    assert tiles.count() >= 1
+    zoom = page.locator("#map").get_attribute("data-zoom")
+    href = tiles.first.get_attribute("href")
+    assert href.startswith(f"/tiles/{zoom}/") and href.endswith(".png")
+    assert page.locator("#map .map-route").count() >= 1

@@ -127,8 +127,9 @@ def test_kpis_read_from_the_ledger_and_the_time_bank(page, system: str, screensh
 
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{system}/dispatch/dashboard/?area={AREA}&date={day}")
-    page.wait_for_function("['kpi-sources', 'kpi-entitlement', 'kpi-credits'].every(id => "
-                           "!document.getElementById(id).textContent.includes('…'))")
+    page.wait_for_function("['kpi-sources', 'kpi-entitlement', 'kpi-credits'].every(id => {"
+                           " const e = document.getElementById(id);"
+                           " return e && !e.textContent.includes('…'); })")
     assert page.inner_text("#kpi-sources") == f"政府补贴 {by_source['entitlement'] / 60:.1f} h"
     assert page.inner_text("#kpi-credits") == f"{credits} 分钟"
     assert "不可用" not in page.inner_text("#kpi-entitlement")
