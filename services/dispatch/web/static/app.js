@@ -135,9 +135,14 @@ async function step(kind, visit, extra = {}) {
   if (placed) notify(t("locating"));
   const fix = placed ? await locate() : null;
   state.fix = fix;
-  await enqueue({ kind, visit_id: visit.visit_id, caregiver_id: state.caregiverId,
-    idempotency_key: crypto.randomUUID(), at, lat: fix?.lat ?? null, lon: fix?.lon ?? null,
-    accuracy_m: fix?.accuracy_m ?? null, ...extra });
+  try {
+    await enqueue({ kind, visit_id: visit.visit_id, caregiver_id: state.caregiverId,
+      idempotency_key: crypto.randomUUID(), at, lat: fix?.lat ?? null, lon: fix?.lon ?? null,
+      accuracy_m: fix?.accuracy_m ?? null, ...extra });
+  } catch (error) { // nothing was queued: say so and let the caregiver try again
+    notify(t("notSaved", { reason: error.message }), "error");
+    return render();
+  }
   state.queue = await pending();
   if (placed) notify(fix ? t("accuracy", { m: fix.accuracy_m }) : t("noFix"), fix ? "" : "warn");
   render();
@@ -436,6 +441,10 @@ function renderRejected() {
 // Start --------------------------------------------------------------------------------------
 async function start() {
   setLang(lang());
+  if (!window.isSecureContext || !crypto.subtle) { // WebCrypto and service workers need it
+    $("#insecure").hidden = false;
+    $("#insecure").textContent = t("insecure");
+  }
   $("#lang").addEventListener("click", () => { setLang(lang() === "zh" ? "en" : "zh"); render(); });
   $("#signin").addEventListener("submit", async (e) => {
     e.preventDefault();
