@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.persistence import IntegrityError
 
 from contracts.envelope import IntegrationEvent
 from contracts.events.funding import (
@@ -1127,6 +1128,19 @@ class DispatchApplication(ServiceApplication):
         ids, at = self._pending_syncs.get(visit.caregiver_id, (set(), now))
         return visit.visit_id in ids and now - at <= timedelta(
             minutes=rules.pending_sync_trust_minutes)
+
+    def periodic_tasks(self) -> list[tuple[float, Callable[[], Any]]]:
+        return [(60.0, self.sweep_all)]
+
+    def sweep_all(self) -> int:
+        """Sweep every area (the host runs this once a minute); the alerts raised."""
+        raised = 0
+        for area in self.areas():
+            try:
+                raised += len(self.sweep(area))
+            except IntegrityError:
+                continue  # another process swept the same area at the same moment
+        return raised
 
     def sweep(self, service_area_id: str, now: datetime | None = None) -> list[Alert]:
         """Raise the time-driven alerts of the area (late start, missed, overrun, certificate

@@ -53,10 +53,8 @@ async def test_a_following_stream_sends_new_changes_then_ends_on_disconnect():
     app.close()
 
 
-async def test_the_sweeper_sweeps_every_area_until_stopped():
-    """run_sweeper raises the time-driven alerts of each area and stops when told."""
-    from services.dispatch.sweeper import run_sweeper
-
+def test_the_host_sweeps_every_area_once_a_minute():
+    """Dispatch gives the host one periodic task: sweeping every area for time-driven alerts."""
     app = DispatchApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     app.clock = lambda: datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
     for area in ("A", "B"):
@@ -64,14 +62,9 @@ async def test_the_sweeper_sweeps_every_area_until_stopped():
                                service_area_id=area, skills=[], station_lat=29.3,
                                station_lon=120.07, provider_id="P",
                                certificate_expires=date(2026, 11, 20))
-    stopping = asyncio.Event()
-    task = asyncio.create_task(run_sweeper(app, stopping, interval_s=0.01))
-    for _ in range(200):
-        if app.list_alerts("A") and app.list_alerts("B"):
-            break
-        await asyncio.sleep(0.01)
-    stopping.set()
-    await asyncio.wait_for(task, 2)
+    [(interval, work)] = app.periodic_tasks()
+    assert interval == 60.0
+    assert work() == 2 and work() == 0
     assert [a.kind for a in app.list_alerts("A") + app.list_alerts("B")] == [
         "certificate_expiring", "certificate_expiring"]
     app.close()
