@@ -147,6 +147,71 @@ def _contracts_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """Start the system embedded, generate a district, plan and simulate a day, summarise."""
+    import asyncio
+    from datetime import date as _date
+
+    from services.runtime.broker import free_port
+    from services.simulation.district import generate
+    from services.simulation.importer import import_district
+    from services.simulation.run import simulate_day, yesterday
+    from services.simulation.summary import format_summary
+
+    day = _date.fromisoformat(args.date) if args.date else yesterday()
+    if args.elders or args.caregivers:
+        if not (args.elders and args.caregivers):
+            print("homecare demo: --elders and --caregivers go together", file=sys.stderr)
+            return 2
+        district = import_district(args.elders, args.caregivers, day=day, seed=args.seed)
+    else:
+        district = generate(args.seed, args.size, day)
+    run_dir = Path(args.data_dir or f"var/demo/{district.size}-{args.seed}-{day}")
+    if (run_dir / "stores").exists():
+        print(f"homecare demo: {run_dir} holds an earlier run; choose another --data-dir",
+              file=sys.stderr)
+        return 2
+    port = args.port or free_port()
+    speed = args.speed if args.speed is not None else (0.0 if args.headless else 240.0)
+
+    def ready(system: object, d: object) -> None:
+        base = getattr(system, "base_url", None)
+        if base:
+            print(f"homecare demo: dashboard {base}/dispatch/dashboard/?area="
+                  f"{district.service_area_id}&date={day} (API docs {base}/docs)", flush=True)
+
+    summary = asyncio.run(simulate_day(
+        district, run_dir, serve=not args.headless, host=args.host, port=port, speed=speed,
+        on_ready=ready, linger=not args.headless and not args.exit,
+        plan_time_limit_s=args.plan_seconds,
+        progress=lambda text: print(text, flush=True)))
+    print(format_summary(summary))
+    print(f"homecare demo: run recorded in {run_dir} (district.json, summary.json)")
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=1))
+    return 0 if all(summary["invariants"].values()) else 1
+
+
+def _whatif(args: argparse.Namespace) -> int:
+    """Replay a recorded day under other policies and compare the KPIs."""
+    import asyncio
+
+    from services.simulation.whatif import POLICIES, compare_runs
+
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown:
+        print(f"homecare whatif: unknown policies {unknown}; choose from "
+              f"{', '.join(POLICIES)}", file=sys.stderr)
+        return 2
+    report = asyncio.run(compare_runs(
+        Path(args.run), names, Path(args.out) if args.out else None,
+        dispatch_only=args.dispatch_only, progress=lambda text: print(text, flush=True)))
+    print(report["text"])
+    print(f"homecare whatif: report {report['html']} and {report['json']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="homecare",
@@ -178,6 +243,51 @@ def build_parser() -> argparse.ArgumentParser:
                          "PostgreSQL (one database per service, <dbname>_<service>) and one "
                          "broker started once, the shape of the cluster; Ctrl-C stops all")
     up.set_defaults(func=_up)
+
+    demo = sub.add_parser(
+        "demo", help="simulate a day of a generated district in the embedded system",
+        description="Starts the three services embedded (SQLite stores under the run "
+                    "directory, a local broker), generates a district of Yiwu (or imports "
+                    "one), plans yesterday (Asia/Shanghai) and simulates it at accelerated "
+                    "time through the API while the dashboard can watch, then prints a "
+                    "summary. Exit status 1 when an invariant of the summary breaks.")
+    demo.add_argument("--headless", action="store_true",
+                      help="do not serve HTTP; run as fast as possible and exit (for CI)")
+    demo.add_argument("--size", choices=["tiny", "small", "district", "county"],
+                      default="district", help="district size (default %(default)s)")
+    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--date", default=None, help="day to simulate (default: yesterday)")
+    demo.add_argument("--elders", default=None, help="import elders from CSV/XLSX")
+    demo.add_argument("--caregivers", default=None, help="import caregivers from CSV/XLSX")
+    demo.add_argument("--speed", type=float, default=None,
+                      help="simulated seconds per real second (default 240 when serving, "
+                           "as fast as possible when headless)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000, help="0: a free port")
+    demo.add_argument("--data-dir", default=None,
+                      help="run directory (default var/demo/<size>-<seed>-<date>)")
+    demo.add_argument("--exit", action="store_true",
+                      help="stop serving once the day is summarised")
+    demo.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    demo.add_argument("--plan-seconds", type=float, default=2.0,
+                      help="the router's time budget for the daily plan and replans "
+                           "(default %(default)s)")
+    demo.set_defaults(func=_demo)
+
+    whatif = sub.add_parser(
+        "whatif", help="replay a recorded day under other policies and compare KPIs",
+        description="Replays the day recorded by `homecare demo` (its district.json: people, "
+                    "plans, orders and the day's noise) under each policy into a separate "
+                    "store, and writes an HTML report with charts and a JSON file.")
+    whatif.add_argument("run", help="run directory of `homecare demo` (holds district.json)")
+    whatif.add_argument("--policies", default="baseline,entitlement_6h,two_more_caregivers,"
+                        "routing_budget_10s,no_volunteer_welfare_checks",
+                        help="comma-separated (default: all)")
+    whatif.add_argument("--out", default=None, help="report directory (default <run>/whatif)")
+    whatif.add_argument("--dispatch-only", action="store_true",
+                        help="dispatch alone, no broker: faster, without ledger and time-bank "
+                             "KPIs")
+    whatif.set_defaults(func=_whatif)
 
     contracts = sub.add_parser("contracts", help="integration event contracts")
     csub = contracts.add_subparsers(dest="contracts_command", required=True)

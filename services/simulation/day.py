@@ -168,7 +168,7 @@ class DaySimulator:
             return
         a.idle = False
         if a.sick:
-            a.stopped = True
+            self._go_home(a)
             return
         now = self.clock.now
         r = await self.client.get(f"/dispatch/caregivers/{a.caregiver.caregiver_id}/route",
@@ -180,7 +180,7 @@ class DaySimulator:
                 a.idle = True
                 self.at(now + timedelta(minutes=15), self._next, a, a.token)
             else:
-                a.stopped = True
+                self._go_home(a)
             return
         stop = stops[0]
         base = TRAVEL.minutes(LatLon(*a.position), LatLon(stop["lat"], stop["lon"]),
@@ -191,9 +191,17 @@ class DaySimulator:
         leave = max(now, planned - timedelta(minutes=base))
         self.at(leave, self._depart, a, stop, travel)
 
+    def _go_home(self, a: Agent) -> None:
+        """The day ends: back to the station (counted as travel, as the plan counts it)."""
+        a.stopped = True
+        station = LatLon(a.caregiver.station_lat, a.caregiver.station_lon)
+        a.travel_minutes += TRAVEL.minutes(LatLon(*a.position), station,
+                                           a.caregiver.travel_mode)
+        a.position = (station.lat, station.lon)
+
     async def _depart(self, a: Agent, stop: dict[str, Any], travel: int) -> None:
         if a.sick:
-            a.stopped = True
+            self._go_home(a)
             return
         ok = await self._send(a, f"/dispatch/visits/{stop['visit_id']}/depart", {
             "caregiver_id": a.caregiver.caregiver_id, "at": self._now(),

@@ -44,6 +44,7 @@ class RunningSystem:
     services: frozenset[str]
     applications: dict[str, Any] = field(default_factory=dict)
     base_url: str | None = None  # set when served over a real port
+    serving: asyncio.Task[None] | None = None  # the HTTP server, when served
 
     @property
     def clock_controlled(self) -> bool:
@@ -118,7 +119,7 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
                 if (await client.get("/readyz")).status_code == 200:
                     break
             await asyncio.sleep(0.1)
-        yield RunningSystem(client, names, applications, base_url=base)
+        yield RunningSystem(client, names, applications, base_url=base, serving=serving)
     finally:
         await client.aclose()
         server.should_exit = True

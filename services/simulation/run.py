@@ -52,7 +52,7 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
                        host: str = "127.0.0.1", port: int = 8000, speed: float = 0.0,
                        broker: bool = True, progress: Progress = print,
                        plan_time_limit_s: float = 2.0, wait_s: float = 60.0,
-                       on_ready: Any = None) -> dict[str, Any]:
+                       on_ready: Any = None, linger: bool = False) -> dict[str, Any]:
     """Run the day in a fresh system under ``run_dir``; returns the summary (also written)."""
     from services.simulation.summary import summarise
 
@@ -65,6 +65,10 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
     async with running_system(run_dir / "stores", clock, services=services, serve=serve,
                               host=host, port=port, broker=broker) as system:
         client = system.client
+        if "dispatch" in system.applications:
+            # Replans (illness, overruns) search as long as the daily plan may.
+            system.applications["dispatch"].plan_time_limit_s = (
+                policy.routing_time_limit_s or plan_time_limit_s)
         if on_ready is not None:
             on_ready(system, d)
         if policy.entitlement_low_minutes is not None and "ledger" in system.services:
@@ -94,6 +98,12 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
         summary["policy"] = policy.name
         summary["loaded"] = loaded
         summary["refused"] = log.refused[:20]
-    (run_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1),
-                                          encoding="utf-8")
+        (run_dir / "summary.json").write_text(
+            json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+        if linger and system.serving is not None:
+            from services.simulation.summary import format_summary
+
+            progress(format_summary(summary))
+            progress(f"serving on {system.base_url} until Ctrl-C")
+            await system.serving  # until Ctrl-C stops the server
     return summary
