@@ -368,12 +368,12 @@ def route_stop_view(v: Visit, elder: Elder, entry: CatalogueEntry) -> dict[str, 
         "visit_id": v.visit_id, "state": v.state, "planned_start": v.planned_start,
         "planned_end": v.planned_end, "planned_minutes": v.planned_minutes,
         "elder_id": elder.elder_id, "elder_name": elder.name, "address": elder.address,
-        "phone": elder.phone, "lat": elder.lat, "lon": elder.lon,
+        "phone": elder.phone, "lat": v.home_lat, "lon": v.home_lon,
         "service_type": v.service_type, "tasks": list(entry.tasks),
         "needs_confirmation": v.needs_confirmation, "funding": v.funding,
         "checked_in_at": v.checked_in_at, "checked_out_at": v.checked_out_at,
         "needs_review": v.needs_review, "tasks_done": v.tasks_done,
-        "navigation_url": (f"https://uri.amap.com/marker?position={elder.lon},{elder.lat}"
+        "navigation_url": (f"https://uri.amap.com/marker?position={v.home_lon},{v.home_lat}"
                            f"&name={elder.name}"),
     }
 

@@ -366,12 +366,15 @@ class DispatchApplication(ServiceApplication):
                    plan_id: str | None = None) -> Visit:
         caregiver = self.get_caregiver(caregiver_id)
         visit_id = f"V-{order.order_id}"
+        # An SOS is served where the wearable was, not necessarily at home.
+        where = order.emergency_position or {"lat": elder.lat, "lon": elder.lon}
         visit = Visit(
             visit_id=visit_id, order_id=order.order_id, elder_id=elder.elder_id,
             service_area_id=elder.service_area_id, caregiver_id=caregiver.caregiver_id,
             caregiver_kind=caregiver.kind, provider_id=caregiver.provider_id,
             service_type=order.service_type, planned_start=start, planned_end=end,
-            home_lat=elder.lat, home_lon=elder.lon, use_time_credits=order.use_time_credits,
+            home_lat=where["lat"], home_lon=where["lon"],
+            use_time_credits=order.use_time_credits,
             time_credit_account_id=order.time_credit_account_id,
             out_of_pocket_agreed=order.out_of_pocket_agreed,
             correlation_id=order.correlation_id, needs_confirmation=entry.needs_confirmation,
@@ -463,9 +466,11 @@ class DispatchApplication(ServiceApplication):
         visit_id = f"V-{order.order_id}"
         day = order.requested_date
         start = max(now, order.window_start) if order.window_start else now
+        position = order.emergency_position
         job = Job(visit_id=visit_id, elder=elder, service_type=order.service_type, entry=entry,
                   duration=order.duration_minutes, priority=order.priority, subsidised=True,
-                  window_start=start, window_end=start + timedelta(hours=2))
+                  window_start=start, window_end=start + timedelta(hours=2),
+                  location=(position["lat"], position["lon"]) if position else None)
         # Windows as planned (the router keeps what started before now and starts nothing
         # earlier than now itself).
         problem = self._day_problem(elder.service_area_id, day, [job])
@@ -771,6 +776,7 @@ class DispatchApplication(ServiceApplication):
                 pinned_caregiver=v.caregiver_id if started else None,
                 pinned_start=v.checked_in_at if started else None,
                 current_caregiver=v.caregiver_id, current_start=v.planned_start,
+                location=(v.home_lat, v.home_lon),
             ))
         if include_orders:
             for order in self.list_orders(area, day):

@@ -46,6 +46,8 @@ class Job:
     pinned_start: datetime | None = None
     current_caregiver: str | None = None
     current_start: datetime | None = None
+    # Where the visit takes place when not at the elder's home (a wearable's SOS position).
+    location: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,8 @@ class DayProblem:
             ))
         r_visits = []
         for j in jobs:
-            r_visits.append(self._visit(j, location(j.elder.lat, j.elder.lon),
-                                        blacklisted_providers))
+            lat, lon = j.location or (j.elder.lat, j.elder.lon)
+            r_visits.append(self._visit(j, location(lat, lon), blacklisted_providers))
         modes = {c.travel_mode for c in r_caregivers} or {routing.TravelMode.EBIKE}
         matrices = routing.travel_times_for(routing.HaversineProvider(), points, modes)
         self.problem = routing.Problem(caregivers=tuple(r_caregivers), visits=tuple(r_visits),

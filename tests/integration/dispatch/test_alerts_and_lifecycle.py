@@ -214,13 +214,15 @@ def test_an_sos_is_scheduled_at_once_and_announced(app):
     app.clock.now = NINE + timedelta(hours=1)
     order, visit = app.place_order(PlaceOrder(
         elder_id="E-1", service_type=ServiceType.EMERGENCY, requested_date=DAY,
-        emergency=True, source="wearable_sos", emergency_position={"lat": 29.3, "lon": 120.07}))
+        emergency=True, source="wearable_sos", emergency_position={"lat": 29.31, "lon": 120.08}))
     assert visit is not None and visit.planned_start >= app.clock.now
-    assert visit.priority == "emergency" and order.emergency_position == {"lat": 29.3,
-                                                                         "lon": 120.07}
+    assert visit.priority == "emergency" and order.emergency_position == {"lat": 29.31,
+                                                                         "lon": 120.08}
     [alert] = app.list_alerts("A")
     assert (alert.kind, alert.severity, alert.visit_id) == ("emergency", "critical",
                                                             visit.visit_id)
+    # The geofence is around where the wearable was, not the elder's home.
+    assert (visit.home_lat, visit.home_lon) == (29.31, 120.08) != HOME
 
 
 def test_a_care_plan_stays_within_its_monthly_hours(app):
