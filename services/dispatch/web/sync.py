@@ -20,13 +20,14 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from services.dispatch.domain.sync_chain import ChainBreak, ChainRecord, first_break
 
-MAX_RECORDS = 500
+MAX_RECORDS = 200  # a day's queue is a few dozen records
 CONFLICT_ATTEMPTS = 5
 
 
 class SyncRecordIn(BaseModel):
     prev: str = Field(description="Hash of the record before this one (64 hex digits)")
-    payload: str = Field(max_length=20_000, description="The record's JSON text, as queued")
+    # Room for a signature (QueuedStep.signature) plus the rest of the record.
+    payload: str = Field(max_length=210_000, description="The record's JSON text, as queued")
     hash: str = Field(description="SHA-256 hex of prev + newline + payload")
 
 

@@ -235,8 +235,8 @@ def test_fast_phone_clock_is_flagged_and_its_refused_check_in_kept(page, site: S
 def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None:
     """Over HTTP, as a phone would send them: an intact batch is applied in order and each record
     answered (applied, rejected with its reason: another caregiver's visit, a time in the
-    future, an unreadable record); a batch with a broken link is refused whole with 409 and
-    the index where it broke, and nothing of it is applied."""
+    future, an unreadable record; a check-out with a long signature applied); a batch with a
+    broken link is refused whole with 409 and the index where it broke, nothing of it applied."""
     day = seed_day(site.app, "answers")
     other = seed_day(site.app, "answers-other")
     now = datetime.now(UTC)
@@ -248,10 +248,15 @@ def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None
                            "at": at.isoformat(), "lat": home[2], "lon": home[3],
                            "accuracy_m": 12}, ensure_ascii=False)
 
+    signed = json.dumps({
+        "kind": "check_out", "visit_id": day.visit_ids[0], "caregiver_id": day.caregiver_id,
+        "idempotency_key": "k-signed", "at": (now - timedelta(minutes=1)).isoformat(),
+        "lat": home[2], "lon": home[3], "tasks_done": [],
+        "signature": "<svg>" + "L1 2" * 8000 + "</svg>"})  # a long signature fits
     payloads = [step(day.visit_ids[0], now - timedelta(minutes=5)),
                 step(other.visit_ids[0], now - timedelta(minutes=4)),
                 step(day.visit_ids[1], now + timedelta(hours=1)),
-                "{not json"]
+                "{not json", signed]
     records, prev = [], GENESIS
     for payload in payloads:
         records.append(link(prev, payload))
@@ -265,11 +270,12 @@ def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None
     assert site.app.get_visit(day.visit_ids[0]).state == "scheduled"
 
     answers = httpx.post(f"{site.base_url}/dispatch/sync", json=batch).json()["results"]
-    assert [a["status"] for a in answers] == ["applied", "rejected", "rejected", "rejected"]
+    assert [a["status"] for a in answers] == [
+        "applied", "rejected", "rejected", "rejected", "applied"]
     assert "not assigned" in answers[1]["reason"]
     assert "future" in answers[2]["reason"]
     assert "unreadable" in answers[3]["reason"]
-    assert site.app.get_visit(day.visit_ids[0]).state == "checked_in"
+    assert site.app.get_visit(day.visit_ids[0]).confirmation == "signature"
     assert [site.app.get_visit(v).state for v in (other.visit_ids[0], day.visit_ids[1])] == [
         "scheduled", "scheduled"]
 

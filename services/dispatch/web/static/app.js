@@ -8,8 +8,8 @@ import { label, lang, setLang, t } from "./i18n.js";
 const TZ = "Asia/Shanghai"; // the area's local time; the route may say otherwise
 const $ = (selector) => document.querySelector(selector);
 const state = { caregiverId: localStorage.getItem("caregiver_id"), route: null, savedAt: null,
-  queue: [], syncing: null, blocked: null, fix: null, notice: null,
-  drafts: {} }; // what the caregiver has typed per visit, kept across re-renders
+  queue: [], syncing: null, resync: false, blocked: null, skew: 0, rejected: [],
+  drafts: {} }; // drafts: what the caregiver has typed per visit, kept across re-renders
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -59,6 +59,7 @@ async function getJSON(url) {
   return body;
 }
 
+// The route as the page keeps it (also in IndexedDB); the server's order is the route's order.
 function normalise(raw, caregiverId, day) {
   const visits = (raw.visits || []).map((v) => ({
     visit_id: v.visit_id, state: v.state, service_type: v.service_type,
@@ -67,7 +68,6 @@ function normalise(raw, caregiverId, day) {
     lat: Number(v.lat), lon: Number(v.lon), tasks: Array.isArray(v.tasks) ? v.tasks.map(String) : [],
     needs_confirmation: v.needs_confirmation ?? true, map_url: v.navigation_url ?? null,
   }));
-  visits.sort((a, b) => (a.planned_start < b.planned_start ? -1 : a.planned_start > b.planned_start ? 1 : 0));
   const st = raw.station ?? null;
   return { caregiver_id: caregiverId, date: day, timezone: raw.timezone || TZ,
     caregiver_name: raw.name ?? caregiverId, area: raw.service_area_id ?? null,
@@ -131,10 +131,9 @@ function locate() {
 
 async function step(kind, visit, extra = {}) {
   const at = new Date().toISOString(); // the moment of the tap, not of the sync
-  const placed = kind !== "depart"; // leaving needs no position; arriving and leaving do
+  const placed = kind !== "depart"; // setting off needs no position; check-in/out do
   if (placed) notify(t("locating"));
   const fix = placed ? await locate() : null;
-  state.fix = fix;
   try {
     await enqueue({ kind, visit_id: visit.visit_id, caregiver_id: state.caregiverId,
       idempotency_key: crypto.randomUUID(), at, lat: fix?.lat ?? null, lon: fix?.lon ?? null,
@@ -239,18 +238,31 @@ function follow() {
   const area = state.route?.area;
   if (!area || !("EventSource" in window) || stream?.area === area) return;
   stream?.source.close();
-  const source = new EventSource(`/dispatch/areas/${encodeURIComponent(area)}/stream`);
+  // Resume after the last event this phone saw, so a reload does not replay the area's day.
+  const seen = `stream:${area}`;
+  const after = Number(localStorage.getItem(seen)) || 0;
+  const source = new EventSource(`/dispatch/areas/${encodeURIComponent(area)}/stream`
+    + (after ? `?after=${after}` : ""));
+  const remember = (event) => { if (event.lastEventId) localStorage.setItem(seen, event.lastEventId); };
+  for (const kind of ["alert", "proposal"]) source.addEventListener(kind, remember);
   source.addEventListener("visit", (event) => {
+    remember(event);
     const visit = JSON.parse(event.data);
     if (visit.caregiver_id === state.caregiverId
         || state.route?.visits.some((v) => v.visit_id === visit.visit_id)) refresh();
+  });
+  // Reconnect by hand: the browser's own retry would resend the first ?after= again.
+  source.addEventListener("error", () => {
+    source.close();
+    if (stream?.source !== source) return;
+    stream = null;
+    setTimeout(() => { if (!stream) follow(); }, 3000);
   });
   stream = { area, source };
 }
 
 // View ---------------------------------------------------------------------------------------
 function notify(text, kind = "") {
-  state.notice = { text, kind };
   const box = $("#notice");
   box.textContent = text;
   box.className = `notice ${kind}`;
