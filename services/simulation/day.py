@@ -281,11 +281,21 @@ class DaySimulator:
             a.queue.append((path, body))
             self.log.queued_records += 1
             return True
-        r = await self.client.post(path, json=body)
+        r = await self._post(path, body)
         if r.status_code >= 400:
             self.log.refused.append(f"{path} {r.status_code}: {r.text[:200]}")
             return False
         return True
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST, retried when dispatch says the visit changed concurrently (a funding answer
+        consumed at the same moment): the phone would simply send again."""
+        for attempt in range(5):
+            r = await self.client.post(path, json=body)
+            if r.status_code != 409 or "ConcurrentChange" not in r.text:
+                return r
+            await asyncio.sleep(0.05 * (attempt + 1))
+        return r
 
     # Noise -----------------------------------------------------------------------------------
     async def _fall_ill(self, a: Agent) -> None:
@@ -305,7 +315,7 @@ class DaySimulator:
         a.offline_until = None
         queued, a.queue = a.queue, []
         for path, body in queued:
-            r = await self.client.post(path, json=body)
+            r = await self._post(path, body)
             if r.status_code >= 400:
                 self.log.refused.append(f"sync {path} {r.status_code}: {r.text[:200]}")
             else:

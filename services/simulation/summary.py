@@ -68,7 +68,10 @@ async def summarise(client: httpx.AsyncClient, d: District, *,
         "orders": len(orders), "unassigned_orders": len(unassigned),
         "visits": {"planned": len(visits), "done": done, "cancelled": cancelled,
                    "missed": missed, "open": len(visits) - done - cancelled - missed,
-                   "late": len(late), "on_time": on_time, "by_state": by_state},
+                   "late": len(late), "on_time": on_time, "by_state": by_state,
+                   "not_done": [{"visit_id": v["visit_id"], "state": v["state"],
+                                 "caregiver_id": v["caregiver_id"]}
+                                for v in visits if v["state"] in NOT_DONE]},
         "on_time_rate": round(on_time / demanded, 4) if demanded else 1.0,
         "travel_minutes": {"planned": (plan or {}).get("travel_minutes"),
                            "actual": getattr(log, "actual_travel_minutes", None)},
@@ -82,14 +85,18 @@ async def summarise(client: httpx.AsyncClient, d: District, *,
                                            for v in paid], wait_s)
         by_source: dict[str, int] = {}
         unfunded = 0
+        unfunded_visits = {}
         for c in charges.values():
             unfunded += c["unfunded_minutes"]
+            if c["unfunded_minutes"]:
+                unfunded_visits[c["visit_id"]] = c["unfunded_minutes"]
             for leg in c["legs"]:
                 by_source[leg["source"]] = by_source.get(leg["source"], 0) + leg["minutes"]
         charged = sum(by_source.values())
         summary["ledger"] = {
             "visits_charged": len(charges), "charged_minutes": charged,
-            "unfunded_minutes": unfunded, "hours_by_source": {
+            "unfunded_minutes": unfunded, "unfunded_visits": unfunded_visits,
+            "hours_by_source": {
                 k: round(m / 60, 2) for k, m in sorted(by_source.items())},
             "minutes_by_source": dict(sorted(by_source.items())),
             "trial_balance": (await _json(client, "/ledger/trial-balance") or {}).get(
