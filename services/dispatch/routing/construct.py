@@ -7,6 +7,7 @@ insertion heuristics cannot keep the two halves of a pair together), and a plan 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from .problem import Problem, Visit
@@ -101,19 +102,22 @@ def construct(problem: Problem, visits: Sequence[Visit], allowed: dict[str, list
     return states, left
 
 
-def fit_breaks(problem: Problem, states: Sequence[RouteState],
-               allowed: dict[str, list[int]]) -> list[Visit]:
+def fit_breaks(problem: Problem, states: Sequence[RouteState], allowed: dict[str, list[int]],
+               deadline: float | None = None) -> list[Visit] | None:
     """Give every route its break (routes optimised without break intervals).
 
     Where a break does not fit, visits come off the route (single-caregiver ones first, lowest
     priority first, preferring one whose removal makes room; a two-caregiver visit leaves both
-    routes) and are re-inserted elsewhere when possible. Returns the visits left without a place.
+    routes) and are re-inserted elsewhere when possible. Returns the visits left without a place,
+    or None when ``deadline`` (time.monotonic()) passed first.
     """
     visits = problem.visits_by_id()
     removed: list[Visit] = []
     for st in states:
         if st.cg.rest_break is None:
             continue
+        if deadline is not None and time.monotonic() > deadline:
+            return None
         place_break(st)
         while not any(it.kind == "break" for it in st.items):
             victim = _break_victim(st, visits)
@@ -129,6 +133,8 @@ def fit_breaks(problem: Problem, states: Sequence[RouteState],
     everyone = range(len(problem.caregivers))
     left = []
     for visit in insertion_order(removed):
+        if deadline is not None and time.monotonic() > deadline:
+            return None
         if insert_visit(states, visit, allowed.get(visit.id, everyone)) is None:
             left.append(visit)
     return left

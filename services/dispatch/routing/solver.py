@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from google.protobuf import text_format
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
@@ -94,6 +95,9 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
     if initial_routes is not None or has_pairs or has_breaks or mixed_priorities:
         states = _construct(model, initial_routes)
     fallback = _plan_from_states(model, states, 0.0) if states is not None else None
+    if fallback is not None and time.monotonic() > deadline - 0.5 * time_limit_s:
+        # The construction alone ate half the budget (a busy machine): it is the plan.
+        return _with_seconds(fallback, time.monotonic() - t0)
     pair_starts = None
     if states is not None and breaks_in_model:
         pair_starts = {it.visit_id: it.wins[0][0] for st in states for it in st.items
@@ -122,7 +126,12 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
             for v in problem.visits if v.id in model.visit_nodes),
             solve_seconds=time.monotonic() - t0, status=PlanStatus.NO_SOLUTION)
     if has_breaks and not breaks_in_model:
-        plan = _extract_placing_breaks(built, model, solution, t0)
+        placed = _extract_placing_breaks(built, model, solution, t0, deadline)
+        if placed is None:
+            assert fallback is not None  # breaks always come with a construction
+            log.warning("no time left to fit breaks into the optimised routes")
+            return _with_seconds(fallback, time.monotonic() - t0)
+        plan = placed
     else:
         plan = _extract(built, model, solution, time.monotonic() - t0)
     if fallback is not None and _worse(plan, fallback, model):
@@ -368,21 +377,20 @@ def _build(model: _Model, seed: int, pair_starts: dict[str, int] | None = None,
     routing = pywrapcp.RoutingModel(manager)
     size = routing.Size() + n_veh
     idx_node = [manager.IndexToNode(i) for i in range(size)]
-    locs = [nodes[k].location for k in idx_node]
-    service = [nodes[k].service for k in idx_node]
+    locs_np = np.asarray([nodes[k].location for k in idx_node], dtype=np.int64)
+    service_np = np.asarray([nodes[k].service for k in idx_node], dtype=np.int64)
 
     modes = sorted({c.travel_mode for c in p.caregivers})
     time_cb: dict[str, int] = {}
     cost_cb: dict[str, int] = {}
     for mode in modes:
         mat = p.travel_times[mode]
-        rows = [mat[a] for a in locs]
-        travel = [[int(row[b]) for b in locs] for row in rows]
+        # numpy: building 1,200 x 1,200 matrices in Python loops takes seconds on a busy box.
+        travel_np = np.asarray(mat, dtype=np.int64)[np.ix_(locs_np, locs_np)]
         time_cb[mode] = routing.RegisterTransitMatrix(
-            [[s + t for t in r] for s, r in zip(service, travel, strict=True)])
-        w = opts.travel_weight
+            (travel_np + service_np[:, None]).tolist())
         cost_cb[mode] = routing.RegisterTransitMatrix(
-            travel if w == 1 else [[w * t for t in r] for r in travel])
+            (travel_np * opts.travel_weight).tolist())
     for v, cg in enumerate(p.caregivers):
         routing.SetArcCostEvaluatorOfVehicle(cost_cb[cg.travel_mode], v)
 
@@ -621,7 +629,8 @@ def _sequences(built: _Built, model: _Model, solution) -> list[list[tuple[_Node,
     return out
 
 
-def _extract_placing_breaks(built: _Built, model: _Model, solution, t0: float) -> Plan:
+def _extract_placing_breaks(built: _Built, model: _Model, solution, t0: float,
+                            deadline: float) -> Plan | None:
     """Routes optimised without break intervals: rebuild them, then fit every break."""
     p = model.problem
     states = []
@@ -636,8 +645,9 @@ def _extract_placing_breaks(built: _Built, model: _Model, solution, t0: float) -
                 pair = len(model.visit_nodes[node.visit.id]) == 2
                 items.append(visit_item(node.visit, node.copy, start if pair else None))
         states.append(RouteState(p, p.caregivers[v], items))
-    left = fit_breaks(p, states, model.allowed_by_visit)
-    del left  # reported below as unassigned, like every visit not on a route
+    left = fit_breaks(p, states, model.allowed_by_visit, deadline)
+    if left is None:  # out of time
+        return None
     return _plan_from_states(model, states, time.monotonic() - t0)
 
 
