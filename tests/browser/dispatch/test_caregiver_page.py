@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from services.dispatch.domain.sync_chain import GENESIS, link
+from services.dispatch.domain.sync_chain import GENESIS, link, record_hash
 from tests.browser.dispatch.conftest import TZ, Day, Site, seed_day
 
 pytestmark = pytest.mark.browser
@@ -204,6 +204,13 @@ def test_tampered_queue_record_is_refused(page, site: Site, screenshot_dir) -> N
       record.payload = JSON.stringify(step);
       await new Promise((ok) => { const r = store().put(record); r.onsuccess = () => ok(); });
     }""")
+    # The phone's WebCrypto hash and the server's rule agree, non-ASCII text included.
+    payload = '{"note":"王秀英 ✓"}'
+    in_page = page.evaluate("""async (payload) => {
+      const { GENESIS, sha256hex } = await import("/dispatch/app/queue.js");
+      return sha256hex(`${GENESIS}\n${payload}`); }""", payload)
+    assert in_page == record_hash(GENESIS, payload)
+
     page.context.set_offline(False)
     page.click("#sync-now")
     page.wait_for_selector("#blocked:not([hidden])")
