@@ -117,7 +117,8 @@ GRAB_FROM_EDGE = 4
 def test_drag_and_drop_move_applied_and_one_refused(page, site: Site) -> None:  # type: ignore[no-untyped-def]
     """Dragging the nursing visit onto the carer (no nursing skill) is refused with the
     checker's reason and changes nothing; dragging a cleaning visit to the other employee at
-    15:00 is applied as a reschedule and redrawn in that lane."""
+    15:00 is applied as a reschedule and redrawn in that lane; its details panel then moves it
+    to 15:30 by keyboard."""
     seeded = seed_day(site, "drag")
     open_dashboard(page, site, seeded)
     app = site.app
@@ -148,6 +149,22 @@ def test_drag_and_drop_move_applied_and_one_refused(page, site: Site) -> None:  
     assert moved.planned_start.astimezone(TZ).strftime("%H:%M") == "15:00"
     assert moved.planned_minutes == cleaning.planned_minutes
     assert page.locator("#toast.ok").count() == 1
+
+    # Without dragging: the visit's details panel moves it to an exact time.
+    page.click(f".bar.planned[data-visit-id='{cleaning.visit_id}']")
+    panel = page.locator(f"#visit-panel[data-visit-id='{cleaning.visit_id}']")
+    panel.wait_for()
+    elder = app.get_elder(cleaning.elder_id)
+    assert elder.name in panel.locator("dd[data-field='elder']").inner_text()
+    assert panel.locator("dd[data-field='plannedTime']").inner_text().startswith("15:00")
+    loads = page.evaluate("Number(document.body.dataset.loaded)")
+    page.fill("#move-time", "15:30")
+    page.click("#move-go")
+    page.wait_for_function(f"Number(document.body.dataset.loaded) > {loads}")
+    again = app.get_visit(cleaning.visit_id)
+    assert (again.caregiver_id, again.planned_start.astimezone(TZ).strftime("%H:%M")) == (
+        other, "15:30")
+    assert panel.locator("dd[data-field='plannedTime']").inner_text().startswith("15:30")
 
 
 def test_alert_acknowledged(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]

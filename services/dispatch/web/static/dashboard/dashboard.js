@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const DISPATCHER = "调度员";
 const params = new URLSearchParams(location.search);
 const state = { view: null, stream: null, streamKey: null, chosenElder: null, reloadTimer: null,
-  proposal: null };
+  proposal: null, selected: null };
 window.dashboard = state; // for the browser tests and the curious: what is drawn
 
 async function call(method, url, body) {
@@ -94,7 +94,9 @@ function render() {
   const view = state.view;
   drawMap($("map"), view, { t, timeOf: clock });
   legend(view);
-  drawGantt($("gantt"), view, { t, word, minuteOf, clock, onMove: move });
+  drawGantt($("gantt"), view, { t, word, minuteOf, clock, onMove: move,
+    onSelect: (id) => { state.selected = id; renderVisit(); } });
+  renderVisit();
   renderUnassigned(view);
   renderAlerts(view);
   renderProposal();
@@ -187,6 +189,47 @@ function renderServices(view) {
     select.append(option);
   }
   if (chosen) select.value = chosen;
+}
+
+// The visit's details, and moving it without dragging (keyboard, exact time).
+function renderVisit() {
+  const panel = $("visit-panel");
+  const v = state.view.visits.find((x) => x.visit_id === state.selected);
+  panel.hidden = !v;
+  if (!v) return;
+  panel.dataset.visitId = v.visit_id;
+  const rows = [
+    ["elder", `${v.elder_name} (${v.elder_id})`], ["address", v.address || "—"],
+    ["service", `${word("services", v.service_type)} · ${v.planned_minutes}′`],
+    ["caregiver", nameOf(v.caregiver_id)], ["state", word("states", v.state)],
+    ["plannedTime", `${clock(v.planned_start)}–${clock(v.planned_end)}`],
+    ["actualTime", v.checked_in_at ? `${clock(v.checked_in_at)}–${v.checked_out_at ? clock(v.checked_out_at) : "…"}` : "—"],
+    ["funding", `${v.funding}${v.funding_detail ? ` (${v.funding_detail})` : ""}`],
+    ["problems", [v.check_in_problem, v.check_out_problem, ...(v.verification_problems || [])]
+      .filter(Boolean).join("; ") || "—"],
+  ];
+  const dl = $("visit-detail");
+  dl.replaceChildren();
+  for (const [key, value] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = t(key);
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    dd.dataset.field = key;
+    dl.append(dt, dd);
+  }
+  const form = $("visit-move");
+  form.hidden = !["scheduled", "en_route"].includes(v.state);
+  const select = $("move-caregiver");
+  select.replaceChildren();
+  for (const c of state.view.caregivers) {
+    const option = document.createElement("option");
+    option.value = c.caregiver_id;
+    option.textContent = c.name;
+    select.append(option);
+  }
+  select.value = v.caregiver_id;
+  $("move-time").value = clock(v.planned_start).slice(0, 5);
 }
 
 // KPIs ---------------------------------------------------------------------------------------
@@ -453,6 +496,12 @@ function start() {
   $("elder-search").addEventListener("input", searchElders);
   $("time-pref").addEventListener("change", () => { $("custom-window").hidden = $("time-pref").value !== "custom"; });
   $("order").addEventListener("submit", placeOrder);
+  $("visit-close").addEventListener("click", () => { state.selected = null; renderVisit(); });
+  $("visit-move").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const [h, m] = $("move-time").value.split(":").map(Number);
+    move(state.selected, $("move-caregiver").value, h * 60 + m);
+  });
   reload();
   // Time-driven alerts (late, missed, overrun) are raised by a sweep; the desk asks once a
   // minute (idempotent: an alert is raised once however often it runs).

@@ -11,7 +11,7 @@ function div(cls, parent, attrs = {}) {
   return node;
 }
 
-export function drawGantt(root, view, { t, word, minuteOf, clock, onMove }) {
+export function drawGantt(root, view, { t, word, minuteOf, clock, onMove, onSelect }) {
   root.replaceChildren();
   const mins = [7 * 60], maxs = [19 * 60];
   for (const c of view.caregivers) {
@@ -74,6 +74,7 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove }) {
       bar.style.left = pos(ps);
       bar.style.width = len(ps, pe);
       bar.style.borderColor = c.colour;
+      bar.addEventListener("click", () => onSelect(v.visit_id));
       bar.textContent = `${v.elder_name} · ${word("services", v.service_type)}`;
       bar.title = `${v.visit_id} ${clock(v.planned_start)}–${clock(v.planned_end)} ` +
         `${word("states", v.state)}${v.late ? " · " + t("late") : ""}${v.overrun ? " · " + t("overrun") : ""}`;
