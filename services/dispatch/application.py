@@ -357,13 +357,27 @@ class DispatchApplication(ServiceApplication):
                                 f"order {order.order_id} for {elder.name}: {reason}",
                                 self.clock(), elder_id=elder.elder_id)
             return [order, *alert]
+        partner = None
+        if order.staff_count == 2:
+            # The second caregiver must be free for exactly the same time.
+            others = [c for c in self._candidates(order, elder, entry)
+                      if c.caregiver_id != choice.caregiver_id]
+            try:
+                partner = assign(entry, order.duration_minutes, order.requested_date,
+                                 choice.start, choice.end, others, self.tz).caregiver_id
+            except NoCaregiverAvailable as reason:
+                order.mark_unassigned(reason=f"no second caregiver: {reason}")
+                return [order, *self._alert(
+                    AlertKind.UNASSIGNED, order.order_id, order.service_area_id,
+                    f"order {order.order_id} for {elder.name} needs two caregivers: {reason}",
+                    self.clock(), elder_id=elder.elder_id)]
         visit = self._new_visit(order, elder, entry, choice.caregiver_id, choice.start,
-                                choice.end)
+                                choice.end, partner_id=partner)
         return [order, visit]
 
     def _new_visit(self, order: ServiceOrder, elder: Elder, entry: CatalogueEntry,
                    caregiver_id: str, start: datetime, end: datetime,
-                   plan_id: str | None = None) -> Visit:
+                   plan_id: str | None = None, partner_id: str | None = None) -> Visit:
         caregiver = self.get_caregiver(caregiver_id)
         visit_id = f"V-{order.order_id}"
         # An SOS is served where the wearable was, not necessarily at home.
@@ -378,7 +392,7 @@ class DispatchApplication(ServiceApplication):
             time_credit_account_id=order.time_credit_account_id,
             out_of_pocket_agreed=order.out_of_pocket_agreed,
             correlation_id=order.correlation_id, needs_confirmation=entry.needs_confirmation,
-            priority=order.priority, plan_id=plan_id,
+            priority=order.priority, plan_id=plan_id, second_caregiver_id=partner_id,
         )
         order.mark_scheduled(visit_id=visit_id)
         return visit
@@ -390,7 +404,8 @@ class DispatchApplication(ServiceApplication):
         booked: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
         for v in self.list_visits(elder.service_area_id, day):
             if v.state not in (VisitState.CANCELLED, VisitState.NO_SHOW, VisitState.MISSED):
-                booked[v.caregiver_id].append((v.planned_start, v.planned_end))
+                for cid in v.caregiver_ids:
+                    booked[cid].append((v.planned_start, v.planned_end))
         out = []
         for c in self.list_caregivers(elder.service_area_id):
             shift_start, shift_end = c.shift_on(day)
@@ -487,7 +502,8 @@ class DispatchApplication(ServiceApplication):
                 if visit.state in NOT_STARTED and visit.reschedule(
                         caregiver_id=visit.caregiver_id, caregiver_kind=visit.caregiver_kind,
                         provider_id=visit.provider_id, planned_start=other.start,
-                        planned_end=other.end, reason=f"emergency {order.order_id} inserted"):
+                        planned_end=other.end, reason=f"emergency {order.order_id} inserted",
+                        second_caregiver_id=visit.second_caregiver_id):
                     aggregates.append(visit)
         else:
             aggregates = self._assign_now(order, elder, entry, earliest=start)
@@ -511,7 +527,7 @@ class DispatchApplication(ServiceApplication):
         self.index.catch_up()
         visits = [self.get_visit(v) for v in sorted(self._visits_by_day[(service_area_id, day)])]
         if caregiver_id is not None:
-            visits = [v for v in visits if v.caregiver_id == caregiver_id]
+            visits = [v for v in visits if caregiver_id in v.caregiver_ids]
         return sorted(visits, key=lambda v: (v.planned_start, v.visit_id))
 
     def caregiver_route(self, caregiver_id: str, day: date) -> tuple[Caregiver, list[Visit]]:
@@ -523,7 +539,7 @@ class DispatchApplication(ServiceApplication):
 
     def _visit_of_caregiver(self, visit_id: str, caregiver_id: str | None) -> Visit:
         visit = self.get_visit(visit_id)
-        if caregiver_id is not None and caregiver_id != visit.caregiver_id:
+        if caregiver_id is not None and caregiver_id not in visit.caregiver_ids:
             self.get_caregiver(caregiver_id)  # unknown caregiver: 404 rather than 409
             raise DispatchError(f"visit {visit_id} is not assigned to {caregiver_id} "
                                 f"(it is {visit.caregiver_id}'s)")
@@ -628,8 +644,9 @@ class DispatchApplication(ServiceApplication):
         """Other visits of the same caregiver whose actual times overlap this one's."""
         assert visit.checked_in_at and visit.checked_out_at
         out = []
-        for day in {self.local_day(visit.checked_in_at), self.local_day(visit.planned_start)}:
-            for other in self.list_visits(visit.service_area_id, day, visit.caregiver_id):
+        days = {self.local_day(visit.checked_in_at), self.local_day(visit.planned_start)}
+        for day, caregiver_id in ((d, c) for d in days for c in visit.caregiver_ids):
+            for other in self.list_visits(visit.service_area_id, day, caregiver_id):
                 if other.visit_id == visit.visit_id or other.checked_in_at is None:
                     continue
                 other_end = other.checked_out_at or other.checked_in_at
@@ -773,9 +790,11 @@ class DispatchApplication(ServiceApplication):
                 service_type=v.service_type, entry=catalogue[v.service_type],
                 duration=duration, priority=v.priority, subsidised=order.subsidised,
                 window_start=order.window_start, window_end=order.window_end,
+                staff_count=2 if v.second_caregiver_id else 1,
                 pinned_caregiver=v.caregiver_id if started else None,
                 pinned_start=v.checked_in_at if started else None,
-                current_caregiver=v.caregiver_id, current_start=v.planned_start,
+                current_caregiver=v.caregiver_id, current_partner=v.second_caregiver_id,
+                current_start=v.planned_start,
                 location=(v.home_lat, v.home_lon),
             ))
         if include_orders:
@@ -825,17 +844,20 @@ class DispatchApplication(ServiceApplication):
                 order = self.get_order(visit_id.removeprefix("V-"))
                 changed += [order, self._new_visit(order, job.elder, job.entry,
                                                    where.caregiver_id, where.start, where.end,
-                                                   plan_id=plan_id)]
+                                                   plan_id=plan_id, partner_id=where.partner_id)]
             elif visit.state in NOT_STARTED:
                 caregiver = self.get_caregiver(where.caregiver_id)
                 if visit.reschedule(caregiver_id=caregiver.caregiver_id,
                                     caregiver_kind=caregiver.kind,
                                     provider_id=caregiver.provider_id, planned_start=where.start,
-                                    planned_end=where.end, reason=reason, plan_id=plan_id):
+                                    planned_end=where.end, reason=reason, plan_id=plan_id,
+                                    second_caregiver_id=where.partner_id):
                     changed.append(visit)
         when = now or self.clock()
         for visit_id, why in result.unassigned.items():
             visit = self.get_or_none(Visit.create_id(visit_id))
+            if visit is not None and visit.state not in NOT_STARTED:
+                continue  # under way: it stays as it is
             if visit is None:
                 order = self.get_order(visit_id.removeprefix("V-"))
                 if order.state is not OrderState.UNASSIGNED:
@@ -885,13 +907,16 @@ class DispatchApplication(ServiceApplication):
             job = problem.jobs[visit_id]
             if job.pinned_caregiver:
                 continue
-            if (where.caregiver_id, where.start) != (job.current_caregiver, job.current_start):
+            if (where.caregiver_id, where.partner_id, where.start) != (
+                    job.current_caregiver, job.current_partner, job.current_start):
                 moves.append({"visit_id": visit_id, "caregiver_id": where.caregiver_id,
+                              "second_caregiver_id": where.partner_id,
                               "previous_caregiver_id": job.current_caregiver,
                               "planned_start": where.start.isoformat(),
                               "planned_end": where.end.isoformat()})
         for visit_id, why in sorted(result.unassigned.items()):
-            unassigned.append({"visit_id": visit_id, "reason": why})
+            if problem.jobs[visit_id].pinned_start is None:  # what is under way stays
+                unassigned.append({"visit_id": visit_id, "reason": why})
         proposal = ReplanProposal(proposal_id=f"R-{uuid4().hex[:10]}",
                                   service_area_id=service_area_id, day=day, reason=reason,
                                   moves=moves, unassigned=unassigned, proposed_at=now)
@@ -938,7 +963,8 @@ class DispatchApplication(ServiceApplication):
                                 provider_id=caregiver.provider_id,
                                 planned_start=datetime.fromisoformat(move["planned_start"]),
                                 planned_end=datetime.fromisoformat(move["planned_end"]),
-                                reason=proposal.reason, plan_id=proposal.proposal_id):
+                                reason=proposal.reason, plan_id=proposal.proposal_id,
+                                second_caregiver_id=move.get("second_caregiver_id")):
                 changed.append(visit)
         for item in proposal.unassigned:
             visit = self.get_or_none(Visit.create_id(item["visit_id"]))

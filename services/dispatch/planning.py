@@ -45,6 +45,7 @@ class Job:
     pinned_caregiver: str | None = None
     pinned_start: datetime | None = None
     current_caregiver: str | None = None
+    current_partner: str | None = None
     current_start: datetime | None = None
     # Where the visit takes place when not at the elder's home (a wearable's SOS position).
     location: tuple[float, float] | None = None
@@ -56,6 +57,7 @@ class Placement:
     caregiver_id: str
     start: datetime
     end: datetime
+    partner_id: str | None = None  # the second caregiver of a two-person visit
 
 
 @dataclass
@@ -91,6 +93,14 @@ class DayProblem:
             return index[key]
 
         available_until = available_until or {}
+        # Caregivers already at a visit were on their way earlier than their shift may say.
+        earliest_pinned: dict[str, int] = {}
+        for j in jobs:
+            if j.pinned_start is not None:
+                for cid in (j.pinned_caregiver, j.current_partner):
+                    if cid:
+                        earliest_pinned[cid] = min(earliest_pinned.get(cid, 24 * 60),
+                                                   self.minute(j.pinned_start))
         self.caregivers: dict[str, Caregiver] = {}
         r_caregivers = []
         for c in caregivers:
@@ -98,6 +108,8 @@ class DayProblem:
                 continue  # never dispatch an expired certificate, nor on a day off
             start_t, end_t = c.shift_on(day)
             start = max(self.minute(datetime.combine(day, start_t, tz)), 0)
+            if c.caregiver_id in earliest_pinned:
+                start = max(0, min(start, earliest_pinned[c.caregiver_id] - 60))
             end = self.minute(datetime.combine(day, end_t, tz))
             if c.caregiver_id in available_until:
                 end = min(end, self.minute(available_until[c.caregiver_id]))
@@ -136,6 +148,9 @@ class DayProblem:
                 excluded.add(c.caregiver_id)
             if j.subsidised and c.provider_id in blacklisted:
                 excluded.add(c.caregiver_id)
+        if j.staff_count == 2 and j.pinned_caregiver:
+            # A started two-person visit keeps both its caregivers.
+            excluded |= set(self.caregivers) - {j.pinned_caregiver, j.current_partner}
         if j.pinned_start is not None:
             start = self.minute(j.pinned_start)
             windows = (routing.TimeWindow(start, start),)
@@ -153,12 +168,12 @@ class DayProblem:
             id=j.visit_id, elder_id=j.elder.elder_id, location=loc, windows=windows,
             duration=j.duration, required_skills=frozenset(j.entry.skills),
             min_certificate_level=2 if severe else 0,
-            staff_count=1,  # a second caregiver is arranged by the dispatcher (see README)
+            staff_count=j.staff_count,
             preferred_caregiver_ids=frozenset(j.elder.preferred_caregiver_ids),
             excluded_caregiver_ids=frozenset(excluded),
             gender_preference=routing.Gender(pref) if pref else None,
             priority=routing.Priority[j.priority.upper()],
-            pinned_caregiver=j.pinned_caregiver,
+            pinned_caregiver=j.pinned_caregiver if j.staff_count == 1 else None,
             pinned_start=self.minute(j.pinned_start) if j.pinned_start else None,
         )
 
@@ -166,9 +181,11 @@ class DayProblem:
         """The day as it stands (caregiver -> visits in planned order) to warm-start from."""
         routes: dict[str, list[tuple[datetime, str]]] = {}
         for j in self.jobs.values():
-            who = j.pinned_caregiver or j.current_caregiver
-            if who in self.caregivers and (j.pinned_start or j.current_start):
-                routes.setdefault(who, []).append((j.pinned_start or j.current_start, j.visit_id))
+            for who in dict.fromkeys([j.pinned_caregiver or j.current_caregiver,
+                                      j.current_partner]):
+                if who in self.caregivers and (j.pinned_start or j.current_start):
+                    routes.setdefault(who, []).append(
+                        (j.pinned_start or j.current_start, j.visit_id))
         return {c: [v for _, v in sorted(stops)] for c, stops in routes.items()}
 
     def read(self, plan: routing.Plan) -> DayPlan:
@@ -178,8 +195,11 @@ class DayProblem:
             for stop in route.stops:
                 if stop.kind is not routing.StopKind.VISIT or not stop.visit_id:
                     continue
-                if stop.visit_id in out.placements:
-                    continue  # the second caregiver of a two-person visit
+                first = out.placements.get(stop.visit_id)
+                if first is not None:  # the second caregiver of a two-person visit
+                    out.placements[stop.visit_id] = dataclasses.replace(
+                        first, partner_id=route.caregiver_id)
+                    continue
                 out.placements[stop.visit_id] = Placement(
                     stop.visit_id, route.caregiver_id, self.at(stop.start), self.at(stop.end))
         for u in plan.unassigned:

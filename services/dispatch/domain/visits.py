@@ -223,8 +223,11 @@ class Visit(Aggregate):
         needs_confirmation: bool = True,
         priority: str = Priority.ENTITLED_CARE,
         plan_id: str | None = None,
+        second_caregiver_id: str | None = None,
     ) -> None:
         self.visit_id = visit_id
+        # Two-person care (e.g. bathing a bed-bound elder): both start together.
+        self.second_caregiver_id = second_caregiver_id
         self.order_id = order_id
         self.elder_id = elder_id
         self.service_area_id = service_area_id
@@ -269,6 +272,10 @@ class Visit(Aggregate):
     @property
     def planned_minutes(self) -> int:
         return math.ceil((self.planned_end - self.planned_start).total_seconds() / 60)
+
+    @property
+    def caregiver_ids(self) -> list[str]:
+        return [c for c in (self.caregiver_id, self.second_caregiver_id) if c]
 
     @property
     def location_verified(self) -> bool:
@@ -521,23 +528,28 @@ class Visit(Aggregate):
 
     def reschedule(self, *, caregiver_id: str, caregiver_kind: CaregiverKind,
                    provider_id: str | None, planned_start: datetime, planned_end: datetime,
-                   reason: str, plan_id: str | None = None) -> bool:
+                   reason: str, plan_id: str | None = None,
+                   second_caregiver_id: str | None = None) -> bool:
         """Move to another caregiver or time; False when nothing would change."""
         _require(self.state, "reschedule")
-        if (caregiver_id, planned_start, planned_end) == (
-                self.caregiver_id, self.planned_start, self.planned_end):
+        if (caregiver_id, second_caregiver_id, planned_start, planned_end) == (
+                self.caregiver_id, self.second_caregiver_id, self.planned_start,
+                self.planned_end):
             return False
         self._rescheduled(caregiver_id=caregiver_id, caregiver_kind=caregiver_kind,
                           provider_id=provider_id, planned_start=planned_start,
                           planned_end=planned_end, reason=reason, plan_id=plan_id,
-                          previous_caregiver_id=self.caregiver_id)
+                          previous_caregiver_id=self.caregiver_id,
+                          second_caregiver_id=second_caregiver_id)
         return True
 
     @event("Rescheduled")
     def _rescheduled(self, caregiver_id: str, caregiver_kind: CaregiverKind,
                      provider_id: str | None, planned_start: datetime, planned_end: datetime,
-                     reason: str, plan_id: str | None, previous_caregiver_id: str) -> None:
+                     reason: str, plan_id: str | None, previous_caregiver_id: str,
+                     second_caregiver_id: str | None = None) -> None:
         self.caregiver_id = caregiver_id
+        self.second_caregiver_id = second_caregiver_id
         self.caregiver_kind = CaregiverKind(caregiver_kind)
         self.provider_id = provider_id
         self.planned_start, self.planned_end = planned_start, planned_end

@@ -137,3 +137,32 @@ def test_the_catalogue_per_area_is_editable(area):
     route = area.get(f"/dispatch/caregivers/{visit['caregiver_id']}/route?date={DAY}").json()
     assert route["visits"][0]["tasks"] == ["擦窗"]
     assert start + timedelta(minutes=90) == datetime.fromisoformat(visit["planned_end"])
+
+
+def test_a_two_person_visit_gets_two_caregivers_at_once(area, dispatch_app):
+    """Bathing set to two staff: one order takes two bathers for the same time (both see it on
+    their route, either may check in); without a second bather it stays unassigned; the daily
+    plan places a two-person visit with two caregivers too."""
+    area.post("/dispatch/caregivers/C-1/certificate", json={"expires": "2027-11-10"})
+    area.patch(f"/dispatch/areas/{AREA}/catalogue/bathing", json={"staff_count": 2})
+    alone = _order(area, "E-1", "bathing")
+    assert alone["visit"] is None and "no second caregiver" in \
+        alone["order"]["unassigned_reason"]
+    dispatch_app.register_caregiver(
+        caregiver_id="C-3", name="孙", kind="employee", service_area_id=AREA,
+        skills=["bathing"], station_lat=29.305, station_lon=120.0745, provider_id="P-1",
+        certificate_expires=date(2028, 1, 1))
+    visit = _order(area, "E-2", "bathing")["visit"]
+    assert {visit["caregiver_id"], visit["second_caregiver_id"]} == {"C-1", "C-3"}
+    for who in ("C-1", "C-3"):
+        route = area.get(f"/dispatch/caregivers/{who}/route?date={DAY}").json()
+        assert [s["visit_id"] for s in route["visits"]] == [visit["visit_id"]]
+    r = area.post(f"/dispatch/visits/{visit['visit_id']}/check-in", json={
+        "caregiver_id": "C-3", "at": visit["planned_start"], "lat": 29.3121, "lon": 120.0822})
+    assert r.status_code == 200, r.text
+    _order(area, "E-3", "bathing", await_plan=True, order_id="O-pair",
+           window_start="2026-11-16T14:00:00+08:00", window_end="2026-11-16T17:00:00+08:00")
+    plan = area.post(f"/dispatch/areas/{AREA}/plans?date={DAY}&time_limit_s=1").json()
+    assert "V-O-pair" in plan["scheduled"] and plan["unassigned"] == {}, plan
+    paired = area.get("/dispatch/visits/V-O-pair").json()
+    assert {paired["caregiver_id"], paired["second_caregiver_id"]} == {"C-1", "C-3"}
