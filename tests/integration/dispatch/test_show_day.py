@@ -220,6 +220,11 @@ def test_a_whole_day_of_one_area(client, dispatch_app):
     assert final[welfare]["location_verified"] and final[welfare]["actual_minutes"] == 20
     late = {a["alert_id"] for a in day.alerts() if a["kind"] == "late_start"}
     assert late == {f"late_start:{bathing}/15"}
+    r = c.post(f"/dispatch/alerts/late_start:{bathing}/15/acknowledge",
+               json={"by": "dispatcher-li", "note": "traffic"})
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "dispatcher-li"
+    assert f"late_start:{bathing}/15" not in {
+        a["alert_id"] for a in c.get(f"/dispatch/areas/{AREA}/alerts?open=true").json()}
     assert not any(a["kind"] == "missed" for a in day.alerts())
     # Other days of the care plan are untouched by the day's events.
     tuesday = c.get("/dispatch/areas/test-area/orders?date=2026-11-17").json()
