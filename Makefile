@@ -1,5 +1,6 @@
 # Two commands do all setup on a fresh machine:
-#   make demo   start the whole system with demo data (http://127.0.0.1:8000/docs)
+#   make demo   start the system, generate a district, plan and simulate a day, print a summary
+#               (the dashboard and API stay up on http://127.0.0.1:8000 while it runs)
 #   make test   install what the tests need and run them
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deploy-check lint unit bench-router bench-homecare contracts clean
+.PHONY: demo up test deploy-check lint unit bench-router bench-homecare contracts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,9 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed-test
+	$(BIN)/homecare demo --port $(PORT) $(ARGS)
+
+up: $(VENV)/.installed-test
 	$(BIN)/homecare up --port $(PORT)
 
 $(CHROMIUM):
