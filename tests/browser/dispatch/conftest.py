@@ -7,6 +7,7 @@ worker" from "served by the network".
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -42,6 +43,7 @@ class Site:
     base_url: str
     app: DispatchApplication
     requests: list[str] = field(default_factory=list)
+    route_delay_s: float = 0.0  # a weak signal: route answers that take this long
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     @http.middleware("http")
     async def count(request: Request, call_next):  # type: ignore[no-untyped-def]
         served.requests.append(f"{request.method} {request.url.path}")
+        if served.route_delay_s and request.url.path.endswith("/route"):
+            await asyncio.sleep(served.route_delay_s)
         return await call_next(request)
 
     server = uvicorn.Server(uvicorn.Config(http, host="127.0.0.1", port=port, log_level="warning"))

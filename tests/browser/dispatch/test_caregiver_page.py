@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -237,6 +238,23 @@ def test_fast_phone_clock_is_flagged_and_its_refused_check_in_kept(page, site: S
     assert site.app.get_visit(day.visit_ids[0]).state == "scheduled"
     page.reload()  # kept on the phone
     page.wait_for_selector("#rejected:not([hidden])")
+
+
+def test_weak_signal_falls_back_to_the_saved_route(page, site: Site) -> None:  # type: ignore[no-untyped-def]
+    """With a signal too weak to answer (the route takes longer than the service worker waits),
+    the page shows the saved route within a few seconds instead of hanging."""
+    day = seed_day(site.app, "weak")
+    sign_in(page, site, day)
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    site.route_delay_s = 8
+    try:
+        started = time.monotonic()
+        page.reload()
+        page.wait_for_selector("#saved:not([hidden])", timeout=7_000)
+        assert time.monotonic() - started < 7
+        assert page.locator(".visit").count() == 3
+    finally:
+        site.route_delay_s = 0
 
 
 def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None:

@@ -1,8 +1,8 @@
 // Service worker of the caregiver page: the app shell and the last route stay usable offline.
 // Network first (a caregiver should see today's changes when there is signal), the cache when
 // the network fails. Only GETs are touched: check-ins travel through the page's own queue.
-const SHELL = "caregiver-shell-v2";
-const DATA = "caregiver-data-v2";
+const SHELL = "caregiver-shell-v3";
+const DATA = "caregiver-data-v3";
 const ASSETS = ["./", "app.js", "queue.js", "i18n.js", "map.js", "app.css", "icon.svg",
   "manifest.webmanifest"];
 
@@ -27,30 +27,44 @@ function isRoute(url) {
   return /^\/dispatch\/caregivers\/[^/]+\/route$/.test(url.pathname);
 }
 
+// A weak signal can keep a request hanging: after this long, answer from the cache and let the
+// network finish in the background (it refreshes the cache for the next time).
+const NETWORK_WAIT_MS = 4000;
+
+function fromCache(cached) {
+  // Say so, with when the server sent it: the page shows "offline, saved at ...".
+  const headers = new Headers(cached.headers);
+  headers.set("X-Served-From-Cache", cached.headers.get("Date") || "unknown");
+  return new Response(cached.body, { status: cached.status, statusText: cached.statusText,
+    headers });
+}
+
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== location.origin) return;
   const shell = url.pathname.startsWith(new URL("./", self.registration.scope).pathname);
   if (!shell && !isRoute(url)) return;
+  // The shell ignores the query (?date=); a route is kept per caregiver and date.
+  const key = shell ? url.pathname : request;
+  const network = (async () => {
+    const response = await fetch(request);
+    if (response.ok) {
+      const cache = await caches.open(shell ? SHELL : DATA);
+      await cache.put(key, response.clone());
+      if (!shell) await forgetOtherDays(cache, url); // keep only the last route per caregiver
+    }
+    return response;
+  })();
+  event.waitUntil(network.catch(() => undefined));
   event.respondWith((async () => {
-    const cache = await caches.open(shell ? SHELL : DATA);
     try {
-      const response = await fetch(request);
-      if (response.ok) {
-        await cache.put(shell ? url.pathname : request, response.clone());
-        if (!shell) await forgetOtherDays(cache, url); // keep only the last route per caregiver
-      }
-      return response;
+      return await Promise.race([network, new Promise((_, reject) => {
+        setTimeout(() => reject(new Error("network too slow")), NETWORK_WAIT_MS);
+      })]);
     } catch (error) {
-      // The shell ignores the query (?date=); a route is kept per caregiver and date.
-      const cached = shell ? await cache.match(url.pathname) : await cache.match(request);
-      if (!cached) throw error;
-      // Say so, with when the server sent it: the page shows "offline, saved at ...".
-      const headers = new Headers(cached.headers);
-      headers.set("X-Served-From-Cache", cached.headers.get("Date") || "unknown");
-      return new Response(cached.body, { status: cached.status, statusText: cached.statusText,
-        headers });
+      const cached = await (await caches.open(shell ? SHELL : DATA)).match(key);
+      return cached ? fromCache(cached) : network; // nothing saved: wait for the network
     }
   })());
 });
