@@ -383,7 +383,7 @@ function renderProposal() {
       const td = document.createElement("td");
       td.textContent = text;
       if (i === 1) td.className = "was";
-      if (i === 3) td.className = "now";
+      if (i === 3) td.className = "new";
       tr.append(td);
     }
     table.append(tr);

@@ -45,7 +45,7 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove, onSele
     label.innerHTML = `<span class="swatch" style="background:${c.colour}"></span>`;
     label.append(c.name);
     const small = document.createElement("small");
-    small.textContent = c.unavailable ? `${t("unavailable")}: ${c.unavailable}`
+    small.textContent = c.unavailable ? `${t("unavailable")}: ${word("off", c.unavailable)}`
       : `${c.shift_start}–${c.shift_end}`;
     label.append(small);
     const track = div("track", lane);
@@ -75,7 +75,8 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove, onSele
       bar.style.width = len(ps, pe);
       bar.style.borderColor = c.colour;
       bar.addEventListener("click", () => onSelect(v.visit_id));
-      bar.textContent = `${v.elder_name} · ${word("services", v.service_type)}`;
+      bar.textContent = `${v.priority === "emergency" ? t("sos") : ""}${v.elder_name} · ` +
+        word("services", v.service_type);
       bar.title = `${v.visit_id} ${clock(v.planned_start)}–${clock(v.planned_end)} ` +
         `${word("states", v.state)}${v.late ? " · " + t("late") : ""}${v.overrun ? " · " + t("overrun") : ""}`;
       if (MOVABLE.has(v.state)) {
