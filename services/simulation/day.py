@@ -48,6 +48,7 @@ class Agent:
     idle: bool = False
     token: int = 0
     offline_until: datetime | None = None
+    loses_signal: bool = False  # the next record finds no network (a village without signal)
     queue: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     travel_minutes: int = 0
     visits: int = 0
@@ -65,6 +66,7 @@ class DayLog:
     synced_records: int = 0
     emergencies: list[dict[str, Any]] = field(default_factory=list)
     sick: list[str] = field(default_factory=list)
+    offline: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     reviews: int = 0
     wall_seconds: float = 0.0
@@ -188,7 +190,14 @@ class DaySimulator:
         travel = max(0, round(base * self.d.noise.traffic(a.caregiver.caregiver_id,
                                                           stop["visit_id"])))
         planned = datetime.fromisoformat(stop["planned_start"])
-        leave = max(now, planned - timedelta(minutes=base))
+        urgent = stop["service_type"] == "emergency"
+        leave = now if urgent else max(now, planned - timedelta(minutes=base))
+        if leave - now > timedelta(minutes=15):
+            # Waiting at the station: look at the route again in a while (an emergency or a
+            # replan may change it; an idle agent is woken at once).
+            a.idle = True
+            self.at(min(leave, now + timedelta(minutes=15)), self._next, a, a.token)
+            return
         self.at(leave, self._depart, a, stop, travel)
 
     def _go_home(self, a: Agent) -> None:
@@ -230,7 +239,8 @@ class DaySimulator:
                                            json={"outcome": "reached", "by": "centre"})
             self.at(now + timedelta(minutes=5), self._next, a)
             return
-        start = max(now, datetime.fromisoformat(stop["planned_start"]) - timedelta(minutes=10))
+        start = now if stop["service_type"] == "emergency" else max(
+            now, datetime.fromisoformat(stop["planned_start"]) - timedelta(minutes=10))
         self.at(start, self._check_in, a, stop)
 
     async def _check_in(self, a: Agent, stop: dict[str, Any]) -> None:
@@ -277,6 +287,10 @@ class DaySimulator:
     async def _send(self, a: Agent, path: str, body: dict[str, Any]) -> bool:
         """Send a record now, or queue it while the phone is offline (sent later, in order,
         with its original time). False when dispatch refuses it (e.g. moved by a replan)."""
+        if a.loses_signal:
+            a.loses_signal = False
+            a.offline_until = self.clock.now + timedelta(minutes=self.d.noise.offline_minutes)
+            self.at(a.offline_until, self._back_online, a)
         if a.offline_until is not None and self.clock.now < a.offline_until:
             a.queue.append((path, body))
             self.log.queued_records += 1
@@ -308,8 +322,23 @@ class DaySimulator:
         self._wake_idle()
 
     async def _go_offline(self, a: Agent) -> None:
-        a.offline_until = self.clock.now + timedelta(minutes=self.d.noise.offline_minutes)
-        self.at(a.offline_until, self._back_online, a)
+        """From the next record the phone sends on, it has no network for the noise's hour.
+        The noise names the phone; if that caregiver has nothing left to do, the first other
+        caregiver who has loses the signal instead."""
+        others = sorted((x for x in self.agents.values() if x is not a),
+                        key=lambda x: x.caregiver.caregiver_id)
+        for agent in [a, *others]:
+            if agent.stopped or agent.sick:
+                continue
+            r = await self.client.get(
+                f"/dispatch/caregivers/{agent.caregiver.caregiver_id}/route",
+                params={"date": self.day.isoformat()})
+            if r.status_code == 200 and any(
+                    s["state"] in ("scheduled", "en_route") and s["visit_id"] not in agent.done
+                    for s in r.json()["visits"]):
+                agent.loses_signal = True
+                self.log.offline.append(agent.caregiver.caregiver_id)
+                return
 
     async def _back_online(self, a: Agent) -> None:
         a.offline_until = None

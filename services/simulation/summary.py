@@ -115,7 +115,7 @@ async def summarise(client: httpx.AsyncClient, d: District, *,
         summary["simulation"] = {
             "check_ins": log.check_ins, "check_outs": log.check_outs,
             "no_shows": log.no_shows, "queued_offline": log.queued_records,
-            "synced_later": log.synced_records, "sick": log.sick,
+            "synced_later": log.synced_records, "sick": log.sick, "offline": log.offline,
             "emergencies": log.emergencies, "reviews": log.reviews,
             "refused": len(log.refused), "wall_seconds": log.wall_seconds}
     return summary
