@@ -19,8 +19,8 @@ def test_load_draws_map_timeline_and_unassigned_lane(page, site: Site, screensho
     """The seeded day loads in zh-CN: one lane per caregiver with a bar per planned visit in
     its own colour and in planned order, each caregiver's route on the projected map, every
     elder's home and the station drawn, the order nobody can serve marked on the map and listed
-    with the router's reason; English on the toggle; ledger and time-bank KPIs say unavailable
-    when those services do not run in the process."""
+    with the router's reason; the legend focuses the map on one route; English on the toggle;
+    ledger and time-bank KPIs say unavailable when those services do not run in the process."""
     seeded = seed_day(site, "load")
     open_dashboard(page, site, seeded)
     app = site.app
@@ -62,6 +62,14 @@ def test_load_draws_map_timeline_and_unassigned_lane(page, site: Site, screensho
     item = page.locator(f"#unassigned li[data-order-id='{seeded.unplaceable_order}']")
     reason = app.get_order(seeded.unplaceable_order).unassigned_reason
     assert reason and reason in item.inner_text()
+
+    # The legend focuses the map on one caregiver's route.
+    page.click(f"#legend [data-caregiver-id='{seeded.carer}']")
+    for caregiver_id in drawn:
+        route = page.locator(f"#map .map-route[data-caregiver-id='{caregiver_id}']")
+        assert ("dim" in route.get_attribute("class")) == (caregiver_id != seeded.carer)
+    page.click(f"#legend [data-caregiver-id='{seeded.carer}']")
+    assert page.locator("#map .dim").count() == 0
 
     assert page.inner_text("h1") == "调度台"
     page.wait_for_function("document.querySelector('#kpi-sources').textContent.includes('不可用')")

@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const DISPATCHER = "调度员";
 const params = new URLSearchParams(location.search);
 const state = { view: null, stream: null, streamKey: null, chosenElder: null, reloadTimer: null,
-  proposal: null, selected: null };
+  proposal: null, selected: null, focus: null };
 window.dashboard = state; // for the browser tests and the curious: what is drawn
 
 async function call(method, url, body) {
@@ -105,14 +105,24 @@ function render() {
 }
 
 function legend(view) {
+  // Clicking a caregiver in the legend shows their route alone on a busy map; again: all.
   const box = $("legend");
   box.replaceChildren();
   for (const c of view.caregivers) {
-    const item = document.createElement("span");
-    item.className = "legend-item";
+    const item = document.createElement("button");
+    item.type = "button";
+    item.className = `legend-item${state.focus === c.caregiver_id ? " focus" : ""}`;
+    item.dataset.caregiverId = c.caregiver_id;
     item.innerHTML = `<span class="swatch" style="background:${c.colour}"></span>`;
     item.append(c.name);
+    item.addEventListener("click", () => {
+      state.focus = state.focus === c.caregiver_id ? null : c.caregiver_id;
+      legend(view);
+    });
     box.append(item);
+  }
+  for (const node of $("map").querySelectorAll("[data-caregiver-id]")) {
+    node.classList.toggle("dim", !!state.focus && node.dataset.caregiverId !== state.focus);
   }
 }
 
@@ -152,6 +162,7 @@ function renderAlerts(view) {
     const msg = document.createElement("div");
     msg.className = "message";
     msg.textContent = a.message;
+    msg.title = a.message;
     const ack = document.createElement("button");
     ack.className = "ack";
     ack.textContent = t("acknowledge");

@@ -28,19 +28,19 @@ export function drawMap(svg, view, { t, timeOf }) {
   if (!points.length) return;
   const width = 600, height = 420, pad = 30;
   const lats = points.map((p) => p[0]), lons = points.map((p) => p[1]);
-  // The largest zoom (to 19) at which the area fits the box.
-  let z = 19;
-  for (; z > 1; z--) {
-    const [x0, y0] = world(Math.max(...lats), Math.min(...lons), z);
-    const [x1, y1] = world(Math.min(...lats), Math.max(...lons), z);
-    if (x1 - x0 <= width - 2 * pad && y1 - y0 <= height - 2 * pad) break;
-  }
+  // The zoom at which the area fills the box: any zoom on a plain background, a whole one
+  // (at most 19) under tiles, which exist only at whole zooms.
+  const [x0, y0] = world(Math.max(...lats), Math.min(...lons), 0);
+  const [x1, y1] = world(Math.min(...lats), Math.max(...lons), 0);
+  const fit = Math.log2(Math.min((width - 2 * pad) / Math.max(x1 - x0, 1e-9),
+    (height - 2 * pad) / Math.max(y1 - y0, 1e-9)));
+  const z = Math.max(1, Math.min(19, view.tile_url ? Math.floor(fit) : fit));
   const [ax, ay] = world(Math.max(...lats), Math.min(...lons), z);
   const [bx, by] = world(Math.min(...lats), Math.max(...lons), z);
   const ox = (ax + bx) / 2 - width / 2, oy = (ay + by) / 2 - height / 2;
   const at = (lat, lon) => { const [x, y] = world(lat, lon, z); return [x - ox, y - oy]; };
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.dataset.zoom = z;
+  svg.dataset.zoom = view.tile_url ? z : z.toFixed(2);
 
   el("rect", { x: 0, y: 0, width, height, class: "map-bg" }, svg);
   if (view.tile_url) {
@@ -97,7 +97,7 @@ export function drawMap(svg, view, { t, timeOf }) {
     stops.forEach((v, i) => {
       const [x, y] = at(v.lat, v.lon);
       const label = el("text", { x: x + 8, y: y - 6, class: "map-stop", fill: c.colour,
-        "data-visit-id": v.visit_id }, marks);
+        "data-visit-id": v.visit_id, "data-caregiver-id": c.caregiver_id }, marks);
       label.textContent = `${i + 1}`;
     });
   }
