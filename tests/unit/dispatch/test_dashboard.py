@@ -203,3 +203,18 @@ def test_month_kpis_add_the_earlier_days_to_today(app) -> None:  # type: ignore[
     assert (month["planned"], month["started"], month["on_time"]) == (3, 1, 1)
     assert month["on_time_rate"] == 1.0
     assert month["travel_minutes"] > kpis["day"]["travel_minutes"]
+
+
+def test_a_sick_colleagues_visits_do_not_block_other_moves(app) -> None:  # type: ignore[no-untyped-def]
+    """Visits still on a sick caregiver's lane are outside the day's problem: moving another
+    caregiver's visit is judged on its own merits, not refused for them."""
+    dashboard.move_visit(app, "V-O-clean", "C-2", at("11:00"), by="调度员")
+    _, mobility = app.place_order(PlaceOrder(
+        elder_id="E-2", service_type=ServiceType.MOBILITY, requested_date=DAY,
+        order_id="O-wide", window_start=at("13:00"), window_end=at("17:00")))
+    assert mobility is not None and mobility.caregiver_id == "C-1"
+    app.report_sick("C-2", at=at("07:00"), reason="发烧")
+    assert app.get_visit("V-O-clean").caregiver_id == "C-2"  # the proposal is not accepted
+    verdict = dashboard.check_move(app, mobility.visit_id, "C-1",
+                                   mobility.planned_start + timedelta(minutes=30))
+    assert verdict.violations == []
