@@ -237,3 +237,41 @@ def test_budget_respected(b):
     b.assert_valid(p, plan)
     assert elapsed < 1.0 + 0.5
     assert plan.solve_seconds <= elapsed + 0.01
+
+
+def test_empty_days(b):
+    """No visits gives an empty feasible plan; no caregivers lists every visit as unassigned."""
+    p = b.problem([b.caregiver()], [])
+    plan = solve(p, time_limit_s=BUDGET)
+    b.assert_valid(p, plan)
+    assert plan.routes == () and plan.status is PlanStatus.FEASIBLE
+    p = b.problem([], [b.visit("v", 1)])
+    plan = solve(p, time_limit_s=BUDGET)
+    b.assert_valid(p, plan)
+    assert [u.visit_id for u in plan.unassigned] == ["v"]
+
+
+def test_large_day_with_breaks_and_pairs_is_valid_within_budget(b):
+    """A bigger day (breaks, pairs, meals, two modes) comes back valid and on time."""
+    cgs = [b.caregiver(f"c{k}", start=420 + 30 * (k % 3), end=1000,
+                       rest_break=Break(TimeWindow(690, 810), 30), meal_box_capacity=6,
+                       travel_mode="ebike" if k % 2 else "car",
+                       skills=frozenset({"bathing"}) if k % 3 == 0 else frozenset())
+           for k in range(12)]
+    vs = []
+    for i in range(90):
+        if i % 15 == 0:
+            vs.append(b.visit(f"bath{i}", 1 + i % 11, (540, 900), duration=60, staff_count=2,
+                              required_skills=frozenset({"bathing"})))
+        elif i % 4 == 0:
+            vs.append(b.visit(f"meal{i}", 1 + i % 11, (660, 750), duration=10, meal_boxes=2))
+        else:
+            s = 480 + (i * 37) % 420
+            vs.append(b.visit(f"v{i}", 1 + (i * 5) % 11, (s, s + 90), duration=30,
+                              priority=Priority(i % 5)))
+    p = b.problem(cgs, vs, step=5)
+    t0 = time.monotonic()
+    plan = solve(p, time_limit_s=2.0)
+    assert time.monotonic() - t0 < 2.0 + 1.0
+    b.assert_valid(p, plan)
+    assert len(plan.assigned_visit_ids) > 60
