@@ -115,7 +115,7 @@ ALERTS_OPEN = Gauge(
 )
 UNASSIGNED_VISITS = Gauge(
     "homecare_unassigned_visits",
-    "Orders the router could not place, today and the next 7 days (area's local time)", ["area"],
+    "Orders the router could not place, for today and tomorrow (area's local time)", ["area"],
 )
 ENTITLEMENT_MINUTES = Gauge(
     "homecare_entitlement_minutes",
@@ -224,7 +224,7 @@ def _refresh_dispatch(app: object, today: object | None) -> None:
         for kind in {*by_kind, "missed", "late_start", "unassigned"}:
             ALERTS_OPEN.labels(area, kind).set(by_kind.get(kind, 0))
         unassigned = 0
-        for offset in range(8):
+        for offset in range(2):  # each order is loaded: keep the scrape cheap
             orders = app.list_orders(area, day0 + timedelta(days=offset))  # type: ignore
             unassigned += sum(1 for o in orders
                               if str(getattr(o.state, "value", o.state)) == "unassigned")
