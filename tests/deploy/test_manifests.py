@@ -214,3 +214,23 @@ def test_settings_point_at_the_operators_services_and_secrets(overlay):
                 if ref:
                     assert ref["name"] == f"{cluster}-app"
                     assert ref["key"] in {"username", "password"}
+
+
+def test_homecare_pods_meet_the_restricted_pod_security_standard(overlay):
+    """The production namespace enforces `restricted`: every pod of ours (services and Jobs)
+    runs as non-root with the runtime's seccomp profile, no privilege escalation and no
+    capabilities, and mounts no service-account token."""
+    _, docs = overlay
+    workloads = of_kind(docs, "Deployment") + of_kind(docs, "Job")
+    assert len(workloads) == 5
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+    namespace = of_kind(rendered("production"), "Namespace")[0]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
