@@ -119,10 +119,15 @@ async def test_volunteer_earns_gives_parent_redeems_reserve_pays_clearing_settle
     paid_visit = (await client.get(f"/dispatch/visits/{order['visit_ids'][0]}")).json()
     assert paid_visit["caregiver_kind"] == "employee"
 
-    # 4. The ledger asked for the credits (entitlement 0 h); the time bank held 60.
+    # 4. The ledger asked for the credits (entitlement 0 h); the time bank held 60; the ledger
+    #    completed the reservation and dispatch shows the visit funded.
     hold = await _json_when(client, f"/timebank/visits/{paid_visit['visit_id']}/hold")
     assert (hold["held_minutes"], hold["state"]) == (60, "held")
     assert (await client.get("/timebank/accounts/E-1004")).json()["available_minutes"] == 10
+    funded = await _json_when(client, f"/dispatch/visits/{paid_visit['visit_id']}",
+                              lambda v: v["funding"] == "funded")  # HoursReserved reached it
+    assert {leg["source"]: leg["minutes"] for leg in funded["funding_legs"]} == {
+        "time_credits": 60}
 
     # 5. A paid caregiver serves 50 minutes; the ledger charges the credits leg; the time bank
     #    redeems 50, releases 10; the reserve pays the provider.
