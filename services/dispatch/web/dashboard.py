@@ -61,6 +61,9 @@ class MoveIn(BaseModel):
     caregiver_id: str = Field(min_length=1)
     planned_start: AwareDatetime
     by: str = Field(default="dispatcher", min_length=1)
+    replacing: str | None = Field(
+        default=None, description="Two-person visit: the caregiver who gives it up (the "
+                                  "first one if absent); the other stays, at the new time")
 
 
 class MoveRefused(DispatchError):
@@ -78,6 +81,7 @@ class MoveCheck:
     start: datetime
     end: datetime
     violations: list[str]
+    team: list[str]  # the visit's caregivers after the move (two for two-person care)
 
 
 # Page assets ---------------------------------------------------------------------------------
@@ -119,40 +123,49 @@ def visit_flags(v: Visit, now: datetime, late_grace: int, overrun_grace: int) ->
     return {"late": bool(late), "overrun": bool(overrun)}
 
 
+def caregivers_of(v: Visit) -> list[str]:
+    """The visit's caregivers: one, or two for two-person care (both start together)."""
+    return list(getattr(v, "caregiver_ids", None) or [v.caregiver_id])
+
+
 def lanes(app: Any, area: str, day: date, now: datetime) -> dict[str, Any]:
-    """Each caregiver's day in planned order: visits with travel from the previous stop, gaps
-    long enough to be breaks, and the last reported position."""
+    """Each caregiver's day in planned order: visits (a two-person visit in both lanes) with
+    travel from the previous stop, gaps long enough to be breaks, the last reported position."""
     rules = app.rules(area)
     late_grace = min(rules.late_grace_minutes)
     elders = {e.elder_id: e for e in app.list_elders(area)}
     caregivers = app.list_caregivers(area)
     by_caregiver: dict[str, list[Visit]] = defaultdict(list)
+    views: dict[str, dict[str, Any]] = {}
     for v in app.list_visits(area, day):
-        by_caregiver[v.caregiver_id].append(v)
-    out_caregivers, out_visits = [], []
+        for caregiver_id in caregivers_of(v):
+            by_caregiver[caregiver_id].append(v)
+        elder = elders.get(v.elder_id)
+        view = visit_view(v)
+        # Where the visit takes place: the elder's home, or where an SOS came from.
+        view.update(elder_name=elder.name if elder else v.elder_id, lat=v.home_lat,
+                    lon=v.home_lon, address=elder.address if elder else "",
+                    caregiver_ids=caregivers_of(v), travel_minutes=0, partner_travel_minutes=0,
+                    **visit_flags(v, now, late_grace, rules.overrun_grace_minutes))
+        views[v.visit_id] = view
+    out_caregivers = []
     for n, c in enumerate(caregivers):
         station = (c.station_lat, c.station_lon)
         previous, previous_end, last_position = station, None, None
         breaks = []
         for v in by_caregiver.get(c.caregiver_id, []):
-            elder = elders.get(v.elder_id)
-            home = (elder.lat, elder.lon) if elder else (v.home_lat, v.home_lon)
-            view = visit_view(v)
-            view.update(elder_name=elder.name if elder else v.elder_id, lat=home[0],
-                        lon=home[1], address=elder.address if elder else "",
-                        **visit_flags(v, now, late_grace, rules.overrun_grace_minutes))
             if v.state in GONE:
-                view["travel_minutes"] = 0
-                out_visits.append(view)
                 continue
-            travel = _travel(c.travel_mode, previous, home)
-            view["travel_minutes"] = travel
+            place = (v.home_lat, v.home_lon)
+            travel = _travel(c.travel_mode, previous, place)
+            partner = c.caregiver_id != v.caregiver_id
+            views[v.visit_id]["partner_travel_minutes" if partner else "travel_minutes"] = travel
             if previous_end is not None:
                 gap = _minutes(previous_end, v.planned_start) - travel
                 if gap >= BREAK_MIN_MINUTES:
                     breaks.append({"start": previous_end + timedelta(minutes=travel),
                                    "end": v.planned_start, "minutes": gap})
-            previous, previous_end = home, v.planned_end
+            previous, previous_end = place, v.planned_end
             for at, lat, lon, what in (
                     (v.checked_in_at, getattr(v, "check_in_lat", None),
                      getattr(v, "check_in_lon", None), "check-in"),
@@ -162,7 +175,6 @@ def lanes(app: Any, area: str, day: date, now: datetime) -> dict[str, Any]:
                         last_position is None or at >= last_position["at"]):
                     last_position = {"at": at, "lat": lat, "lon": lon, "visit_id": v.visit_id,
                                      "what": what}
-            out_visits.append(view)
         shift_start, shift_end = c.shift_on(day)
         out_caregivers.append({
             "caregiver_id": c.caregiver_id, "name": c.name, "kind": c.kind,
@@ -173,7 +185,7 @@ def lanes(app: Any, area: str, day: date, now: datetime) -> dict[str, Any]:
             "unavailable": caregiver_status(c, day), "breaks": breaks,
             "last_position": last_position,
         })
-    return {"caregivers": out_caregivers, "visits": out_visits}
+    return {"caregivers": out_caregivers, "visits": list(views.values())}
 
 
 def unassigned(app: Any, area: str, day: date) -> list[dict[str, Any]]:
@@ -207,7 +219,8 @@ def day_counts(visits: list[dict[str, Any]], late_grace: int) -> dict[str, int]:
                if v["checked_in_at"] <= v["planned_start"] + timedelta(minutes=late_grace)]
     return {"planned": len(planned), "done": len([v for v in planned if v["state"] in DONE]),
             "started": len(started), "on_time": len(on_time),
-            "travel_minutes": sum(v["travel_minutes"] for v in planned)}
+            "travel_minutes": sum(v["travel_minutes"] + v["partner_travel_minutes"]
+                                  for v in planned)}
 
 
 def rates(counts: dict[str, int]) -> dict[str, Any]:
@@ -268,29 +281,40 @@ def day_view(app: Any, area: str, day: date, now: datetime | None = None) -> dic
 
 # Moving a visit ------------------------------------------------------------------------------
 def _day_problem(app: Any, area: str, day: date, now: datetime) -> DayProblem:
-    """The routing problem of the day as it stands, from the application's public reads (the
-    same jobs the application's own replanning builds: finished visits left out, started ones
-    pinned)."""
+    """The routing problem of the day as it stands, from the application's public reads: the
+    same jobs its own replanning builds (finished visits left out; started ones pinned and
+    kept at least until now plus the overrun grace; two-person visits with both caregivers;
+    the visit's own place)."""
     catalogue = app.catalogue(area)
+    grace = app.rules(area).overrun_grace_minutes
     jobs = []
     for v in app.list_visits(area, day):
         if v.state in FINISHED or v.state is VisitState.CHECKED_OUT:
             continue
         order = app.get_order(v.order_id)
         started = v.state is VisitState.CHECKED_IN
+        duration = v.planned_minutes
+        if started and v.checked_in_at is not None:
+            duration = max(duration, _minutes(v.checked_in_at, now) + grace)
+        partner = getattr(v, "second_caregiver_id", None)
         jobs.append(Job(
             visit_id=v.visit_id, elder=app.get_elder(v.elder_id), service_type=v.service_type,
-            entry=catalogue[v.service_type], duration=v.planned_minutes, priority=v.priority,
+            entry=catalogue[v.service_type], duration=duration, priority=v.priority,
             subsidised=order.subsidised, window_start=order.window_start,
-            window_end=order.window_end, pinned_caregiver=v.caregiver_id if started else None,
+            window_end=order.window_end, staff_count=2 if partner else 1,
+            pinned_caregiver=v.caregiver_id if started else None,
             pinned_start=v.checked_in_at if started else None,
-            current_caregiver=v.caregiver_id, current_start=v.planned_start))
+            current_caregiver=v.caregiver_id, current_partner=partner,
+            current_start=v.planned_start, location=(v.home_lat, v.home_lon)))
     caregivers = app.list_caregivers(area)
     blacklisted = {c.provider_id for c in caregivers
                    if c.provider_id and app.get_provider(c.provider_id).blacklisted}
     sick = {c.caregiver_id: datetime.fromisoformat(c.unavailable_from[day.isoformat()])
             for c in caregivers if day.isoformat() in c.unavailable_from}
     return DayProblem(day, app.tz, caregivers, jobs, blacklisted, available_until=sick, now=now)
+
+
+Assignment = dict[str, tuple[list[str], int]]  # visit id -> (its caregivers, start minute)
 
 
 def _route(problem: DayProblem, caregiver_id: str,
@@ -313,10 +337,11 @@ def _route(problem: DayProblem, caregiver_id: str,
                          t + back, back)
 
 
-def _plan(problem: DayProblem, assignment: dict[str, tuple[str, int]]) -> routing.Plan:
+def _plan(problem: DayProblem, assignment: Assignment) -> routing.Plan:
     by_caregiver: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for visit_id, (caregiver_id, start) in assignment.items():
-        by_caregiver[caregiver_id].append((start, visit_id))
+    for visit_id, (caregiver_ids, start) in assignment.items():
+        for caregiver_id in caregiver_ids:
+            by_caregiver[caregiver_id].append((start, visit_id))
     routes = tuple(_route(problem, c, stops) for c, stops in sorted(by_caregiver.items()))
     # Visits whose caregiver is off the day's problem (sick, day off): listed unassigned, so the
     # checker judges the routes that exist and does not report them missing.
@@ -326,17 +351,41 @@ def _plan(problem: DayProblem, assignment: dict[str, tuple[str, int]]) -> routin
     return routing.Plan(routes=routes, unassigned=left)
 
 
+def _current(problem: DayProblem) -> Assignment:
+    """The day as it stands, on the caregivers still in the problem."""
+    out: Assignment = {}
+    for j in problem.jobs.values():
+        who = [c for c in dict.fromkeys([j.pinned_caregiver or j.current_caregiver,
+                                         j.current_partner]) if c]
+        when = j.pinned_start or j.current_start
+        if when is not None and who and all(c in problem.caregivers for c in who):
+            out[j.visit_id] = (who, problem.minute(when))
+    return out
+
+
 def check_move(app: Any, visit_id: str, caregiver_id: str, start: datetime,
-               now: datetime | None = None) -> MoveCheck:
-    """The violations a move adds to the day, by the router's checker; [] = allowed."""
+               now: datetime | None = None,
+               replacing: str | None = None) -> MoveCheck:
+    """The violations a move adds to the day, by the router's checker; [] = allowed.
+
+    ``replacing``: which of a two-person visit's caregivers gives it up (the first one by
+    default); the other one stays and starts at the new time too.
+    """
     now = now or app.clock()
     visit = app.get_visit(visit_id)
     target = app.get_caregiver(caregiver_id)
     end = start + timedelta(minutes=visit.planned_minutes)
+    caregivers = caregivers_of(visit)
+    replacing = replacing or visit.caregiver_id
+    team = [caregiver_id if c == replacing else c for c in caregivers]
 
     def refused(reason: str) -> MoveCheck:
-        return MoveCheck(visit_id, caregiver_id, start, end, [reason])
+        return MoveCheck(visit_id, caregiver_id, start, end, [reason], team)
 
+    if replacing not in caregivers:
+        return refused(f"{replacing} is not on visit {visit_id}")
+    if len(set(team)) != len(team):
+        return refused(f"{target.name} is already on visit {visit_id} (two-person care)")
     if visit.state not in NOT_STARTED:
         return refused(f"visit {visit_id} is {visit.state}: only visits not started can move")
     if target.service_area_id != visit.service_area_id:
@@ -350,20 +399,17 @@ def check_move(app: Any, visit_id: str, caregiver_id: str, start: datetime,
     problem = _day_problem(app, visit.service_area_id, day, now)
     if caregiver_id not in problem.caregivers:
         return refused(f"{target.name} ({caregiver_id}) has no time left that day")
-    current = {j.visit_id: (j.pinned_caregiver or j.current_caregiver,
-                            problem.minute(j.pinned_start or j.current_start))
-               for j in problem.jobs.values()
-               if (j.pinned_caregiver or j.current_caregiver) in problem.caregivers}
+    current = _current(problem)
     before = routing.check(problem.problem, _plan(problem, current))
-    moved = {**current, visit_id: (caregiver_id, problem.minute(start))}
+    moved = {**current, visit_id: (team, problem.minute(start))}
     after = routing.check(problem.problem, _plan(problem, moved))
-    touched = {caregiver_id, current.get(visit_id, (None, 0))[0]}
+    touched = {*team, *caregivers}
     known = {(v.kind, v.caregiver_id, v.visit_id) for v in before if v.visit_id != visit_id}
     added = [v for v in after
              if (v.visit_id == visit_id or v.caregiver_id in touched)
              and (v.visit_id == visit_id or (v.kind, v.caregiver_id, v.visit_id) not in known)]
     return MoveCheck(visit_id, caregiver_id, start, end,
-                     [_in_words(v, problem) for v in added])
+                     [_in_words(v, problem) for v in added], team)
 
 
 def _in_words(v: routing.Violation, problem: DayProblem) -> str:
@@ -380,16 +426,18 @@ def _in_words(v: routing.Violation, problem: DayProblem) -> str:
 
 
 def move_visit(app: Any, visit_id: str, caregiver_id: str, start: datetime, by: str,
-               now: datetime | None = None) -> Visit:
+               now: datetime | None = None, replacing: str | None = None) -> Visit:
     """Apply the move as a Visit.Rescheduled event, or raise MoveRefused with the reasons."""
-    verdict = check_move(app, visit_id, caregiver_id, start, now)
+    verdict = check_move(app, visit_id, caregiver_id, start, now, replacing)
     if verdict.violations:
         raise MoveRefused(verdict.violations)
     visit = app.get_visit(visit_id)
-    target = app.get_caregiver(caregiver_id)
-    if visit.reschedule(caregiver_id=target.caregiver_id, caregiver_kind=target.kind,
-                        provider_id=target.provider_id, planned_start=verdict.start,
-                        planned_end=verdict.end, reason=f"moved by {by} on the dashboard"):
+    first = app.get_caregiver(verdict.team[0])
+    second = {"second_caregiver_id": verdict.team[1]} if len(verdict.team) > 1 else {}
+    if visit.reschedule(caregiver_id=first.caregiver_id, caregiver_kind=first.kind,
+                        provider_id=first.provider_id, planned_start=verdict.start,
+                        planned_end=verdict.end, reason=f"moved by {by} on the dashboard",
+                        **second):
         app.save(visit)
     return visit
 
@@ -427,7 +475,8 @@ def build_router(app: Any) -> APIRouter:
         checked by the router's independent checker: applied (Visit.Rescheduled) when it adds
         no violation, refused with the reasons otherwise."""
         try:
-            visit = move_visit(app, visit_id, body.caregiver_id, body.planned_start, body.by)
+            visit = move_visit(app, visit_id, body.caregiver_id, body.planned_start, body.by,
+                               replacing=body.replacing)
         except MoveRefused as refusal:
             return JSONResponse(status_code=409, content={
                 "detail": str(refusal), "reasons": refusal.reasons, "error": "MoveRefused"})

@@ -218,3 +218,30 @@ def test_a_sick_colleagues_visits_do_not_block_other_moves(app) -> None:  # type
     verdict = dashboard.check_move(app, mobility.visit_id, "C-1",
                                    mobility.planned_start + timedelta(minutes=30))
     assert verdict.violations == []
+
+
+def test_two_person_visit_in_both_lanes_and_one_partner_replaced(app) -> None:  # type: ignore[no-untyped-def]
+    """A two-person visit shows in both caregivers' lanes (each with its own travel); moving it
+    from one partner's lane to a third caregiver replaces that partner only, both keep
+    starting together; the partner already on it cannot be its other half as well."""
+    app.register_caregiver(caregiver_id="C-3", name="孙丽", kind=CaregiverKind.EMPLOYEE,
+                           service_area_id=AREA, skills=["cleaning"], station_lat=STATION[0],
+                           station_lon=STATION[1], certificate_expires=date(2099, 1, 1))
+    _, visit = app.place_order(PlaceOrder(
+        elder_id="E-2", service_type=ServiceType.CLEANING, requested_date=DAY,
+        order_id="O-pair", staff_count=2, window_start=at("14:00"), window_end=at("16:00")))
+    assert visit is not None and len(visit.caregiver_ids) == 2
+    first, second = visit.caregiver_ids
+    view = dashboard.day_view(app, AREA, DAY)
+    pair = next(v for v in view["visits"] if v["visit_id"] == visit.visit_id)
+    assert pair["caregiver_ids"] == [first, second]
+    assert pair["travel_minutes"] > 0 and pair["partner_travel_minutes"] > 0
+
+    third = next(c for c in ("C-1", "C-2", "C-3") if c not in visit.caregiver_ids)
+    refused = dashboard.check_move(app, visit.visit_id, first, visit.planned_start,
+                                   replacing=second).violations
+    assert refused and "already on visit" in refused[0]
+    moved = dashboard.move_visit(app, visit.visit_id, third, visit.planned_start, by="调度员",
+                                 replacing=second)
+    assert moved.caregiver_ids == [first, third]
+    assert app.get_visit(visit.visit_id).planned_start == visit.planned_start

@@ -212,7 +212,7 @@ function renderVisit() {
   const rows = [
     ["elder", `${v.elder_name} (${v.elder_id})`], ["address", v.address || "—"],
     ["service", `${word("services", v.service_type)} · ${v.planned_minutes}′`],
-    ["caregiver", nameOf(v.caregiver_id)], ["state", word("states", v.state)],
+    ["caregiver", v.caregiver_ids.map(nameOf).join(" + ")], ["state", word("states", v.state)],
     ["plannedTime", `${clock(v.planned_start)}–${clock(v.planned_end)}`],
     ["actualTime", v.checked_in_at ? `${clock(v.checked_in_at)}–${v.checked_out_at ? clock(v.checked_out_at) : "…"}` : "—"],
     ["funding", `${v.funding}${v.funding_detail ? ` (${v.funding_detail})` : ""}`],
@@ -313,10 +313,10 @@ async function kpisFromOtherServices(view) {
 }
 
 // Commands -----------------------------------------------------------------------------------
-async function move(visitId, caregiverId, minute) {
+async function move(visitId, caregiverId, minute, replacing = null) {
   try {
     const visit = await call("POST", `/dispatch/dashboard/api/visits/${encodeURIComponent(visitId)}/move`,
-      { caregiver_id: caregiverId, planned_start: atMinute(minute), by: DISPATCHER });
+      { caregiver_id: caregiverId, planned_start: atMinute(minute), by: DISPATCHER, replacing });
     toast(t("moved", { visit: visitId, who: nameOf(visit.caregiver_id), time: clock(visit.planned_start) }), "ok");
   } catch (e) {
     toast(t("refused", { reason: e.message }), "error");

@@ -58,13 +58,15 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove, onSele
       bar.style.width = len(minuteOf(b.start), minuteOf(b.end));
       bar.title = `${t("break")} ${b.minutes}′`;
     }
-    for (const v of view.visits.filter((x) => x.caregiver_id === c.caregiver_id)) {
+    for (const v of view.visits.filter((x) => x.caregiver_ids.includes(c.caregiver_id))) {
       const ps = minuteOf(v.planned_start), pe = minuteOf(v.planned_end);
-      if (v.travel_minutes) {
+      // A two-person visit shows in both lanes, each with its own way there.
+      const travel = c.caregiver_id === v.caregiver_id ? v.travel_minutes : v.partner_travel_minutes;
+      if (travel) {
         const tr = div("bar travel", track, { "data-visit-id": v.visit_id });
-        tr.style.left = pos(ps - v.travel_minutes);
-        tr.style.width = len(ps - v.travel_minutes, ps);
-        tr.title = `${t("travel")} ${t("minutes", { n: v.travel_minutes })}`;
+        tr.style.left = pos(ps - travel);
+        tr.style.width = len(ps - travel, ps);
+        tr.title = `${t("travel")} ${t("minutes", { n: travel })}`;
       }
       const bar = div(`bar planned state-${v.state}`, track, { "data-visit-id": v.visit_id,
         "data-state": v.state });
@@ -88,7 +90,7 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove, onSele
         bar.addEventListener("dragstart", (e) => {
           const grab = (grabPx / track.getBoundingClientRect().width) * span;
           e.dataTransfer.setData("text/plain", JSON.stringify({ id: v.visit_id,
-            grab: Number.isFinite(grab) ? grab : 0 }));
+            from: c.caregiver_id, grab: Number.isFinite(grab) ? grab : 0 }));
           e.dataTransfer.effectAllowed = "move";
         });
       }
@@ -113,7 +115,7 @@ export function drawGantt(root, view, { t, word, minuteOf, clock, onMove, onSele
       try { data = JSON.parse(e.dataTransfer.getData("text/plain")); } catch { return; }
       const rect = track.getBoundingClientRect();
       const minute = start + ((e.clientX - rect.left) / rect.width) * span - data.grab;
-      onMove(data.id, c.caregiver_id, Math.round(minute / 5) * 5);
+      onMove(data.id, c.caregiver_id, Math.round(minute / 5) * 5, data.from);
     });
   }
 }

@@ -69,12 +69,12 @@ export function drawMap(svg, view, { t, timeOf }) {
   const colourOf = Object.fromEntries(view.caregivers.map((c) => [c.caregiver_id, c.colour]));
   const visited = new Map();
   for (const v of view.visits) {
-    if (v.state !== "cancelled") visited.set(v.elder_id, colourOf[v.caregiver_id]);
+    if (v.state !== "cancelled") visited.set(`${v.lat},${v.lon}`, colourOf[v.caregiver_id]);
   }
   for (const e of view.elders) {
     const [x, y] = at(e.lat, e.lon);
     const dot = el("circle", { cx: x, cy: y, r: 6, class: "map-home", "data-elder-id": e.elder_id,
-      fill: visited.get(e.elder_id) || "#fff" }, homes);
+      fill: visited.get(`${e.lat},${e.lon}`) || "#fff" }, homes);
     title(dot, `${t("home")}: ${e.name} ${e.address || ""}`);
   }
   const stations = new Set();
@@ -87,7 +87,7 @@ export function drawMap(svg, view, { t, timeOf }) {
     title(s, t("station"));
   }
   for (const c of view.caregivers) {
-    const stops = view.visits.filter((v) => v.caregiver_id === c.caregiver_id && v.state !== "cancelled");
+    const stops = view.visits.filter((v) => v.caregiver_ids.includes(c.caregiver_id) && v.state !== "cancelled");
     if (!stops.length) continue;
     const path = [[c.station.lat, c.station.lon], ...stops.map((v) => [v.lat, v.lon]),
       [c.station.lat, c.station.lon]].map(([la, lo]) => at(la, lo).join(",")).join(" ");
