@@ -216,6 +216,9 @@ class District:
     orders: list[OrderRecord]
     noise: Noise
     population_shares: dict[str, float]
+    # Entitled visits earlier this month ({elder_id, day, service_type, minutes}): the ledger
+    # starts the day with the month's usage so far, as a real day would.
+    month_so_far: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def volunteers(self) -> list[CaregiverRecord]:
@@ -424,7 +427,27 @@ def generate(seed: int = 1, size: str = "small", day: date | None = None,
     return District(seed=seed, size=size, day=day, service_area_id=service_area_id,
                     centre=CENTRE, stations=stations, elders=elders, caregivers=caregivers,
                     care_plans=care_plans, orders=orders, noise=noise,
-                    population_shares=shares)
+                    population_shares=shares,
+                    month_so_far=month_so_far(rng, day, elders))
+
+
+def month_so_far(rng: random.Random, day: date, elders: list[ElderRecord]
+                 ) -> list[dict[str, Any]]:
+    """Hours entitled elders used earlier in the month: 30-110 % of the entitlement prorated
+    to the days gone (some have used it all), as 60-minute cleaning visits."""
+    if day.day == 1:
+        return []
+    gone = (day.day - 1) / 30
+    out = []
+    for e in elders:
+        if not e.entitled_minutes:
+            continue
+        used = e.entitled_minutes * min(1.0, gone * rng.uniform(0.6, 2.2))
+        for n in range(int(used // 60)):
+            out.append({"elder_id": e.elder_id, "service_type": "cleaning", "minutes": 60,
+                        "day": (day.replace(day=1) + timedelta(
+                            days=rng.randrange(day.day - 1))).isoformat(), "n": n})
+    return sorted(out, key=lambda v: (v["day"], v["elder_id"], v["n"]))
 
 
 def plan_demand(rng: random.Random, seed: int, day: date, elders: list[ElderRecord],

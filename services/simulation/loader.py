@@ -140,3 +140,34 @@ async def load_district(client: httpx.AsyncClient, d: District, *,
         orders += len(day_orders)
         progress(f"dispatch: {len(d.care_plans)} care plans, {orders} orders for {d.day}")
     return {"elders": len(d.elders), "caregivers": len(d.caregivers), "orders": orders}
+
+
+async def serve_month_so_far(client: httpx.AsyncClient, d: District,
+                             progress: Progress = lambda _: None) -> int:
+    """The entitled visits earlier this month, placed and served with their past times (all
+    before the simulated day, so never in the future): the ledger starts the day with the
+    month's usage so far. Returns the visits served."""
+    elders = {e.elder_id: e for e in d.elders}
+    served = 0
+    for v in d.month_so_far:
+        day = date.fromisoformat(v["day"])
+        answer = await call(client, "POST", "/dispatch/orders", json={
+            "elder_id": v["elder_id"], "service_type": v["service_type"],
+            "requested_date": v["day"], "order_id": f"M-{v['elder_id']}-{v['day']}-{v['n']}",
+            "duration_minutes": v["minutes"], "placed_by": "simulation (month so far)",
+            "window_start": local(day, "08:00").isoformat(),
+            "window_end": local(day, "17:30").isoformat()})
+        visit = answer["visit"]
+        if visit is None:
+            continue
+        elder = elders[v["elder_id"]]
+        where = {"caregiver_id": visit["caregiver_id"], "lat": elder.lat, "lon": elder.lon,
+                 "accuracy_m": 10}
+        await call(client, "POST", f"/dispatch/visits/{visit['visit_id']}/check-in",
+                   json={**where, "at": visit["planned_start"]})
+        await call(client, "POST", f"/dispatch/visits/{visit['visit_id']}/check-out",
+                   json={**where, "at": visit["planned_end"], "tasks_done": [],
+                         "confirmation_code": elder.confirmation_code})
+        served += 1
+    progress(f"month so far: {served} entitled visits served before {d.day}")
+    return served

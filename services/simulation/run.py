@@ -16,7 +16,14 @@ from services.runtime.settings import SERVICE_NAMES
 from services.simulation.day import DaySimulator
 from services.simulation.district import District
 from services.simulation.embedded import SimClock, running_system
-from services.simulation.loader import TZ, Progress, call, load_district, local
+from services.simulation.loader import (
+    TZ,
+    Progress,
+    call,
+    load_district,
+    local,
+    serve_month_so_far,
+)
 
 
 def yesterday() -> date:
@@ -84,6 +91,8 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
                        "welfare_check", json={"volunteer_allowed": False,
                                               "changed_by": "what-if"})
         loaded = await load_district(client, d, services=system.services, progress=progress)
+        if "ledger" in system.services:
+            loaded["month_so_far"] = await serve_month_so_far(client, d, progress)
         limit = policy.routing_time_limit_s or plan_time_limit_s
         plan = await call(client, "POST", f"/dispatch/areas/{d.service_area_id}/plans",
                           params={"date": d.day.isoformat(), "time_limit_s": limit})
