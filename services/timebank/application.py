@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from contracts.envelope import IntegrationEvent
 from contracts.events.funding import (
@@ -97,6 +97,12 @@ LIABILITY_RATIO = Gauge(
 RESERVE_MINUTES = Gauge(
     "homecare_timebank_reserve_minutes", "Minutes of paid care the reserve can still fund",
     ["bank"],
+)
+
+
+CONFLICTS_RETRIED = Counter(
+    "homecare_timebank_conflicts_retried_total",
+    "Commands run again because another writer changed the same account first",
 )
 
 
@@ -235,6 +241,7 @@ class TimebankApplication(ServiceApplication):
             except IntegrityError:
                 if attempt == attempts - 1:
                     raise
+                CONFLICTS_RETRIED.inc()
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
         raise AssertionError("unreachable")
 

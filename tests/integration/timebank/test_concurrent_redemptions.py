@@ -12,11 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from psycopg import sql
 
-from services.runtime.double_entry import TransferFacts
+from services.runtime.double_entry import InsufficientFunds, TransferFacts
 from services.timebank.application import TimebankApplication
-from services.timebank.domain.rules import EarningCaps, TimebankRules
+from services.timebank.domain.rules import EarningCaps, GiftLimits, RuleError, TimebankRules
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,8 @@ def pg_app(postgres_server, postgres_env):
     env = {"PERSISTENCE_MODULE": "eventsourcing.postgres", **postgres_env,
            "POSTGRES_SCHEMA": schema, "POSTGRES_POOL_SIZE": "10", "POSTGRES_MAX_OVERFLOW": "10"}
     app = TimebankApplication(env, rules=TimebankRules(
-        caps=EarningCaps(per_day_minutes=None, balance_cap_minutes=None)))
+        caps=EarningCaps(per_day_minutes=None, balance_cap_minutes=None),
+        gifts=GiftLimits(max_per_gift_minutes=60, max_per_month_minutes=100_000)))
     yield app
     app.close()
 
@@ -56,3 +58,34 @@ def test_hundred_concurrent_holds_never_spend_more_than_the_balance(pg_app):
     # The holds recorded agree with the account (read back from the store).
     stored = [app.hold_for(f"V{i}").held_minutes for i in range(100)]
     assert stored == held
+
+
+def test_holds_and_gifts_racing_for_one_balance_spend_it_at_most_once(pg_app):
+    """50 holds and 50 gifts of 60 minutes each race for 900 minutes: what was held plus what was
+    given is exactly the balance, and every refused gift said why."""
+    app = pg_app
+    app.join("vol", "A")
+    app.join("son", "A")
+    app._run(lambda books: books.transfer("seed", "bank:A:issued", "member:A:vol", 900,
+                                          pending=False, facts=TransferFacts("seed")))
+    expires = datetime.now(UTC) + timedelta(days=1)
+    retried_before = REGISTRY.get_sample_value("homecare_timebank_conflicts_retried_total")
+
+    def spend(i: int) -> tuple[str, int]:
+        if i % 2:
+            return "held", app.hold_for_visit(f"V{i}", "vol", 60, "A", expires).held_minutes
+        try:
+            return "given", app.give("vol", 60, "son", gift_id=f"G{i}").minutes
+        except (RuleError, InsufficientFunds):
+            return "refused", 0
+
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        outcomes = list(pool.map(spend, range(100)))
+    spent = sum(minutes for _, minutes in outcomes)
+    given = sum(m for kind, m in outcomes if kind == "given")
+    assert spent == 900
+    vol, son = app.balance("vol"), app.balance("son")
+    assert (vol.available_minutes, vol.held_minutes) == (0, spent - given)
+    assert son.balance_minutes == given
+    retried = REGISTRY.get_sample_value("homecare_timebank_conflicts_retried_total")
+    assert retried > retried_before  # they really did collide, and were run again
