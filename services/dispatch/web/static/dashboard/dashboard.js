@@ -514,13 +514,6 @@ function start() {
     move(state.selected, $("move-caregiver").value, h * 60 + m);
   });
   reload();
-  // Time-driven alerts (late, missed, overrun) are raised by a sweep; the desk asks once a
-  // minute (idempotent: an alert is raised once however often it runs).
-  setInterval(() => {
-    if (!state.view) return;
-    fetch(`/dispatch/areas/${encodeURIComponent(state.view.service_area_id)}/sweep`, { method: "POST" })
-      .catch(() => {});
-  }, 60000);
 }
 
 start();
