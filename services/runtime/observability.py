@@ -107,6 +107,11 @@ CONSUMER_LAG = Gauge(
     "homecare_consumer_lag", "Records not yet consumed by the group (end offset - committed)",
     ["group", "topic", "partition"],
 )
+DEAD_LETTER_RECORDS = Gauge(
+    "homecare_dead_letter_records",
+    "Records kept in a dead-letter topic, from the broker (survives restarts, unlike the counter)",
+    ["topic"],
+)
 CONSUMER_LAG_UP = Gauge(
     "homecare_consumer_lag_up", "1 when the last consumer-lag measurement reached the broker",
 )
@@ -183,6 +188,30 @@ def measure_consumer_lag(admin: object, groups: dict[str, list[str]]) -> dict[tu
             lags[(group, tp.topic, tp.partition)] = lag
             CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(lag)
     return lags
+
+
+def measure_topic_records(admin: object, topics: list[str]) -> dict[str, int]:
+    """Records per topic (end - earliest offset, summed over partitions); sets
+    DEAD_LETTER_RECORDS for the topics given (the dead-letter topics)."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    described = admin.describe_topics(topics)  # type: ignore[attr-defined]
+    partitions = [TopicPartition(t["name"], p["partition_index"])
+                  for t in described for p in t.get("partitions") or ()]
+    if not partitions:
+        return {}
+    latest = admin.list_partition_offsets(  # type: ignore[attr-defined]
+        {tp: OffsetSpec.LATEST for tp in partitions})
+    earliest = admin.list_partition_offsets(  # type: ignore[attr-defined]
+        {tp: OffsetSpec.EARLIEST for tp in partitions})
+    records: dict[str, int] = {}
+    for tp in partitions:
+        records[tp.topic] = records.get(tp.topic, 0) + max(
+            0, latest[tp].offset - earliest[tp].offset)
+    for topic, count in records.items():
+        DEAD_LETTER_RECORDS.labels(topic).set(count)
+    return records
 
 
 def refresh_service_gauges(units: list[object], today: object | None = None) -> None:
@@ -280,6 +309,10 @@ class MetricsRefresher:
                     bootstrap_servers=self.bootstrap_servers, client_id="homecare-metrics",
                     request_timeout_ms=5000)
             measure_consumer_lag(self._admin, self.groups)
+            from contracts.topics import dlq
+
+            measure_topic_records(self._admin, sorted({dlq(t) for ts in self.groups.values()
+                                                       for t in ts}))
             CONSUMER_LAG_UP.set(1)
         except Exception:  # noqa: BLE001 - broker away: report it, reconnect next time
             logging.getLogger(__name__).warning("consumer lag not measured", exc_info=True)

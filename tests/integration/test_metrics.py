@@ -95,7 +95,10 @@ def distributed(tmp_path: Path, postgres_server) -> Iterator[dict[str, str]]:
                     pass
                 assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()[-3000:]
                 time.sleep(0.3)
-        yield urls
+        first_line = (tmp_path / "up.log").read_text().splitlines()[0]
+        bootstrap = re.search(r"broker (\S+?),", first_line)
+        assert bootstrap, first_line
+        yield {**urls, "bootstrap": bootstrap.group(1)}
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C does: stops all three and the broker
         try:
@@ -129,8 +132,9 @@ def eventually(probe, timeout: float = 40.0):  # type: ignore[no-untyped-def]
 
 
 def test_each_service_process_exposes_the_named_metrics_after_one_visit(distributed):
-    """After one order is served to the end, every process's /metrics shows its HTTP latency,
-    messages consumed and published, outbox backlog 0, consumer lag 0 measured from the broker,
+    """After one order is served to the end and one poison message sent, every process's
+    /metrics shows its HTTP latency, messages consumed and published, outbox backlog 0,
+    consumer lag 0 and dead-letter records measured from the broker, the dead-letter count,
     and its service gauges: dispatch's open alerts and unassigned visits, the ledger's posted
     entitlement minutes, the time bank's liability ratio."""
     dispatch, ledger, timebank = (distributed[n] for n in SERVICES)
@@ -169,12 +173,18 @@ def test_each_service_process_exposes_the_named_metrics_after_one_visit(distribu
         return answer.json() if answer.status_code == 200 else None
 
     assert eventually(charged)["charged_minutes"] == 20
+    # and one message that is no contract at all: dispatch dead-letters it
+    producer = KafkaProducer(bootstrap_servers=distributed["bootstrap"])
+    producer.send("homecare.orders", b"not an integration event", key=b"yiwu-choucheng")
+    producer.flush()
+    producer.close()
 
     # Dispatch: HTTP latency by route template, events out through the outbox and FastStream.
     def dispatch_settled():  # type: ignore[no-untyped-def]
         s = scrape(dispatch)
         lag = value(s, "homecare_consumer_lag", group="homecare-dispatch")
-        return s if value(s, "homecare_consumer_lag_up") == 1 and lag == 0 else None
+        dead = value(s, "homecare_dead_letter_records", topic="homecare.orders.dlq")
+        return s if value(s, "homecare_consumer_lag_up") == 1 and lag == 0 and dead else None
 
     s = eventually(dispatch_settled)
     assert value(s, "homecare_http_request_seconds_count", route="/dispatch/orders",
@@ -190,7 +200,10 @@ def test_each_service_process_exposes_the_named_metrics_after_one_visit(distribu
                  type="OrderPlaced", outcome="processed") == 1
     assert value(s, "homecare_unassigned_visits", area="yiwu-choucheng") == 0
     assert value(s, "homecare_alerts_open", area="yiwu-choucheng", kind="missed") == 0
-    assert value(s, "homecare_dead_letters_total") is None  # nothing dead-lettered
+    assert value(s, "homecare_dead_letters_total", topic="homecare.orders") == 1
+    assert value(s, "homecare_dead_letter_records", topic="homecare.orders.dlq") == 1
+    assert value(s, "homecare_messages_consumed_total", type="invalid",
+                 outcome="dead_lettered") == 1
     # one consumer-lag series per partition of each topic dispatch consumes (6 each)
     assert len([1 for ls, _ in s["homecare_consumer_lag"]
                 if ls["group"] == "homecare-dispatch"]) == 12
@@ -203,6 +216,9 @@ def test_each_service_process_exposes_the_named_metrics_after_one_visit(distribu
                                             group="homecare-ledger") == 0 else None
 
     s = eventually(ledger_settled)
+    # the dead-letter topic's records, from the broker, in every process that watches it
+    assert value(s, "homecare_dead_letter_records", topic="homecare.orders.dlq") is None
+    assert value(s, "homecare_dead_letter_records", topic="homecare.visits.dlq") == 0
     assert value(s, "homecare_entitlement_minutes", state="held") == 0
     assert value(s, "homecare_messages_consumed_total", consumer="homecare-ledger",
                  type="VisitVerified", outcome="processed") == 1
