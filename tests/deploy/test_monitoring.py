@@ -20,7 +20,8 @@ REQUIRED_ALERTS = {  # what the issue asks for, by what it watches
 }
 PROMQL_WORDS = {"sum", "max", "min", "avg", "by", "without", "rate", "increase", "irate",
                 "histogram_quantile", "le", "and", "or", "unless", "on", "ignoring",
-                "group_left", "group_right", "offset", "count", "bool", "abs", "label_values"}
+                "group_left", "group_right", "offset", "count", "bool", "abs", "label_values",
+                "delta", "deriv", "clamp_min", "time", "vector"}
 
 
 def exported_metric_names() -> set[str]:
