@@ -530,7 +530,7 @@ _CHEAP_OPERATORS = """local_search_operators {
 
 # Iterated local search: SISR ruin (string removals) + cheapest insertion, a descent with cheap
 # operators after each perturbation, simulated-annealing acceptance. Temperatures are in cost
-# units per unit of mean arc cost (tuned on Solomon: 50 and 1 at DIMACS x10 scale).
+# units per unit of mean arc cost (tuned on Solomon: 200 and 1 at DIMACS x10 scale).
 _ILS = """iterated_local_search_parameters {
   perturbation_strategy: RUIN_AND_RECREATE
   ruin_recreate_parameters {
@@ -555,7 +555,11 @@ def _search_parameters(model: _Model, deadline: float, use_ils: bool):
         params.local_search_metaheuristic = (
             routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT)
         scale = _mean_arc(model) / _SOLOMON_MEAN_ARC
-        text_format.Merge(_ILS % {"seq": 10, "avg": 10, "t_init": 50.0 * scale,
+        # Tuned on Solomon (hard R2/RC2 instances need big ruins and a hot start); capped so a
+        # small day is not ruined whole.
+        n_visits = sum(1 for n in model.nodes if n.kind == "visit")
+        avg = min(30, max(2, n_visits // 4))
+        text_format.Merge(_ILS % {"seq": min(15, avg), "avg": avg, "t_init": 200.0 * scale,
                                   "t_final": 1.0 * scale}, params)
     else:
         params.local_search_metaheuristic = (
