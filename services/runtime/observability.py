@@ -307,15 +307,16 @@ class MetricsRefresher:
 
                 self._admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap_servers, client_id="homecare-metrics",
-                    request_timeout_ms=5000)
+                    # short: a scrape must answer even while the broker is away
+                    bootstrap_timeout_ms=3000, request_timeout_ms=5000)
             measure_consumer_lag(self._admin, self.groups)
             from contracts.topics import dlq
 
             measure_topic_records(self._admin, sorted({dlq(t) for ts in self.groups.values()
                                                        for t in ts}))
             CONSUMER_LAG_UP.set(1)
-        except Exception:  # noqa: BLE001 - broker away: report it, reconnect next time
-            logging.getLogger(__name__).warning("consumer lag not measured", exc_info=True)
+        except Exception as error:  # noqa: BLE001 - broker away: report it, reconnect later
+            logging.getLogger(__name__).warning("consumer lag not measured: %r", error)
             CONSUMER_LAG_UP.set(0)
             self.close()
 
