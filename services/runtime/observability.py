@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -154,27 +155,33 @@ def record_plan(area: str, plan: object, kind: str = "daily") -> None:
     ROUTER_OBJECTIVE.labels(area, "placed").set(term(placed))
 
 
-def measure_consumer_lag(admin: object, groups: dict[str, list[str]]) -> dict[tuple[str, str, int],
-                                                                              int]:
+def _partition_offsets(admin: object, topics: list[str]) -> tuple[list[Any], dict, dict]:
+    """The topics' partitions with their latest and earliest offsets, from the broker."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    described = admin.describe_topics(topics)  # type: ignore[attr-defined]
+    partitions = [TopicPartition(t["name"], p["partition_index"])
+                  for t in described for p in t.get("partitions") or ()]
+    if not partitions:
+        return [], {}, {}
+    latest = admin.list_partition_offsets(  # type: ignore[attr-defined]
+        {tp: OffsetSpec.LATEST for tp in partitions})
+    earliest = admin.list_partition_offsets(  # type: ignore[attr-defined]
+        {tp: OffsetSpec.EARLIEST for tp in partitions})
+    return partitions, latest, earliest
+
+
+def measure_consumer_lag(admin: object, groups: dict[str, list[str]]
+                         ) -> dict[tuple[str, str, int], int]:
     """Lag per (group, topic, partition) from the broker; sets CONSUMER_LAG.
 
     ``admin`` is a kafka-python KafkaAdminClient. Uses list_group_offsets and
     list_partition_offsets only (describe_groups fails on tansu). A partition the group never
     committed counts from the partition's earliest offset, as auto_offset_reset=earliest does.
     """
-    from kafka import TopicPartition
-    from kafka.admin import OffsetSpec
-
-    topics = sorted({t for ts in groups.values() for t in ts})
-    described = admin.describe_topics(topics)  # type: ignore[attr-defined]
-    partitions = [TopicPartition(t["name"], p["partition_index"])
-                  for t in described for p in t.get("partitions") or ()]
-    if not partitions:
-        return {}
-    latest = admin.list_partition_offsets(  # type: ignore[attr-defined]
-        {tp: OffsetSpec.LATEST for tp in partitions})
-    earliest = admin.list_partition_offsets(  # type: ignore[attr-defined]
-        {tp: OffsetSpec.EARLIEST for tp in partitions})
+    partitions, latest, earliest = _partition_offsets(
+        admin, sorted({t for ts in groups.values() for t in ts}))
     lags: dict[tuple[str, str, int], int] = {}
     for group, group_topics in groups.items():
         committed = admin.list_group_offsets({group: None}).get(group, {})  # type: ignore
@@ -193,18 +200,7 @@ def measure_consumer_lag(admin: object, groups: dict[str, list[str]]) -> dict[tu
 def measure_topic_records(admin: object, topics: list[str]) -> dict[str, int]:
     """Records per topic (end - earliest offset, summed over partitions); sets
     DEAD_LETTER_RECORDS for the topics given (the dead-letter topics)."""
-    from kafka import TopicPartition
-    from kafka.admin import OffsetSpec
-
-    described = admin.describe_topics(topics)  # type: ignore[attr-defined]
-    partitions = [TopicPartition(t["name"], p["partition_index"])
-                  for t in described for p in t.get("partitions") or ()]
-    if not partitions:
-        return {}
-    latest = admin.list_partition_offsets(  # type: ignore[attr-defined]
-        {tp: OffsetSpec.LATEST for tp in partitions})
-    earliest = admin.list_partition_offsets(  # type: ignore[attr-defined]
-        {tp: OffsetSpec.EARLIEST for tp in partitions})
+    partitions, latest, earliest = _partition_offsets(admin, topics)
     records: dict[str, int] = {}
     for tp in partitions:
         records[tp.topic] = records.get(tp.topic, 0) + max(
@@ -232,6 +228,11 @@ def refresh_service_gauges(units: list[object], today: object | None = None) -> 
     SCRAPE_REFRESH_SECONDS.set(time.perf_counter() - started)
 
 
+# always exported (as 0 when none is open), so alert rules on them have a series to read
+_WATCHED_ALERT_KINDS = ("missed", "late_start", "unassigned")
+_alert_kinds_seen: set[tuple[str, str]] = set()
+
+
 def _areas(app: object) -> list[str]:
     areas = getattr(app, "areas", None)
     if callable(areas):
@@ -250,8 +251,11 @@ def _refresh_dispatch(app: object, today: object | None) -> None:
         for alert in app.list_alerts(area, open_only=True):  # type: ignore[attr-defined]
             kind = str(getattr(alert.kind, "value", alert.kind))
             by_kind[kind] = by_kind.get(kind, 0) + 1
-        for kind in {*by_kind, "missed", "late_start", "unassigned"}:
-            ALERTS_OPEN.labels(area, kind).set(by_kind.get(kind, 0))
+        # kinds seen open before go back to 0 rather than keeping their last count
+        _alert_kinds_seen.update((area, k) for k in {*by_kind, *_WATCHED_ALERT_KINDS})
+        for seen_area, kind in list(_alert_kinds_seen):
+            if seen_area == area:
+                ALERTS_OPEN.labels(area, kind).set(by_kind.get(kind, 0))
         unassigned = 0
         for offset in range(2):  # each order is loaded: keep the scrape cheap
             orders = app.list_orders(area, day0 + timedelta(days=offset))  # type: ignore

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -285,3 +286,78 @@ def test_record_plan_observes_solve_time_and_objective_terms():
     terms = {t: ROUTER_OBJECTIVE.labels(area, t)._value.get()
              for t in ("travel_minutes", "unassigned", "placed")}
     assert terms == {"travel_minutes": 7, "unassigned": 0, "placed": 1}  # the last plan
+
+
+class _FakeDispatch:
+    """Dispatch's public queries, as the scrape-time gauges use them."""
+
+    def __init__(self, area: str) -> None:
+        from zoneinfo import ZoneInfo
+
+        self.tz = ZoneInfo("Asia/Shanghai")
+        self.area = area
+        self.open: list[str] = []
+        self.orders: dict[Any, list[str]] = {}
+
+    def areas(self) -> list[str]:
+        return [self.area]
+
+    def list_alerts(self, area: str, open_only: bool = False) -> list[Any]:
+        from types import SimpleNamespace
+
+        assert open_only
+        return [SimpleNamespace(kind=k) for k in self.open] if area == self.area else []
+
+    def list_orders(self, area: str, day: Any) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(state=s) for s in self.orders.get(day, [])]
+
+
+def test_scrape_time_gauges_follow_the_services_queries_and_survive_a_failing_one(caplog):
+    """Alerts open are counted by area and kind and drop back to 0 when acknowledged;
+    unassigned orders are counted for today and tomorrow only; a service whose query fails
+    is logged and the others are still measured."""
+    from datetime import date
+    from types import SimpleNamespace
+
+    from services.runtime.observability import (
+        ALERTS_OPEN,
+        UNASSIGNED_VISITS,
+        refresh_service_gauges,
+    )
+
+    area = f"area-{uuid.uuid4().hex[:6]}"
+    dispatch = _FakeDispatch(area)
+    today = date(2026, 11, 24)
+    dispatch.open = ["overrun", "overrun", "missed"]
+    dispatch.orders = {today: ["unassigned", "scheduled"], date(2026, 11, 25): ["unassigned"],
+                       date(2026, 11, 27): ["unassigned"]}
+    broken = SimpleNamespace(name="ledger", application=SimpleNamespace())  # no queries at all
+    units = [broken, SimpleNamespace(name="dispatch", application=dispatch)]
+    refresh_service_gauges(units, today=today)
+    assert ALERTS_OPEN.labels(area, "overrun")._value.get() == 2
+    assert ALERTS_OPEN.labels(area, "missed")._value.get() == 1
+    assert ALERTS_OPEN.labels(area, "late_start")._value.get() == 0
+    assert UNASSIGNED_VISITS.labels(area)._value.get() == 2
+    assert "metrics refresh failed for ledger" in caplog.text
+
+    dispatch.open = []
+    refresh_service_gauges(units, today=today)
+    assert ALERTS_OPEN.labels(area, "overrun")._value.get() == 0
+    assert ALERTS_OPEN.labels(area, "missed")._value.get() == 0
+
+
+def test_a_scrape_answers_while_the_broker_is_away():
+    """With no broker at the address, the lag measurement gives up within seconds and says so
+    (homecare_consumer_lag_up 0) instead of hanging the scrape."""
+    from services.runtime.broker import free_port
+    from services.runtime.observability import CONSUMER_LAG_UP, MetricsRefresher
+
+    refresher = MetricsRefresher([])
+    refresher.watch_consumers(f"127.0.0.1:{free_port()}", {"g": ["homecare.orders"]})
+    started = time.monotonic()
+    refresher.refresh()
+    assert time.monotonic() - started < 8
+    assert CONSUMER_LAG_UP._value.get() == 0
+    refresher.close()
