@@ -7,7 +7,7 @@ import time
 
 from .assemble import finish_plan, route_from_state
 from .construct import insert_visit
-from .plan import Plan, Route, StopKind, UnassignedReason, UnassignedVisit
+from .plan import BreakPlacement, Plan, Route, StopKind, UnassignedReason, UnassignedVisit
 from .problem import Caregiver, Problem, Visit
 from .solver import _allowed_vehicles
 from .timing import Item, RouteState, break_item, place_break, visit_item
@@ -77,12 +77,13 @@ def state_from_route(problem: Problem, cg: Caregiver, route: Route | None,
         return st, 0
     brk = route.rest_break
     b = break_item(cg)
+    # The break stays where it was in the sequence (before leaving and after returning count as
+    # first and last); one already begun keeps its time.
+    brk_at = -1 if b is None or brk is None else min(brk.before_stop, len(route.stops))
     for k, stop in enumerate(route.stops):
-        if b is not None and brk is not None and brk.before_stop == k and \
-                brk.start < route.end and brk.end > route.start:
-            fixed = brk.start < now
-            items.append(Item("break", -1, b.dur, ((brk.start, brk.start),) if fixed else b.wins))
-            if fixed:
+        if k == brk_at and b is not None and brk is not None:
+            items.append(_break_of(b, brk, now))
+            if brk.start < now:
                 first_free = len(items)
         if stop.kind is StopKind.RELOAD:
             items.append(Item("reload", stop.location, 0, ((0, _FAR),)))
@@ -92,11 +93,21 @@ def state_from_route(problem: Problem, cg: Caregiver, route: Route | None,
             items.append(visit_item(visit, 0, stop.start if fixed else None))
         if stop.start < now:
             first_free = len(items)
-    if b is not None and brk is not None and brk.before_stop >= len(route.stops) and \
-            brk.start < route.end:
-        items.append(Item("break", -1, b.dur, b.wins))
-    depart = route.start if route.start < now else max(cg.shift.start, now)
+    if brk_at == len(route.stops) and b is not None and brk is not None:
+        items.append(_break_of(b, brk, now))
+        if brk.start < now:
+            first_free = len(items)
+    left_at = route.start
+    if brk_at == 0 and brk is not None:  # a break taken before leaving
+        left_at = min(left_at, brk.start)
+    depart = left_at if left_at < now else max(cg.shift.start, now)
     st = RouteState(problem, cg, items, depart_min=depart)
     if b is not None and not any(it.kind == "break" for it in items):
         place_break(st)
     return st, first_free
+
+
+def _break_of(b: Item, placed: BreakPlacement, now: int) -> Item:
+    if placed.start < now:
+        return Item("break", -1, b.dur, ((placed.start, placed.start),))
+    return b
