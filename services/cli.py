@@ -180,11 +180,19 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"homecare demo: dashboard {base}/dispatch/dashboard/?area="
                   f"{district.service_area_id}&date={day} (API docs {base}/docs)", flush=True)
 
-    summary = asyncio.run(simulate_day(
-        district, run_dir, serve=not args.headless, host=args.host, port=port, speed=speed,
-        on_ready=ready, linger=not args.headless and not args.exit,
-        plan_time_limit_s=args.plan_seconds,
-        progress=lambda text: print(text, flush=True)))
+    import httpx
+
+    try:
+        summary = asyncio.run(simulate_day(
+            district, run_dir, serve=not args.headless, host=args.host, port=port, speed=speed,
+            on_ready=ready, linger=not args.headless and not args.exit,
+            plan_time_limit_s=args.plan_seconds,
+            progress=lambda text: print(text, flush=True)))
+    except (KeyboardInterrupt, httpx.TransportError) as stopped:
+        # Ctrl-C stops the embedded server first; the simulation then loses its connection.
+        print(f"homecare demo: stopped ({type(stopped).__name__}); the run so far is in "
+              f"{run_dir}", file=sys.stderr)
+        return 130
     print(format_summary(summary))
     print(f"homecare demo: run recorded in {run_dir} (district.json, summary.json)")
     if args.json:
