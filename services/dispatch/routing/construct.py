@@ -160,3 +160,49 @@ def _break_victim(st: RouteState, visits: dict[str, Visit]) -> int | None:
         return (v.staff_count, int(v.priority), -st.items[k].dur, k)
 
     return min(pool, key=key)
+
+
+def improve(problem: Problem, states: Sequence[RouteState], allowed: dict[str, list[int]],
+            todo: Iterable[Visit], deadline: float) -> list[Visit]:
+    """Remove-and-reinsert passes: every single-caregiver visit is taken out and put back at its
+    cheapest feasible place (never worse than where it was); visits still without a place are
+    tried again after each pass. Stops at ``deadline`` or when a pass gains nothing. Returns the
+    visits still without a place."""
+    everyone = range(len(problem.caregivers))
+    visits = problem.visits_by_id()
+    unplaced = list(todo)
+    while time.monotonic() < deadline:
+        before = sum(_travel(st) for st in states)
+        for st in states:
+            for it in list(st.items):
+                if time.monotonic() >= deadline:
+                    return unplaced
+                visit = visits.get(it.visit_id or "")
+                if it.kind != "visit" or visit is None or visit.staff_count != 1 or \
+                        visit.pinned_start is not None or it not in st.items:
+                    continue
+                k = st.items.index(it)
+                del st.items[k]
+                st.refresh()
+                if insert_visit(states, visit, allowed.get(visit.id, everyone)) is None:
+                    st.items.insert(k, it)  # its old place is always still there
+                    st.refresh()
+        still = []
+        for visit in insertion_order(unplaced):
+            if time.monotonic() >= deadline or insert_visit(
+                    states, visit, allowed.get(visit.id, everyone)) is None:
+                still.append(visit)
+        gained = before - sum(_travel(st) for st in states) + len(unplaced) - len(still)
+        unplaced = still
+        if gained <= 0:
+            break
+    return unplaced
+
+
+def _travel(st: RouteState) -> int:
+    mat, loc, total = st.mat, st.cg.start_location, 0
+    for it in st.items:
+        if it.kind != "break":
+            total += mat[loc][it.loc]
+            loc = it.loc
+    return total + mat[loc][st.cg.return_location]

@@ -28,7 +28,7 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from .assemble import finish_plan, route_from_starts, route_from_state
 from .checker import check
-from .construct import construct, empty_states, fit_breaks
+from .construct import construct, empty_states, fit_breaks, improve
 from .plan import (
     Plan,
     PlanStatus,
@@ -93,7 +93,9 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
     mixed_priorities = len({v.priority for v in problem.visits}) > 1
     states = None
     if initial_routes is not None or has_pairs or has_breaks or mixed_priorities:
-        states = _construct(model, initial_routes)
+        # Our own remove-and-reinsert passes are cheap and help most where OR-Tools' local search
+        # is slow (big days): give them a share of the budget.
+        states = _construct(model, initial_routes, t0 + _IMPROVE_SHARE * time_limit_s)
     fallback = _plan_from_states(model, states, 0.0) if states is not None else None
     if fallback is not None and time.monotonic() > deadline - 0.5 * time_limit_s:
         # The construction alone ate half the budget (a busy machine): it is the plan.
@@ -141,6 +143,7 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
 
 _BREAK_MODEL_LIMIT = 20_000
 _LARGE_MODEL = 300
+_IMPROVE_SHARE = 0.3
 
 
 def _with_seconds(plan: Plan, seconds: float) -> Plan:
@@ -160,8 +163,8 @@ def _worse(plan: Plan, other: Plan, model: _Model) -> bool:
     return key(plan) < key(other)
 
 
-def _construct(model: _Model, initial_routes: dict[str, list[str]] | None
-               ) -> list[RouteState]:
+def _construct(model: _Model, initial_routes: dict[str, list[str]] | None,
+               improve_until: float | None = None) -> list[RouteState]:
     """First solution by our own insertion (keeps two-caregiver visits together)."""
     p = model.problem
     states = empty_states(p)
@@ -186,7 +189,9 @@ def _construct(model: _Model, initial_routes: dict[str, list[str]] | None
                         placed.add(vid)
                         break
     todo = [visits[vid] for vid in model.visit_nodes if vid not in placed]
-    states, _ = construct(p, todo, model.allowed_by_visit, states)
+    states, left = construct(p, todo, model.allowed_by_visit, states)
+    if improve_until is not None:
+        improve(p, states, model.allowed_by_visit, left, improve_until)
     return states
 
 
