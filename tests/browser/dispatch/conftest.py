@@ -77,7 +77,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             await asyncio.sleep(served.route_delay_s)
         return await call_next(request)
 
-    server = uvicorn.Server(uvicorn.Config(http, host="127.0.0.1", port=port, log_level="warning"))
+    # Open event streams and slowed-down answers need not be waited for at the end.
+    server = uvicorn.Server(uvicorn.Config(http, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

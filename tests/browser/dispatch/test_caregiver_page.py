@@ -34,6 +34,15 @@ READ_QUEUE = """async () => {
 }"""
 
 
+ROUTE_SAVED_BY_WORKER = """async (id) => {
+  for (const name of await caches.keys()) {
+    const keys = await (await caches.open(name)).keys();
+    if (keys.some((k) => k.url.includes(`/caregivers/${id}/route`))) return true;
+  }
+  return false;
+}"""
+
+
 def sign_in(page, site: Site, day: Day) -> None:  # type: ignore[no-untyped-def]
     page.on("pageerror", lambda error: UNCAUGHT.append(str(error)))
     page.goto(f"{site.base_url}/dispatch/app/")
@@ -159,7 +168,7 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     pad = page.locator(f"{second} canvas.signature")
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()
-    assert box is not None
+    assert box is not None, "no signature pad"
     page.mouse.move(box["x"] + 20, box["y"] + 60)
     page.mouse.down()
     for x in range(30, 200, 20):
@@ -246,6 +255,10 @@ def test_weak_signal_falls_back_to_the_saved_route(page, site: Site) -> None:  #
     day = seed_day(site.app, "weak")
     sign_in(page, site, day)
     page.wait_for_function("navigator.serviceWorker.controller !== null")
+    deadline = time.monotonic() + 5
+    while not page.evaluate(ROUTE_SAVED_BY_WORKER, day.caregiver_id):
+        assert time.monotonic() < deadline, "the service worker never saved the route"
+        page.wait_for_timeout(100)
     site.route_delay_s = 8
     try:
         started = time.monotonic()

@@ -230,7 +230,13 @@ let again = false;
 function refresh() {
   if (reloading) { again = true; return; }
   reloading = (async () => {
-    do { again = false; await loadRoute(); render(); } while (again);
+    do {
+      again = false;
+      const before = JSON.stringify(state.route);
+      await loadRoute();
+      // Most events are echoes of this phone's own steps: redraw only on a real change.
+      if (JSON.stringify(state.route) !== before) render();
+    } while (again);
   })().finally(() => { reloading = null; });
 }
 
@@ -483,6 +489,10 @@ async function start() {
   setInterval(() => { if (state.queue.length && navigator.onLine) sync(); }, 20000);
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("./sw.js", { scope: "./" }).catch(() => undefined);
+    // The first visit's route came before the worker took over: fetch it again through it.
+    navigator.serviceWorker.addEventListener("controllerchange", () => {
+      if (state.caregiverId) refresh();
+    });
   }
   state.queue = await pending();
   state.rejected = (await getMeta("rejected")) || [];
