@@ -38,7 +38,8 @@ def solomon_markdown(doc: dict, *, per_instance: bool = False) -> str:
     if load:
         lines.append(
             f"Machine load average during the run: {load['min']:g}-{load['max']:g} on "
-            f"{meta.get('machine', {}).get('cpus')} cores (cpu share: CPU seconds / wall seconds)."
+            f"{meta.get('machine', {}).get('cpus')} cores; CPU priority: "
+            f"{meta.get('cpu_priority') or 'normal'} (cpu share = CPU seconds / wall seconds)."
         )
     lines.append("")
     rows = []
