@@ -361,3 +361,33 @@ def test_a_scrape_answers_while_the_broker_is_away():
     assert time.monotonic() - started < 8
     assert CONSUMER_LAG_UP._value.get() == 0
     refresher.close()
+
+
+def test_distributed_stops_every_service_when_one_cannot_run(tmp_path: Path, postgres_server):
+    """If one service process dies (here: its port is taken), `homecare up --distributed`
+    stops the others and the broker and exits with an error, leaving nothing behind."""
+    import socket
+
+    base = _three_free_ports()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", base + 1))  # the ledger's port
+    blocker.listen()
+    env = {**os.environ, "HOMECARE_POSTGRES_DBNAME": f"homecare_dead_{uuid.uuid4().hex[:8]}",
+           "HOMECARE_LOG_JSON": "false"}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "services.cli", "up", "--distributed", "--port", str(base),
+             "--data-dir", str(tmp_path), "--no-demo-data"],
+            env=env, capture_output=True, text=True, timeout=90)
+    finally:
+        blocker.close()
+        with postgres_server.connect() as conn:
+            for name in SERVICES:
+                conn.execute(f'DROP DATABASE IF EXISTS "{env["HOMECARE_POSTGRES_DBNAME"]}_{name}"'
+                             " WITH (FORCE)")
+    assert result.returncode != 0
+    assert "ledger exited" in result.stdout and "stopping the others" in result.stdout
+    assert port_is_free(base) and port_is_free(base + 2)
+    broker = re.search(r"broker 127\.0\.0\.1:(\d+),", result.stdout)
+    assert broker and port_is_free(int(broker.group(1))), "the broker outlived the run"
