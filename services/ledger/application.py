@@ -40,6 +40,8 @@ from services.ledger.domain.books import (
     package_revenue_account,
     package_sales_account,
     provider_payable_account,
+    provider_settled_account,
+    subdistrict_settlement_account,
     timebank_reserve_account,
 )
 from services.ledger.domain.entitlement import (
@@ -784,6 +786,19 @@ class LedgerApplication(ServiceApplication):
             lapsed += account.available
             books.open(f"lapse:{elder_id}:{month}", account, target, account.available,
                        pending=False, facts=TransferFacts(reason))
+        # The sub-district settles each statement's amount with the provider (money, in fen).
+        for statement in statements:
+            if statement["amount_fen"] > 0:
+                books.open(f"settlement:{area}:{month}:{statement['provider_id']}",
+                           books.account(subdistrict_settlement_account(area), unit="fen",
+                                         kind="funding"),
+                           books.account(provider_settled_account(statement["provider_id"],
+                                                                  area),
+                                         unit="fen", kind="provider_settled",
+                                         owner_id=statement["provider_id"]),
+                           statement["amount_fen"], pending=False,
+                           facts=TransferFacts(f"settlement of {month}: {statement['visits']} "
+                                               f"visits, {statement['minutes']} minutes"))
         close = MonthClose(service_area_id=area, month=month, statements=statements,
                            summary=summary, closed_by=by, lapsed_minutes=lapsed)
         self.save(close, *books.aggregates())

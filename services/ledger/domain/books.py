@@ -39,6 +39,16 @@ def city_funding_account(region: str) -> str:
     return f"funding:city:{region}"
 
 
+def subdistrict_settlement_account(service_area_id: str) -> str:
+    """Money (fen) the sub-district (镇街道) pays providers at monthly settlement."""
+    return f"funding:subdistrict:{service_area_id}"
+
+
+def provider_settled_account(provider_id: str, service_area_id: str) -> str:
+    """Money (fen) settled to a provider by a sub-district, statement by statement."""
+    return f"provider:{provider_id}:settled:{service_area_id}"
+
+
 def package_sales_account(region: str) -> str:
     """Where bought package minutes come from (sold by providers through the centre)."""
     return f"funding:packages:{region}"

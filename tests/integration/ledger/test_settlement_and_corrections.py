@@ -59,6 +59,10 @@ async def test_closing_a_month_fixes_its_statements_and_lapses_unused_entitlemen
     assert by_provider["P-2"]["amount_fen"] == 1500
     # E-1: 240 - 60 used - 60 held = 120 lapse; E-2: 480 - 30 = 450; E-3 never opened October.
     assert closed.lapsed_minutes == 120 + 450
+    # The sub-district's settlement with each provider is posted in fen.
+    settled = ledger.app.account_by_code(f"provider:P-1:settled:{AREA}")
+    assert (settled.unit, settled.balance) == ("fen", 3000)
+    assert ledger.app.trial_balance()["fen"] == 0
     with pytest.raises(MonthClosed):
         ledger.app.close_month(AREA, "2026-10", "finance-1")
 
@@ -68,7 +72,7 @@ async def test_closing_a_month_fixes_its_statements_and_lapses_unused_entitlemen
     assert ledger.app.statements(AREA, "2026-10") == closed.statements
     november = ledger.app.statements(AREA, "2026-11")
     assert [line["visit_id"] for line in november[0]["lines"]] == ["V3"]
-    assert ledger.app.trial_balance() == {"minute": 0}
+    assert ledger.app.trial_balance() == {"minute": 0, "fen": 0}
 
 
 async def test_civil_affairs_summary_reports_use_by_category_and_who_used_nothing(ledger):
