@@ -44,6 +44,12 @@ def test_kafka_runs_in_kraft_mode_on_node_pools(overlay):
                                     "cluster-ip"}
         assert isinstance(listener["tls"], bool) and listener["port"] >= 9092
     assert spec["kafka"]["config"]["auto.create.topics.enable"] is False
+    # options Strimzi manages itself and refuses in spec.kafka.config
+    forbidden = ("listeners", "advertised.", "broker.", "listener.", "host.name", "port",
+                 "inter.broker.listener.name", "sasl.", "ssl.", "security.", "password.",
+                 "log.dir", "zookeeper.", "super.user", "authorizer.", "process.roles",
+                 "node.id", "controller.")
+    assert [k for k in spec["kafka"]["config"] if k.startswith(forbidden)] == []
     assert set(spec["entityOperator"]) == {"topicOperator", "userOperator"}
 
     pools = of_kind(docs, "KafkaNodePool")
