@@ -95,10 +95,17 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
     if initial_routes is not None or has_pairs or has_breaks or mixed_priorities:
         # Our own remove-and-reinsert passes are cheap and help most where OR-Tools' local search
         # is slow (big days): give them a share of the budget.
-        states = _construct(model, initial_routes, t0 + _IMPROVE_SHARE * time_limit_s)
+        share = _IMPROVE_SHARE_LARGE if len(model.nodes) > _LARGE_MODEL else _IMPROVE_SHARE
+        if has_breaks and not breaks_in_model:
+            # OR-Tools without the breaks packs routes that the break repair must then unpick
+            # (measured: more visits dropped than before it), so big days with breaks are ours.
+            share = 1.0
+        reserve_end = deadline - (0.1 + 0.05 * time_limit_s) * (share == 1.0)
+        states = _construct(model, initial_routes,
+                            min(reserve_end, t0 + share * time_limit_s))
     fallback = _plan_from_states(model, states, 0.0) if states is not None else None
-    if fallback is not None and time.monotonic() > deadline - 0.5 * time_limit_s:
-        # The construction alone ate half the budget (a busy machine): it is the plan.
+    if fallback is not None and time.monotonic() > deadline - max(1.0, 0.15 * time_limit_s):
+        # Construction and improvement left too little time for OR-Tools (a busy machine).
         return _with_seconds(fallback, time.monotonic() - t0)
     pair_starts = None
     if states is not None and breaks_in_model:
@@ -143,7 +150,8 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
 
 _BREAK_MODEL_LIMIT = 20_000
 _LARGE_MODEL = 300
-_IMPROVE_SHARE = 0.3
+_IMPROVE_SHARE = 0.25
+_IMPROVE_SHARE_LARGE = 0.6
 
 
 def _with_seconds(plan: Plan, seconds: float) -> Plan:
