@@ -128,8 +128,8 @@ def test_each_service_runs_the_one_image_by_name_with_probes_and_resources(overl
 
 def test_autoscaling_disruption_budgets_and_replicas(overlay):
     """HPAs target existing Deployments and scale on CPU and on the group's consumer lag, never
-    past the partitions of the topics the service consumes; PDBs select the pods; dev runs
-    single replicas, production three."""
+    past the partitions of the topics the service consumes; PDBs select the pods and let one
+    go; dev runs single replicas, production at least three."""
     name, docs = overlay
     deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
     partitions = {t["spec"]["topicName"]: t["spec"]["partitions"]
@@ -147,15 +147,20 @@ def test_autoscaling_disruption_budgets_and_replicas(overlay):
         assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     assert {h["spec"]["scaleTargetRef"]["name"]
             for h in of_kind(docs, "HorizontalPodAutoscaler")} == set(deployments)
+    least = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["minReplicas"]
+             for h in of_kind(docs, "HorizontalPodAutoscaler")}
     for pdb in of_kind(docs, "PodDisruptionBudget"):
-        matching = [d for d in deployments.values()
+        matching = [n for n, d in deployments.items()
                     if selects(pdb["spec"]["selector"], pod_labels(d))]
         assert len(matching) == 1
-        replicas = matching[0]["spec"]["replicas"]
-        if "minAvailable" in pdb["spec"]:
-            assert pdb["spec"]["minAvailable"] < replicas  # a node can always be drained
-    replicas = {d["spec"]["replicas"] for d in deployments.values()}
-    assert replicas == ({1} if name == "dev" else {3})
+        if "minAvailable" in pdb["spec"]:  # a node can always be drained
+            assert pdb["spec"]["minAvailable"] < least[matching[0]]
+    # the HPA owns the replica count; the Deployments leave it to it
+    assert all("replicas" not in d["spec"] for d in deployments.values())
+    assert set(least.values()) == ({1} if name == "dev" else {3})
+    if name == "dev":
+        assert {h["spec"]["maxReplicas"] for h in of_kind(docs, "HorizontalPodAutoscaler")} \
+            == {1}
 
 
 def consumed(service: str) -> list[str]:
