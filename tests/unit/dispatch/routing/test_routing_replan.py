@@ -137,8 +137,9 @@ def test_insert_urgent_is_fast(b):
         now = rnd.randint(100, 600)
         v = b.visit(f"u{k}", rnd.randint(1, 11), (now, now + 90), duration=20,
                     priority=Priority.EMERGENCY)
-        t0 = time.perf_counter()
+        # CPU time: the suite shares the machine, wall-clock would measure the neighbours.
+        t0 = time.process_time()
         new = insert_urgent(p, plan, v, now)
-        worst = max(worst, time.perf_counter() - t0)
+        worst = max(worst, time.process_time() - t0)
         b.assert_valid(p.with_visits(v), new)
     assert worst < 0.25

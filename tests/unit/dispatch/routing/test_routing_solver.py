@@ -235,7 +235,7 @@ def test_budget_respected(b):
     plan = solve(p, time_limit_s=1.0)
     elapsed = time.monotonic() - t0
     b.assert_valid(p, plan)
-    assert elapsed < 1.0 + 0.5
+    assert elapsed < 1.0 + 1.0
     assert plan.solve_seconds <= elapsed + 0.01
 
 
