@@ -151,6 +151,7 @@ def _demo(args: argparse.Namespace) -> int:
     """Start the system embedded, generate a district, plan and simulate a day, summarise."""
     import asyncio
     from datetime import date as _date
+    from datetime import timedelta
 
     from services.runtime.broker import free_port
     from services.simulation.district import generate
@@ -158,7 +159,8 @@ def _demo(args: argparse.Namespace) -> int:
     from services.simulation.run import simulate_day, yesterday
     from services.simulation.summary import format_summary
 
-    day = _date.fromisoformat(args.date) if args.date else yesterday()
+    day = _date.fromisoformat(args.date) if args.date else (
+        yesterday() + timedelta(days=2) if args.url else yesterday())
     if args.elders or args.caregivers:
         if not (args.elders and args.caregivers):
             print("homecare demo: --elders and --caregivers go together", file=sys.stderr)
@@ -186,13 +188,19 @@ def _demo(args: argparse.Namespace) -> int:
         summary = asyncio.run(simulate_day(
             district, run_dir, serve=not args.headless, host=args.host, port=port, speed=speed,
             on_ready=ready, linger=not args.headless and not args.exit,
-            plan_time_limit_s=args.plan_seconds,
+            plan_time_limit_s=args.plan_seconds, url=args.url,
             progress=lambda text: print(text, flush=True)))
     except (KeyboardInterrupt, httpx.TransportError) as stopped:
         # Ctrl-C stops the embedded server first; the simulation then loses its connection.
         print(f"homecare demo: stopped ({type(stopped).__name__}); the run so far is in "
               f"{run_dir}", file=sys.stderr)
         return 130
+    if args.url:
+        plan = summary["plan"]
+        print(f"homecare demo: loaded {summary['loaded']} into {args.url} and planned {day}: "
+              f"{len(plan['scheduled'])} visits scheduled, {len(plan['unassigned'])} "
+              f"unassigned, {plan['travel_minutes']} travel minutes")
+        return 0
     print(format_summary(summary))
     print(f"homecare demo: run recorded in {run_dir} (district.json, summary.json)")
     if args.json:
@@ -277,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--exit", action="store_true",
                       help="stop serving once the day is summarised")
     demo.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    demo.add_argument("--url", default=None,
+                      help="load the district into a system already running there (e.g. "
+                           "`homecare up`) and plan the day (default: tomorrow), without "
+                           "simulating it: a running system sweeps with its own clock")
     demo.add_argument("--plan-seconds", type=float, default=2.0,
                       help="the router's time budget for the daily plan and replans "
                            "(default %(default)s)")

@@ -136,8 +136,7 @@ class DaySimulator:
                 await self.tick()
         # Evening: whatever never started is missed; the centre reviews what needs review.
         self.clock.advance(local(self.day, "21:30", TZ))
-        if self.controlled:
-            await self._sweep()
+        await self._sweep()  # a remote system sweeps at its own (later) now: the same result
         await self._review()
         self.log.wall_seconds = round(wall.monotonic() - started, 2)
         self.log.actual_travel_minutes = sum(a.travel_minutes for a in self.agents.values())

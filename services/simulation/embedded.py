@@ -125,3 +125,12 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 30)
+
+
+@contextlib.asynccontextmanager
+async def remote_system(base_url: str,
+                        services: tuple[str, ...] = SERVICE_NAMES) -> AsyncIterator[RunningSystem]:
+    """A system already running elsewhere (e.g. `homecare up`): its own clock, so the day must
+    lie in the past and there is no sweep until the evening."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        yield RunningSystem(client, frozenset(services), {}, base_url=base_url)

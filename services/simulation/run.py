@@ -15,7 +15,7 @@ from typing import Any
 from services.runtime.settings import SERVICE_NAMES
 from services.simulation.day import DaySimulator
 from services.simulation.district import District
-from services.simulation.embedded import SimClock, running_system
+from services.simulation.embedded import SimClock, remote_system, running_system
 from services.simulation.loader import (
     TZ,
     Progress,
@@ -59,8 +59,10 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
                        host: str = "127.0.0.1", port: int = 8000, speed: float = 0.0,
                        broker: bool = True, progress: Progress = print,
                        plan_time_limit_s: float = 2.0, wait_s: float = 60.0,
-                       on_ready: Any = None, linger: bool = False) -> dict[str, Any]:
-    """Run the day in a fresh system under ``run_dir``; returns the summary (also written)."""
+                       on_ready: Any = None, linger: bool = False,
+                       url: str | None = None) -> dict[str, Any]:
+    """Run the day in a fresh system under ``run_dir``; returns the summary (also written).
+    With ``url``: load the district into the system running there and plan the day, only."""
     from services.simulation.summary import summarise
 
     policy = policy or Policy()
@@ -69,8 +71,10 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
     (run_dir / "district.json").write_text(json.dumps(d.to_json(), ensure_ascii=False, indent=1),
                                            encoding="utf-8")
     clock = SimClock(local(d.day, "06:30", TZ))
-    async with running_system(run_dir / "stores", clock, services=services, serve=serve,
-                              host=host, port=port, broker=broker) as system:
+    context = remote_system(url, services) if url else running_system(
+        run_dir / "stores", clock, services=services, serve=serve, host=host, port=port,
+        broker=broker)
+    async with context as system:
         client = system.client
         if "dispatch" in system.applications:
             # Replans (illness, overruns) search as long as the daily plan may.
@@ -91,7 +95,7 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
                        "welfare_check", json={"volunteer_allowed": False,
                                               "changed_by": "what-if"})
         loaded = await load_district(client, d, services=system.services, progress=progress)
-        if "ledger" in system.services:
+        if "ledger" in system.services and not url:
             loaded["month_so_far"] = await serve_month_so_far(client, d, progress)
         limit = policy.routing_time_limit_s or plan_time_limit_s
         plan = await call(client, "POST", f"/dispatch/areas/{d.service_area_id}/plans",
@@ -99,6 +103,10 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
         progress(f"plan: {len(plan['scheduled'])} visits scheduled, {len(plan['unassigned'])} "
                  f"unassigned, {plan['travel_minutes']} travel minutes "
                  f"({plan['solve_seconds']} s, status {plan['status']})")
+        if url:
+            # A running system sweeps with its own clock: a simulated day there would be
+            # marked missed as it is played. Load and plan only.
+            return {"loaded": loaded, "plan": plan, "url": url}
         simulator = DaySimulator(client, d, clock, clock_controlled=system.clock_controlled,
                                  speed=speed, progress=progress)
         log = await simulator.run()
