@@ -323,6 +323,8 @@ class LedgerApplication(ServiceApplication):
             return []  # reserved already (a second VisitScheduled for the same visit)
         if self.get_or_none(CancelledBeforeScheduled.create_id(p.visit_id)) is not None:
             return []  # cancelled before it was scheduled (events arrived out of order)
+        if self.get_or_none(Charge.create_id(p.visit_id)) is not None:
+            return []  # verified before its schedule arrived (out of order): charged already
         profile = self._profile_for(p.elder_id, p.visit_id)
         reservation = Reservation(
             visit_id=p.visit_id, elder_id=p.elder_id, provider_id=p.provider_id,
@@ -472,7 +474,8 @@ class LedgerApplication(ServiceApplication):
             res = self.repository.get(reservation_id)
             if not res.open or res.expires_at > now:
                 continue
-            if self.get_or_none(Charge.create_id(res.visit_id)) is not None:
+            charge = self.get_or_none(Charge.create_id(res.visit_id))
+            if charge is not None and charge.blocked:
                 continue  # a blocked charge keeps its holds until the provider is reinstated
             self._retry_on_conflict(lambda r=res: self.save(
                 *self._release(r.visit_id, "expired", None)))
