@@ -1,11 +1,11 @@
 """Applying a phone's offline queue: verify the hash chain, then each record in order.
 
-The caregiver page queues every check-in and check-out (online too, and sends at once) so that one
-path carries them all. A batch is refused whole (409) when its chain is broken: nothing of a
-tampered queue is applied. An intact batch is applied record by record through the application's
-own check_in/check_out with the device's original time and the record's idempotency key (the
-application keeps the keys: a repeat changes nothing); each record is answered applied, duplicate
-(sent before: harmless) or rejected with the reason.
+The caregiver page queues every departure, check-in and check-out (online too, and sends at once)
+so that one path carries them all. A batch is refused whole (409) when its chain is broken:
+nothing of a tampered queue is applied. An intact batch is applied record by record through the
+application's own depart/check_in/check_out with the device's original time and the record's
+idempotency key (the application keeps the keys: a repeat changes nothing); each record is
+answered applied, duplicate (sent before: harmless) or rejected with the reason.
 """
 
 from __future__ import annotations

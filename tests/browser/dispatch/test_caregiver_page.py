@@ -56,8 +56,9 @@ def stand_at(page, home: tuple[str, str, float, float, str]) -> None:  # type: i
 
 
 def near(at: datetime | None, expected: datetime) -> bool:
-    """The device's clock runs on from the time the test sets; a few seconds pass."""
-    return at is not None and timedelta(0) <= at - expected < timedelta(seconds=10)
+    """The device's clock runs on from the time the test sets (seconds on a busy machine), and
+    stays an hour or more behind the server's: far from the time of the sync."""
+    return at is not None and timedelta(0) <= at - expected < timedelta(seconds=60)
 
 
 def card(visit_id: str) -> str:

@@ -168,8 +168,12 @@ async function sync() {
 }
 
 // Send the whole queue once; true when the server answered every record.
+const BATCH = 200; // the server's limit per request; the rest follows in the next round
+
 async function sendQueue() {
-  const records = await pending();
+  const queued = await pending();
+  const records = queued.slice(0, BATCH);
+  if (queued.length > BATCH) state.resync = true;
   if (!records.length || !state.caregiverId) return true;
   let response;
   try {
