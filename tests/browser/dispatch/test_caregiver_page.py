@@ -150,7 +150,7 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
 
     # Back online: the queue is sent in order with the original device times.
     page.context.set_offline(False)
-    page.wait_for_selector("#pending[data-count='0']", timeout=15_000)
+    page.wait_for_selector("#pending[data-count='0']")
     v1, v2 = (site.app.get_visit(v) for v in day.visit_ids[:2])
     assert v1.state == "verified", (page.inner_text("#notice"), v1.verification_problems)
     assert near(v1.checked_out_at, device_start + timedelta(minutes=35))
