@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eventsourcing.persistence import IntegrityError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -18,6 +19,14 @@ def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ..
                                          "error": type(exc).__name__})
         return respond
 
+    # Two writers changed the same record at once (optimistic concurrency): nothing was saved.
+    # Not the client's fault, and not a crash: say so, and that repeating the request is safe.
+    async def concurrent(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=409, headers={"retry-after": "1"}, content={
+            "detail": "the record was changed by another request at the same moment; nothing "
+                      "was saved: repeat the request", "error": "ConcurrentChange"})
+
+    app.add_exception_handler(IntegrityError, concurrent)
     for exc in not_found:
         app.add_exception_handler(exc, handler(404))
     for exc in conflict:

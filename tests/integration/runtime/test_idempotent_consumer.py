@@ -168,3 +168,4 @@ async def test_a_concurrent_writer_makes_the_message_retry_not_vanish(ledger, mo
     assert await consumer.consume(_message(_verified("V-1").to_bytes(), 1)) is Outcome.PROCESSED
     assert raced["done"] and dlq.sent == []
     assert _posted(ledger) == 80
+
