@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 # Browser tests drive Debian's Chromium (no browser download at run time).
 CHROMIUM ?= /usr/bin/chromium
+# Chinese glyphs for the pages' screenshots.
+FONT_ZH ?= /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo up test deploy-check lint unit bench-router bench-homecare contracts clean
@@ -26,11 +28,12 @@ demo: $(VENV)/.installed-test
 up: $(VENV)/.installed-test
 	$(BIN)/homecare up --port $(PORT)
 
-$(CHROMIUM):
+$(CHROMIUM) $(FONT_ZH):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver \
+		fonts-wqy-microhei
 
-test: $(VENV)/.installed-test $(CHROMIUM)
+test: $(VENV)/.installed-test $(CHROMIUM) $(FONT_ZH)
 test: deploy-check
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
