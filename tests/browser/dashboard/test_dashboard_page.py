@@ -4,7 +4,7 @@ acknowledged, an emergency order from the hotline form, a replanning proposal as
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -116,6 +116,27 @@ def _drop_x(page, minute: int) -> float:  # type: ignore[no-untyped-def]
     return (minute - start) / (end - start) * width
 
 
+def _at(day, minute: int) -> datetime:  # type: ignore[no-untyped-def]
+    return datetime.combine(day, datetime.min.time(), TZ) + timedelta(minutes=minute)
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _free_slot(site: Site, area: str, caregiver_id: str, minutes: int) -> int:
+    """A start (minutes since local midnight) in the caregiver's afternoon with room around it
+    (travel, and a later nudge of 15 min), wherever the router put their visits."""
+    day = site.now.date()
+    busy = [(v.planned_start, v.planned_end)
+            for v in site.app.list_visits(area, day, caregiver_id) if v.state != "cancelled"]
+    for minute in range(12 * 60, 15 * 60 + 1, 15):
+        lo, hi = _at(day, minute - 30), _at(day, minute + minutes + 45)
+        if hi <= _at(day, 17 * 60) and all(end <= lo or start >= hi for start, end in busy):
+            return minute
+    raise AssertionError(f"no free afternoon slot for {caregiver_id}: {busy}")
+
+
 # Grab a bar 2 px inside its padding box: 4 px from its outer edge (2 px border); dropping at
 # a minute's x + GRAB_FROM_EDGE puts the bar's start on that minute.
 GRAB = {"x": 2, "y": 8}
@@ -124,9 +145,9 @@ GRAB_FROM_EDGE = 4
 
 def test_drag_and_drop_move_applied_and_one_refused(page, site: Site) -> None:  # type: ignore[no-untyped-def]
     """Dragging the nursing visit onto the carer (no nursing skill) is refused with the
-    checker's reason and changes nothing; dragging a cleaning visit to the other employee at
-    15:00 is applied as a reschedule and redrawn in that lane; its details panel then moves it
-    to 15:30 by keyboard."""
+    checker's reason and changes nothing; dragging a cleaning visit to the other employee at a
+    free afternoon time is applied as a reschedule and redrawn in that lane; its details panel
+    then moves it 15 min later by keyboard."""
     seeded = seed_day(site, "drag")
     open_dashboard(page, site, seeded)
     app = site.app
@@ -146,17 +167,19 @@ def test_drag_and_drop_move_applied_and_one_refused(page, site: Site) -> None:  
 
     cleaning = next(app.get_visit(seeded.visits[o]) for o in ("O-drag-1", "O-drag-4"))
     other = seeded.nurse if cleaning.caregiver_id == seeded.carer else seeded.carer
+    slot = _free_slot(site, seeded.area, other, cleaning.planned_minutes)
     bar = page.locator(f".bar.planned[data-visit-id='{cleaning.visit_id}']")
     track = page.locator(f".lane[data-caregiver-id='{other}'] .track")
     bar.drag_to(track, source_position=GRAB,
-                target_position={"x": _drop_x(page, 15 * 60) + GRAB_FROM_EDGE, "y": 14})
+                target_position={"x": _drop_x(page, slot) + GRAB_FROM_EDGE, "y": 14})
+    page.wait_for_selector("#toast.ok, #toast.error")
+    assert page.locator("#toast.ok").count() == 1, page.inner_text("#toast")
     page.wait_for_selector(f".lane[data-caregiver-id='{other}'] "
                            f".bar.planned[data-visit-id='{cleaning.visit_id}']")
     moved = app.get_visit(cleaning.visit_id)
     assert moved.caregiver_id == other
-    assert moved.planned_start.astimezone(TZ).strftime("%H:%M") == "15:00"
+    assert moved.planned_start == _at(seeded.day, slot)
     assert moved.planned_minutes == cleaning.planned_minutes
-    assert page.locator("#toast.ok").count() == 1
 
     # Without dragging: the visit's details panel moves it to an exact time.
     page.click(f".bar.planned[data-visit-id='{cleaning.visit_id}']")
@@ -164,15 +187,14 @@ def test_drag_and_drop_move_applied_and_one_refused(page, site: Site) -> None:  
     panel.wait_for()
     elder = app.get_elder(cleaning.elder_id)
     assert elder.name in panel.locator("dd[data-field='elder']").inner_text()
-    assert panel.locator("dd[data-field='plannedTime']").inner_text().startswith("15:00")
-    page.fill("#move-time", "15:30")
+    assert panel.locator("dd[data-field='plannedTime']").inner_text().startswith(_hhmm(slot))
+    page.fill("#move-time", _hhmm(slot + 15))
     page.click("#move-go")
     # A redraw from an earlier event may land first: wait for the one showing the move.
-    page.wait_for_function("document.querySelector(\"#visit-panel dd[data-field='plannedTime']\")"
-                           ".textContent.startsWith('15:30')")
+    page.wait_for_function("t => document.querySelector(\"#visit-panel dd[data-field="
+                           "'plannedTime']\").textContent.startsWith(t)", arg=_hhmm(slot + 15))
     again = app.get_visit(cleaning.visit_id)
-    assert (again.caregiver_id, again.planned_start.astimezone(TZ).strftime("%H:%M")) == (
-        other, "15:30")
+    assert (again.caregiver_id, again.planned_start) == (other, _at(seeded.day, slot + 15))
 
 
 def test_alert_acknowledged(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]

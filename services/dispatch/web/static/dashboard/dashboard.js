@@ -56,8 +56,11 @@ async function load() {
   const area = $("area").value.trim();
   if (!area) return;
   const day = $("day").value;
+  // Only the latest read is drawn: an older answer arriving late would show a stale day.
+  const seq = (state.loadSeq = (state.loadSeq || 0) + 1);
   const view = await call("GET", `/dispatch/dashboard/api/areas/${encodeURIComponent(area)}/day` +
     (day ? `?date=${day}` : ""));
+  if (seq !== state.loadSeq) return;
   state.view = view;
   if (!day) $("day").value = view.date;
   render();
