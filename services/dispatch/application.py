@@ -27,7 +27,13 @@ from services.dispatch.domain.alerts import Alert, AlertKind
 from services.dispatch.domain.areas import AreaRules, ServiceArea
 from services.dispatch.domain.assignment import CandidateCaregiver, NoCaregiverAvailable, assign
 from services.dispatch.domain.catalogue import DEFAULT_CATALOGUE, CatalogueEntry
-from services.dispatch.domain.people import SEVERE_DEPENDENCY_LEVEL, Caregiver, Elder, Provider
+from services.dispatch.domain.people import (
+    SEVERE_DEPENDENCY_LEVEL,
+    Caregiver,
+    Elder,
+    Provider,
+    parse_hhmm,
+)
 from services.dispatch.domain.plans import CarePlan, ReplanProposal
 from services.dispatch.domain.visits import (
     FINISHED,
@@ -1053,8 +1059,8 @@ class DispatchApplication(ServiceApplication):
                 if (not exists and plan.monthly_minutes is not None
                         and self._plan_minutes(plan, day) + minutes > plan.monthly_minutes):
                     continue  # beyond the hours the plan may use this month
-                ws = datetime.combine(day, _hhmm(item.get("window_start", "08:00")), self.tz)
-                we = datetime.combine(day, _hhmm(item.get("window_end", "18:00")), self.tz)
+                ws = datetime.combine(day, parse_hhmm(item.get("window_start", "08:00")), self.tz)
+                we = datetime.combine(day, parse_hhmm(item.get("window_end", "18:00")), self.tz)
                 order, _ = self.place_order(PlaceOrder(
                     elder_id=plan.elder_id, service_type=ServiceType(item["service_type"]),
                     requested_date=day, order_id=order_id, source=OrderSource.CARE_PLAN,
@@ -1270,17 +1276,6 @@ class DispatchApplication(ServiceApplication):
 
     def translate(self, domain_event: Any) -> Iterable[IntegrationEvent]:
         return translate(self, domain_event)
-
-
-def _hhmm(text: str) -> Any:
-    from services.dispatch.domain.people import parse_hhmm
-
-    return parse_hhmm(text)
-
-
-def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, datetime.min.time(), tz)
-    return start, start + timedelta(days=1)
 
 
 __all__ = ["DispatchApplication", "PlaceOrder", "NotFound", "DispatchError", "InvalidInput",
