@@ -142,6 +142,10 @@ class SolveOptions:
     reload_at_station: bool = True
     # Extra reload (return-to-station) stops allowed per caregiver with a meal-box capacity.
     max_reloads_per_caregiver: int = 2
+    # Stop OR-Tools after this many solutions (None: only the clock). A count does not depend on
+    # how busy the machine is, so with it a run is reproducible as long as the count, not the
+    # time budget, ends the search.
+    max_solutions: int | None = None
 
     @classmethod
     def travel_only(cls) -> SolveOptions:

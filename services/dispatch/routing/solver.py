@@ -125,6 +125,8 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
     params = _search_parameters(model, deadline - reserve, use_ils)
     if first is not None:
         params.first_solution_strategy = first
+    if problem.options.max_solutions is not None:
+        params.solution_limit = problem.options.max_solutions
     initial = _to_assignment(built, model, states) if states is not None else None
     if states is not None and initial is None:
         log.warning("OR-Tools rejected the constructed first solution; keeping it as the plan")
@@ -564,7 +566,7 @@ _ILS = """iterated_local_search_parameters {
 }"""
 
 
-# First-solution heuristics differ wildly per instance after a descent (Solomon RC208: parallel
+# First-solution heuristics differ wildly per instance (after a descent, Solomon RC208: parallel
 # cheapest insertion 36 % above BKS, local cheapest insertion 13 %; R211: global cheapest arc 2 %,
 # the others 20-30 %), which matters when the machine is busy and the search gets little CPU.
 _FIRST_SOLUTIONS = (
@@ -575,7 +577,7 @@ _PROBE_SHARE = 0.2
 
 
 def _pick_first_solution(model: _Model, seed: int, until: float):
-    """The first-solution strategy whose solution after a quick descent costs least."""
+    """The first-solution strategy whose first solution costs least."""
     strategies = [getattr(routing_enums_pb2.FirstSolutionStrategy, n) for n in _FIRST_SOLUTIONS]
     best, best_cost = None, None
     for k, strategy in enumerate(strategies):
@@ -586,9 +588,10 @@ def _pick_first_solution(model: _Model, seed: int, until: float):
         params = pywrapcp.DefaultRoutingSearchParameters()
         text_format.Merge(_CHEAP_OPERATORS, params)
         params.first_solution_strategy = strategy
-        params.local_search_metaheuristic = (
-            routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT)
-        params.time_limit.FromMilliseconds(max(10, int(1000 * left / (len(strategies) - k))))
+        # The first solution alone: cheap, and bounded by a count rather than the clock, so the
+        # pick does not depend on how busy the machine is.
+        params.solution_limit = 1
+        params.time_limit.FromMilliseconds(max(10, int(1000 * left)))
         solution = built.routing.SolveWithParameters(params)
         if solution is not None and (best_cost is None or solution.ObjectiveValue() < best_cost):
             best, best_cost = strategy, solution.ObjectiveValue()
