@@ -114,8 +114,6 @@ class DispatchApplication(ServiceApplication):
         self._care_plans_by_area: dict[str, set[str]] = defaultdict(set)
         # originator id -> (area, stream kind, key) for the area's event stream
         self.stream_keys: dict[UUID, tuple[str, str, str]] = {}
-        # caregiver id -> (visit ids queued on the phone, when the phone said so)
-        self._pending_syncs: dict[str, tuple[set[str], datetime]] = {}
         self.index = FollowingReadModel(self, self._index)
         # The server's clock; tests and simulations replace it.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -591,7 +589,6 @@ class DispatchApplication(ServiceApplication):
                                    now or self.clock(), visit_id=visit_id,
                                    caregiver_id=visit.caregiver_id, elder_id=visit.elder_id)
         changed += self._resolve_late_alerts(visit)
-        self._forget_pending(visit.caregiver_id, visit_id)
         self.save(*changed)
         return visit
 
@@ -638,7 +635,6 @@ class DispatchApplication(ServiceApplication):
         else:
             visit.verify(by="automatic", rules=rules)
         changed += self._resolve_late_alerts(visit)
-        self._forget_pending(visit.caregiver_id, visit_id)
         self.save(*changed)
         return visit
 
@@ -1146,26 +1142,23 @@ class DispatchApplication(ServiceApplication):
                             now: datetime | None = None) -> dict[str, Any]:
         """The phone says it holds queued records for these visits (weak signal): alerts about
         them wait for the sync for a while instead of firing."""
-        self.get_caregiver(caregiver_id)
+        caregiver = self.get_caregiver(caregiver_id)
         now = now or self.clock()
-        if visit_ids:
-            self._pending_syncs[caregiver_id] = (set(visit_ids), now)
-        else:
-            self._pending_syncs.pop(caregiver_id, None)
-        return {"caregiver_id": caregiver_id, "pending_visit_ids": sorted(visit_ids),
-                "reported_at": now}
-
-    def _forget_pending(self, caregiver_id: str, visit_id: str) -> None:
-        if caregiver_id in self._pending_syncs:
-            ids, at = self._pending_syncs[caregiver_id]
-            ids.discard(visit_id)
-            if not ids:
-                del self._pending_syncs[caregiver_id]
+        ids = sorted(set(visit_ids))
+        if ids or caregiver.pending_sync.get("visit_ids"):
+            # An event, so every replica's sweep knows (the phone reports rarely).
+            caregiver.report_pending_sync(visit_ids=ids, reported_at=now)
+            self.save(caregiver)
+        return {"caregiver_id": caregiver_id, "pending_visit_ids": ids, "reported_at": now}
 
     def _sync_pending(self, visit: Visit, rules: AreaRules, now: datetime) -> bool:
-        ids, at = self._pending_syncs.get(visit.caregiver_id, (set(), now))
-        return visit.visit_id in ids and now - at <= timedelta(
-            minutes=rules.pending_sync_trust_minutes)
+        """Checked-in visits are never swept for lateness, so an entry needs no clearing; it
+        lapses after the trust period."""
+        pending = self.get_caregiver(visit.caregiver_id).pending_sync
+        if visit.visit_id not in pending.get("visit_ids", []):
+            return False
+        reported = datetime.fromisoformat(pending["reported_at"])
+        return now - reported <= timedelta(minutes=rules.pending_sync_trust_minutes)
 
     def periodic_tasks(self) -> list[tuple[float, Callable[[], Any]]]:
         return [(60.0, self.sweep_all)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, datetime, time
 from typing import Any
 from uuid import UUID
 
@@ -128,6 +128,8 @@ class Caregiver(Aggregate):
         self.max_minutes_per_week = max_minutes_per_week or (600 if volunteer else None)
         self.phone = phone
         self.days_off: dict[str, str] = {}  # ISO date -> reason
+        # What the phone last said it holds queued (weak signal): visit ids, when.
+        self.pending_sync: dict[str, Any] = {}
         self.unavailable_from: dict[str, str] = {}  # ISO date -> ISO instant (fell ill)
 
     @event("CertificateRenewed")
@@ -147,6 +149,10 @@ class Caregiver(Aggregate):
     def report_sick(self, day: date, from_at: str, reason: str) -> None:
         self.unavailable_from = {**self.unavailable_from, day.isoformat(): from_at}
         self.sick_reason = reason
+
+    @event("SyncPendingReported")
+    def report_pending_sync(self, visit_ids: list[str], reported_at: datetime) -> None:
+        self.pending_sync = {"visit_ids": list(visit_ids), "reported_at": reported_at.isoformat()}
 
     def is_certified_on(self, day: date) -> bool:
         """Employees must hold a valid certificate (持证上岗); volunteers do mutual-aid only."""

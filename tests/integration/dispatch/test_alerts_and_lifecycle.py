@@ -271,3 +271,26 @@ def test_an_sos_inserted_into_a_planned_day_double_books_nobody(app):
     spans = sorted((v.planned_start, v.planned_end)
                    for v in app.list_visits("A", DAY, sos.caregiver_id))
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
+def test_a_pending_sync_report_is_known_to_every_replica(tmp_path):
+    """The report is an event: another application on the same store (another replica, or
+    one restarted) holds the alerts too; an empty report clears it."""
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+           "SQLITE_DBNAME": str(tmp_path / "dispatch.sqlite")}
+    first, second = DispatchApplication(env), DispatchApplication(env)
+    first.clock = second.clock = Clock(NINE)
+    first.register_elder(elder_id="E-1", name="王", service_area_id="A", lat=HOME[0],
+                         lon=HOME[1], confirmation_code="1111")
+    first.register_caregiver(caregiver_id="C-1", name="刘", kind=CaregiverKind.EMPLOYEE,
+                             service_area_id="A", skills=["cleaning"], station_lat=29.3,
+                             station_lon=120.07, provider_id="P",
+                             certificate_expires=date(2028, 1, 1))
+    v = _visit(first)
+    first.report_pending_sync("C-1", [v.visit_id])
+    second.clock.now = NINE + timedelta(minutes=50)
+    assert second.sweep("A") == []
+    first.report_pending_sync("C-1", [])
+    assert {a.kind for a in second.sweep("A")} == {"late_start"}
+    first.close()
+    second.close()
