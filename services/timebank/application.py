@@ -448,11 +448,13 @@ class TimebankApplication(ServiceApplication):
         account = books.account(code)
         from_bank = bank_of_account(code)
         available = max(0, account.available)
-        held = min(minutes, available, self._bilateral_room(books, from_bank, visit_bank))
+        held = min(minutes, available,
+                   self._bilateral_room(books, from_bank, bank_of_account(target)))
         reason = "held" if held == minutes else "partly held: not enough credits available"
         if held == 0:
             reason = ("no credits available" if available == 0 else
-                      f"bank {from_bank} is at its bilateral limit with {visit_bank}")
+                      f"bank {from_bank} is at its bilateral limit with "
+                      f"{bank_of_account(target)}")
         if held > 0:
             books.transfer(key, code, self._route_target(code, target), held, pending=True,
                            facts=TransferFacts("credits held for a visit", visit_id,

@@ -63,6 +63,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                                                service_type=ServiceType.WELFARE_CHECK,
                                                requested_date=today))
     assert visit is not None and visit.caregiver_id == "V-301"
+    for elder_id in ("E-1002", "E-1001"):  # waiting for the daily plan: open to volunteers
+        dispatch.place_order(PlaceOrder(elder_id=elder_id, service_type=ServiceType.SHOPPING,
+                                        requested_date=today, await_plan=True))
     positions = itertools.count(1)
     for notification in dispatch.process_recorder.select_notifications(1, 10_000):
         for event in dispatch.translate(dispatch.mapper.to_domain_event(notification)):
@@ -103,6 +106,9 @@ def test_volunteer_checks_in_and_out_from_the_page(page, site: Site):  # type: i
     assert "老人 E-1003" in page.locator("#tasks li").first.inner_text()
     page.wait_for_function("document.querySelector('#open-note').textContent.length > 0")
     assert "未连接" not in page.locator("#open-note").inner_text()
+    page.wait_for_function("document.querySelectorAll('#open-tasks li').length === 2")
+    nearest, farther = page.locator("#open-tasks li").all_inner_texts()
+    assert "E-1001" in nearest and "公里" in nearest and "E-1002" in farther  # nearest first
 
     page.click("#tasks [data-act=in]")
     page.wait_for_function("document.querySelector('#message').textContent.includes('签到')")

@@ -24,6 +24,13 @@ const STATES = { assigned: "待服务", done: "已完成", cancelled: "已取消
 let person = null;
 let member = null;
 
+// Days are the service area's days (China: Asia/Shanghai), whatever the phone's setting.
+const AREA_TIME_ZONE = "Asia/Shanghai";
+function localDay(offsetDays) {  // YYYY-MM-DD
+  return new Date(Date.now() + offsetDays * 86400000)
+    .toLocaleDateString("sv-SE", { timeZone: AREA_TIME_ZONE });
+}
+
 function hours(minutes) {
   const sign = minutes < 0 ? "-" : "";
   const m = Math.abs(minutes);
@@ -82,6 +89,14 @@ async function loadHistory() {
     list.append(item(`<span class="${cls}">${r.minutes >= 0 ? "+" : ""}${hours(r.minutes)}</span>
       · ${escapeHtml(reasonZh(r.reason))} <span class="muted">${when}${r.state === "pending" ? " · 冻结中" : r.state === "voided" ? " · 已退回" : ""}</span>`));
   }
+}
+
+function metres(a, b) {  // haversine, good enough within a district
+  const rad = Math.PI / 180;
+  const dLat = (b.lat - a.lat) * rad, dLon = (b.lon - a.lon) * rad;
+  const h = Math.sin(dLat / 2) ** 2
+    + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371000 * Math.asin(Math.sqrt(h));
 }
 
 function here() {
@@ -172,15 +187,30 @@ async function loadTasks() {
 async function loadOpenTasks() {
   const list = $("#open-tasks");
   list.replaceChildren();
-  const today = new Date().toLocaleDateString("sv-SE");  // YYYY-MM-DD in local time
+  const today = localDay(0);
   try {
     const orders = await call("GET",
       `/dispatch/areas/${encodeURIComponent(member.bank_id)}/orders?date=${today}`);
     const open = orders.filter((o) => o.state === "placed" || o.state === "unassigned");
-    $("#open-note").textContent = open.length ? "今天还没有人接的服务（由调度分配）" : "今天附近没有开放任务";
+    $("#open-note").textContent = open.length ? "今天还没有人接的服务（由调度分配），近的在前" : "今天附近没有开放任务";
+    // Nearest first when the phone shares its position (elders' homes from dispatch).
+    const [position, elders] = await Promise.all([
+      open.length ? here() : null,
+      open.length ? call("GET", `/dispatch/areas/${encodeURIComponent(member.bank_id)}/elders`)
+        .catch(() => []) : [],
+    ]);
+    const homes = Object.fromEntries(elders.map((e) => [e.elder_id, e]));
     for (const o of open) {
+      const home = homes[o.elder_id];
+      o.distance = position && home && home.lat != null
+        ? metres(position, { lat: home.lat, lon: home.lon }) : null;
+    }
+    open.sort((a, b) => (a.distance ?? Infinity) - (b.distance ?? Infinity));
+    for (const o of open) {
+      const away = o.distance == null ? "" : ` · 约 ${o.distance < 1000
+        ? Math.round(o.distance) + " 米" : (o.distance / 1000).toFixed(1) + " 公里"}`;
       list.append(item(`<strong>${SERVICE_NAMES[o.service_type] || o.service_type}</strong>
-        · 老人 ${escapeHtml(o.elder_id)} · ${o.duration_minutes} 分钟`));
+        · 老人 ${escapeHtml(o.elder_id)} · ${o.duration_minutes} 分钟${away}`));
     }
   } catch (error) {
     $("#open-note").textContent = "开放任务来自调度服务，此处未连接";
@@ -237,7 +267,7 @@ $("#redeem").addEventListener("submit", async (e) => {
   }
 });
 
-$("#redeem").requested_date.value = new Date(Date.now() + 86400000).toLocaleDateString("sv-SE");
+$("#redeem").requested_date.value = localDay(1);
 const remembered = new URLSearchParams(location.search).get("person")
   || localStorage.getItem("timebank.person");
 if (remembered) {
