@@ -576,6 +576,9 @@ class DispatchApplication(ServiceApplication):
         visit = self._visit_of_caregiver(visit_id, caregiver_id)
         rules = self.rules(visit.service_area_id)
         at = self._device_time(at, rules, now)
+        if abs((self.local_day(at) - self.local_day(visit.planned_start)).days) > 1:
+            raise InvalidInput(f"check-in at {at.isoformat()} is not near the visit's day "
+                               f"{self.local_day(visit.planned_start).isoformat()}")
         if not visit.check_in(at=at, lat=lat, lon=lon, method=method,
                               radius_m=rules.geofence_radius_m, accuracy_m=accuracy_m,
                               max_accuracy_m=rules.max_accuracy_m, notes=notes,

@@ -56,6 +56,8 @@ def _where(**extra):
     ("post", "/dispatch/visits/{v}/check-in", _where(at="2026-11-16T09:00:00"), 422,
      "timezone"),
     ("post", "/dispatch/visits/V-404/check-in", _where(), 404, "no visit V-404"),
+    ("post", "/dispatch/visits/{v}/check-in", _where(at="2026-11-10T01:00:00+00:00"), 422,
+     "not near the visit's day"),
     ("post", "/dispatch/visits/{v}/review", {"decision": "approve", "by": "x", "reason": "y"},
      409, "cannot verify a visit that is scheduled"),
     ("post", "/dispatch/visits/{v}/escalation", {"outcome": "reached", "by": "x"}, 409,
