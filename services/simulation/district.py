@@ -128,6 +128,8 @@ class ElderRecord:
     entitled_minutes: int
     family_phone: str = ""
     out_of_pocket_agreed: bool = False
+    # 结对帮扶: elders living alone are paired with a volunteer who does their welfare checks.
+    preferred_caregiver_ids: list[str] = field(default_factory=list)
 
     def elder_facts(self) -> ElderFacts:
         return ElderFacts.from_json(self.facts)
@@ -455,6 +457,7 @@ def plan_demand(rng: random.Random, seed: int, day: date, elders: list[ElderReco
                 ) -> tuple[list[CarePlanRecord], list[OrderRecord], Noise]:
     """Care plans, the day's orders and the day's noise for these elders and caregivers (also
     used for imported districts)."""
+    pair_volunteers(elders, caregivers)
     # Care plans within the entitlement: weekly or fortnightly visits on the elder's weekdays.
     care_plans: list[CarePlanRecord] = []
     for e in elders:
@@ -503,3 +506,15 @@ def plan_demand(rng: random.Random, seed: int, day: date, elders: list[ElderReco
                   sick_caregiver=employees[-1] if len(employees) >= 3 else None,
                   offline_caregiver=employees[0] if employees else None)
     return care_plans, orders, noise
+
+
+def pair_volunteers(elders: list[ElderRecord], caregivers: list[CaregiverRecord]) -> None:
+    """Each elder living alone gets the nearest volunteer as a pair (no randomness)."""
+    volunteers = [c for c in caregivers if c.kind == "volunteer"]
+    if not volunteers:
+        return
+    for e in elders:
+        if e.household == "alone" and not e.preferred_caregiver_ids:
+            nearest = min(volunteers, key=lambda v: (v.station_lat - e.lat) ** 2
+                          + (v.station_lon - e.lon) ** 2)
+            e.preferred_caregiver_ids = [nearest.caregiver_id]

@@ -52,6 +52,9 @@ async def _each(items: list[Any], work: Callable[[Any], Awaitable[Any]],
     await asyncio.gather(*(one(i) for i in items))
 
 
+WELFARE = "welfare_check"
+
+
 def order_body(o: OrderRecord, day: date, tz: ZoneInfo = TZ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "elder_id": o.elder_id, "service_type": o.service_type,
@@ -62,9 +65,22 @@ def order_body(o: OrderRecord, day: date, tz: ZoneInfo = TZ) -> dict[str, Any]:
         body["window_end"] = local(day, o.window_end, tz).isoformat()
     if o.emergency:
         body["emergency"] = True
-    else:
+    elif o.service_type != WELFARE:
         body["await_plan"] = True
     return body
+
+
+async def dispatch_welfare_checks(client: httpx.AsyncClient, d: District,
+                                  progress: Progress = lambda _: None) -> int:
+    """The community's welfare checks (探访关爱), placed once the day is planned: dispatch gives
+    them to a free volunteer first (mutual aid keeps paid hours for care)."""
+    placed = 0
+    for o in d.orders:
+        if o.service_type == WELFARE and not o.emergency:
+            answer = await call(client, "POST", "/dispatch/orders", json=order_body(o, d.day))
+            placed += answer["visit"] is not None
+    progress(f"dispatch: {placed} welfare checks dispatched")
+    return placed
 
 
 async def load_district(client: httpx.AsyncClient, d: District, *,
@@ -87,7 +103,8 @@ async def load_district(client: httpx.AsyncClient, d: District, *,
                 "elder_id": e.elder_id, "name": e.name, "service_area_id": area,
                 "lat": e.lat, "lon": e.lon, "confirmation_code": e.confirmation_code,
                 "address": e.address, "gender": e.gender,
-                "capability_level": e.capability_level, "family_phone": e.family_phone})
+                "capability_level": e.capability_level, "family_phone": e.family_phone,
+                "preferred_caregiver_ids": e.preferred_caregiver_ids})
 
         await _each(d.elders, elder, concurrency)
         progress(f"dispatch: {len(d.elders)} elders")
@@ -135,7 +152,9 @@ async def load_district(client: httpx.AsyncClient, d: District, *,
         async def place(o: OrderRecord) -> None:
             await call(client, "POST", "/dispatch/orders", json=order_body(o, d.day))
 
-        day_orders = [o for o in d.orders if not o.emergency]
+        # Welfare checks go straight to the (paired) volunteers after the daily plan:
+        # dispatch_welfare_checks.
+        day_orders = [o for o in d.orders if not o.emergency and o.service_type != WELFARE]
         await _each(day_orders, place, concurrency)
         orders += len(day_orders)
         progress(f"dispatch: {len(d.care_plans)} care plans, {orders} orders for {d.day}")

@@ -20,6 +20,7 @@ from services.simulation.loader import (
     TZ,
     Progress,
     call,
+    dispatch_welfare_checks,
     load_district,
     local,
     serve_month_so_far,
@@ -103,6 +104,7 @@ async def simulate_day(district: District, run_dir: Path, *, policy: Policy | No
         progress(f"plan: {len(plan['scheduled'])} visits scheduled, {len(plan['unassigned'])} "
                  f"unassigned, {plan['travel_minutes']} travel minutes "
                  f"({plan['solve_seconds']} s, status {plan['status']})")
+        loaded["welfare_checks"] = await dispatch_welfare_checks(client, d, progress)
         if url:
             # A running system sweeps with its own clock: a simulated day there would be
             # marked missed as it is played. Load and plan only.
