@@ -169,6 +169,11 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         district = generate(args.seed, args.size, day)
     run_dir = Path(args.data_dir or f"var/demo/{district.size}-{args.seed}-{day}")
+    if not args.data_dir:  # a fresh run directory each time: -2, -3 ...
+        base, n = run_dir, 1
+        while (run_dir / "stores").exists():
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
     if (run_dir / "stores").exists():
         print(f"homecare demo: {run_dir} holds an earlier run; choose another --data-dir",
               file=sys.stderr)
