@@ -278,9 +278,14 @@ def test_plan_the_day_and_replan_from_now_buttons(page, site: Site) -> None:  # 
     open_dashboard(page, site, seeded)
     waiting = page.locator("#unassigned li[data-order-id^='O-buttons-new-']")
     assert waiting.count() == 2 and "待排班" in waiting.first.inner_text()
+    # The progress indicator may show for a moment only: record it when it does.
+    page.evaluate("""() => { window.__progressShown = false;
+      const progress = document.getElementById('progress');
+      new MutationObserver(() => { if (!progress.hidden) window.__progressShown = true; })
+        .observe(progress, { attributes: true }); }""")
     page.click("#plan-day")
-    page.wait_for_selector("#progress", state="visible")
     page.wait_for_selector("#toast.ok")
+    assert page.evaluate("window.__progressShown") is True
     for i in range(2):
         order = app.get_order(f"O-buttons-new-{i}")
         assert order.visit_ids, order.state
