@@ -95,7 +95,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     timebank.close()
 
 
-def test_volunteer_checks_in_and_out_from_the_page(page, site: Site):  # type: ignore[no-untyped-def]
+def test_volunteer_checks_in_and_out_from_the_page(page, site: Site, screenshot_dir):  # type: ignore[no-untyped-def]
     """签到 sends the phone's position to dispatch; 签退 with the elder's code is accepted by
     dispatch's verification; open tasks are read from dispatch when it is served here."""
     page.context.grant_permissions(["geolocation"], origin=site.base_url)
@@ -110,6 +110,7 @@ def test_volunteer_checks_in_and_out_from_the_page(page, site: Site):  # type: i
     nearest, farther = page.locator("#open-tasks li").all_inner_texts()
     assert "E-1001" in nearest and "公里" in nearest and "E-1002" in farther  # nearest first
 
+    page.screenshot(path=str(screenshot_dir / "timebank-volunteer-tasks.png"), full_page=True)
     page.click("#tasks [data-act=in]")
     page.wait_for_function("document.querySelector('#message').textContent.includes('签到')")
     assert page.locator("#message").inner_text() == "已签到"

@@ -31,6 +31,12 @@ function localDay(offsetDays) {  // YYYY-MM-DD
     .toLocaleDateString("sv-SE", { timeZone: AREA_TIME_ZONE });
 }
 
+function localTime(iso) {  // e.g. 11/24 08:00, in the area's time zone
+  return new Date(iso).toLocaleString("zh-CN", {
+    timeZone: AREA_TIME_ZONE, month: "numeric", day: "numeric", hour: "2-digit",
+    minute: "2-digit", hour12: false });
+}
+
 function hours(minutes) {
   const sign = minutes < 0 ? "-" : "";
   const m = Math.abs(minutes);
@@ -85,7 +91,7 @@ async function loadHistory() {
   if (!rows.length) list.append(item('<span class="muted">还没有记录</span>'));
   for (const r of rows) {
     const cls = r.minutes >= 0 ? "plus" : "minus";
-    const when = new Date(r.at).toLocaleString("zh-CN");
+    const when = localTime(r.at);
     list.append(item(`<span class="${cls}">${r.minutes >= 0 ? "+" : ""}${hours(r.minutes)}</span>
       · ${escapeHtml(reasonZh(r.reason))} <span class="muted">${when}${r.state === "pending" ? " · 冻结中" : r.state === "voided" ? " · 已退回" : ""}</span>`));
   }
@@ -151,7 +157,7 @@ async function loadTasks() {
   list.replaceChildren();
   if (!tasks.length) list.append(item('<span class="muted">暂无分配给我的任务</span>'));
   for (const t of tasks) {
-    const start = new Date(t.planned_start).toLocaleString("zh-CN");
+    const start = localTime(t.planned_start);
     const li = item(`<strong>${SERVICE_NAMES[t.service_type] || t.service_type}</strong>
       · 老人 ${escapeHtml(t.elder_id)} · ${start} · ${t.planned_minutes} 分钟
       · <span class="muted">${STATES[t.state] || t.state}</span>`);
