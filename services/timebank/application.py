@@ -507,6 +507,13 @@ class TimebankApplication(ServiceApplication):
             return
         facts = TransferFacts("credits redeemed for a verified visit", visit_id, cause,
                               FundingSource.TIME_CREDITS)
+        if target != hold.credit_code:
+            to_bank = bank_of_account(target)
+            room = self._bilateral_room(books, bank_of_account(hold.account_code), to_bank)
+            if to_bank == bank_of_account(hold.credit_code):
+                room += hold.held_minutes  # voiding this hold frees its own share
+            if minutes > room:
+                target = hold.credit_code  # the other bank is at its limit: pay as booked
         if target == hold.credit_code:
             post_pending(transfer, debit, credit, minutes, cause_event_id=cause)
             self._land(books, hold.transfer_key, hold.account_code, target, minutes, facts)

@@ -358,3 +358,16 @@ def test_a_hold_request_can_only_hold_a_members_credits(app, events):
     out = events.feed(Events.hold_requested("V9", "bank:A:issued", 30))
     assert _types(out) == ["CreditsReservationRejected"]
     assert app.account_by_code("bank:A:issued").debits_pending == 0
+
+
+def test_redemption_served_by_another_volunteer_pays_who_served(app, events):
+    """Booked with one volunteer, served by another: the credits go to the one who served,
+    and nothing is issued on top."""
+    _earned(app, events, person="redeemer", minutes=100)
+    events.feed(Events.scheduled("V5", "booked", "redeemer", 30))
+    out = events.feed(Events.verified("V5", "stand-in", 30))
+    assert _types(out) == ["CreditsRedeemed"]
+    assert app.balance("stand-in").balance_minutes == 30
+    assert app.balance("booked").balance_minutes == 0
+    assert app.balance("redeemer").balance_minutes == 70
+    assert sum(app.credit_totals().values()) == 100
