@@ -145,6 +145,7 @@ class AreaSettingsIn(BaseModel):
     clock_skew_seconds: int | None = Field(default=None, ge=0, le=3600)
     auto_accept_replans: bool | None = None
     certificate_warning_days: int | None = Field(default=None, ge=0)
+    escalation_minutes: int | None = Field(default=None, gt=0)
     pending_sync_trust_minutes: int | None = Field(default=None, ge=0)
     changed_by: str | None = None
 

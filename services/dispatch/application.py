@@ -721,20 +721,24 @@ class DispatchApplication(ServiceApplication):
     def record_escalation(self, visit_id: str, *, outcome: str, by: str,
                           at: datetime | None = None) -> Visit:
         visit = self.get_visit(visit_id)
-        at = at or self.clock()
+        self.save(*self._escalate(visit, outcome, by, at or self.clock()))
+        return visit
+
+    def _escalate(self, visit: Visit, outcome: str, by: str, at: datetime) -> list[Any]:
+        """The next step of a welfare escalation, with its alert (unsaved)."""
         visit.record_escalation(outcome=outcome, by=by, at=at)
-        changed: list[Any] = [visit, *self._close_alerts(visit_id, f"{outcome} ({by})")]
+        changed: list[Any] = [visit, *self._close_alerts(visit.visit_id, f"{outcome} ({by})",
+                                                         kinds={AlertKind.WELFARE_ESCALATION})]
         step = visit.escalation_step
         if step in ("call_centre", "emergency_services"):
             elder = self.get_elder(visit.elder_id)
             changed += self._alert(
-                AlertKind.WELFARE_ESCALATION, f"{visit_id}/{step}", visit.service_area_id,
+                AlertKind.WELFARE_ESCALATION, f"{visit.visit_id}/{step}", visit.service_area_id,
                 f"探访关爱 welfare check: family of {elder.name} not reached; "
                 + ("the service centre must act" if step == "call_centre"
                    else "call emergency services"), at, severity="critical",
-                visit_id=visit_id, elder_id=elder.elder_id)
-        self.save(*changed)
-        return visit
+                visit_id=visit.visit_id, elder_id=elder.elder_id)
+        return changed
 
     # Funding answers (consumed) --------------------------------------------------------------
     def _funding_answer(self, event: IntegrationEvent) -> list[Any]:
@@ -1229,6 +1233,12 @@ class DispatchApplication(ServiceApplication):
                                        f"{visit.planned_start.astimezone(self.tz):%H:%M}", now,
                                        severity="warning" if grace < 60 else "critical",
                                        **about)
+        elif (visit.state is VisitState.NO_SHOW
+              and visit.escalation_step in ("call_family", "call_centre")
+              and now - datetime.fromisoformat(visit.escalation[-1]["at"])
+              > timedelta(minutes=rules.escalation_minutes)):
+            # Nobody recorded an answer in time: the next in line is called.
+            out += self._escalate(visit, "not_reached", "no answer in time", now)
         elif visit.state is VisitState.CHECKED_IN and now > visit.planned_end + timedelta(
                 minutes=rules.overrun_grace_minutes):
             out += self._alert(AlertKind.OVERRUN, visit.visit_id, visit.service_area_id,

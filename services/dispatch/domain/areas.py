@@ -37,6 +37,8 @@ class AreaRules:
     clock_skew_seconds: int = 120
     auto_accept_replans: bool = False
     certificate_warning_days: int = 30
+    # A welfare check's escalation step with no answer recorded this long goes to the next.
+    escalation_minutes: int = 15
     # A phone that reported queued records is trusted this long before alerts fire anyway.
     pending_sync_trust_minutes: int = 240
 

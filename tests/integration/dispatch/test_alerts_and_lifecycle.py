@@ -162,6 +162,16 @@ def test_a_welfare_check_no_show_escalates_family_then_centre(app):
     app.record_escalation(v.visit_id, outcome="reached", by="centre")
     assert app.get_visit(v.visit_id).escalation_step == "resolved"
     assert _kinds(app) == []
+    # Unanswered, the sweep moves an escalation on by itself.
+    third = _visit(app, "welfare_check", NINE + timedelta(hours=1), order_id="O-w2")
+    app.no_show(third.visit_id, at=NINE + timedelta(minutes=6), caregiver_id="V-1",
+                reason="no answer")
+    app.clock.now = NINE + timedelta(minutes=30)
+    app.sweep("A")
+    assert app.get_visit(third.visit_id).escalation_step == "call_centre"
+    assert ("welfare_escalation", f"{third.visit_id}/call_centre") in _kinds(app)
+    assert ("welfare_escalation", f"{third.visit_id}/call_family") not in _kinds(app)
+    app.record_escalation(third.visit_id, outcome="reached", by="centre")
     other = _visit(app, "cleaning", NINE + timedelta(hours=3))
     app.no_show(other.visit_id, at=NINE + timedelta(minutes=6),
                 caregiver_id=other.caregiver_id, reason="away")
