@@ -435,6 +435,8 @@ class TimebankApplication(ServiceApplication):
             # A new request for a visit held before (the ledger re-funds a rescheduled visit):
             # give back what is still held, then answer afresh under a new transfer.
             code, target = existing.account_code, existing.credit_code
+            if volunteer_id is None and existing.kind == "volunteer":
+                target = redeemed_account(visit_bank)  # now served by a paid caregiver
             if existing.state == "held":
                 self._void_hold(books, existing, "renewed for a rescheduled visit",
                                 cause_event_id)
@@ -464,7 +466,9 @@ class TimebankApplication(ServiceApplication):
             existing.renew(requested_minutes=minutes, held_minutes=held,
                            available_minutes=available, reason=reason, transfer_key=key,
                            expires_at=expires_at, cause_event_id=cause_event_id,
-                           correlation_id=correlation_id)
+                           correlation_id=correlation_id,
+                           kind="ledger" if volunteer_id is None else None,
+                           credit_code=target if target != existing.credit_code else None)
             books.add(existing)
             return existing
         hold = Hold(visit_id=visit_id, kind="volunteer" if volunteer_id else "ledger",

@@ -209,7 +209,8 @@ class Hold(Aggregate):
     @event("Renewed")
     def renew(self, requested_minutes: int, held_minutes: int, available_minutes: int,
               reason: str, transfer_key: str, expires_at: datetime, cause_event_id: str,
-              correlation_id: str) -> None:
+              correlation_id: str, kind: str | None = None,
+              credit_code: str | None = None) -> None:
         """The ledger asked again for the same visit (it was rescheduled): the old hold was
         voided in the same unit of work and this is the new answer."""
         self.requested_minutes = requested_minutes
@@ -224,6 +225,11 @@ class Hold(Aggregate):
         self.redeemed_minutes = 0
         self.released_minutes = 0
         self.renewals = getattr(self, "renewals", 0) + 1
+        if kind is not None:  # a volunteer's visit given to a paid caregiver: the ledger asks
+            self.kind = kind
+            self.volunteer_id = None
+        if credit_code is not None:
+            self.credit_code = credit_code
 
     @event("Redeemed")
     def redeem(self, minutes: int, released_minutes: int, cause_event_id: str,

@@ -371,3 +371,16 @@ def test_redemption_served_by_another_volunteer_pays_who_served(app, events):
     assert app.balance("booked").balance_minutes == 0
     assert app.balance("redeemer").balance_minutes == 70
     assert sum(app.credit_totals().values()) == 100
+
+
+def test_volunteer_booking_moved_to_a_paid_caregiver_is_held_for_the_reserve(app, events):
+    """A volunteer redemption rescheduled to an employee: the ledger asks for the credits; the
+    old hold is given back and the new one pays the reserve's books, not the volunteer."""
+    _earned(app, events, person="redeemer", minutes=100)
+    events.feed(Events.scheduled("V5", "helper", "redeemer", 40))
+    out = events.feed(Events.hold_requested("V5", "redeemer", 40))
+    assert _types(out) == ["CreditsReserved"] and app.hold_for("V5").kind == "ledger"
+    events.feed(Events.charged("V5", 40))
+    assert app.balance("helper").balance_minutes == 0
+    assert app.balance("redeemer").balance_minutes == 60
+    assert app.account_by_code("bank:A:reserve:redeemed").balance == 40
