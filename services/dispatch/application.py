@@ -85,6 +85,31 @@ class PlaceOrder:
     emergency_position: dict[str, float] | None = None  # a wearable's SOS position
 
 
+@dataclass
+class Booking:
+    """What the read model keeps of a visit to find free caregivers without loading it."""
+
+    caregiver_ids: list[str]
+    start: datetime
+    end: datetime
+    state: str
+
+    @property
+    def active(self) -> bool:
+        return self.state not in (VisitState.CANCELLED, VisitState.NO_SHOW, VisitState.MISSED)
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end - self.start).total_seconds() // 60)
+
+
+# The visit state each event leads to.
+STATE_AFTER = {"Visit.Departed": VisitState.EN_ROUTE, "Visit.CheckedIn": VisitState.CHECKED_IN,
+               "Visit.CheckedOut": VisitState.CHECKED_OUT, "Visit.Verified": VisitState.VERIFIED,
+               "Visit.Cancelled": VisitState.CANCELLED, "Visit.NoShow": VisitState.NO_SHOW,
+               "Visit.Missed": VisitState.MISSED, "Visit.ReviewRejected": VisitState.DISPUTED,
+               "Visit.Rescheduled": VisitState.SCHEDULED}
+
 # Which aggregate kinds the area stream carries, by class name prefix.
 STREAMED = {"Visit": "visit", "Alert": "alert", "ReplanProposal": "proposal"}
 
@@ -107,6 +132,7 @@ class DispatchApplication(ServiceApplication):
         self._providers: set[str] = set()
         self._visits_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
         self._visit_day: dict[str, tuple[str, date]] = {}
+        self._bookings: dict[str, Booking] = {}
         self._orders_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
         self._alerts_by_area: dict[str, list[str]] = defaultdict(list)
         self._alerts_by_subject: dict[str, list[str]] = defaultdict(list)  # visit, proposal...
@@ -134,9 +160,17 @@ class DispatchApplication(ServiceApplication):
         elif name == "Visit.Scheduled":
             self._place_visit(e.visit_id, e.service_area_id, e.planned_start)
             self.stream_keys[e.originator_id] = (e.service_area_id, "visit", e.visit_id)
+            self._bookings[e.visit_id] = Booking(
+                [c for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None)) if c],
+                e.planned_start, e.planned_end, VisitState.SCHEDULED)
         elif name == "Visit.Rescheduled":
             area, _, visit_id = self.stream_keys[e.originator_id]
             self._place_visit(visit_id, area, e.planned_start)
+            self._bookings[visit_id] = Booking(
+                [c for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None)) if c],
+                e.planned_start, e.planned_end, VisitState.SCHEDULED)
+        if name in STATE_AFTER and e.originator_id in self.stream_keys:
+            self._bookings[self.stream_keys[e.originator_id][2]].state = STATE_AFTER[name]
         elif name == "Alert.Raised":
             self._alerts_by_area[e.service_area_id].append(e.alert_id)
             subject = e.alert_id.split(":", 1)[1].split("/", 1)[0]
@@ -406,10 +440,9 @@ class DispatchApplication(ServiceApplication):
         day = order.requested_date
         blacklisted = self._blacklisted() if order.subsidised else set()
         booked: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-        for v in self.list_visits(elder.service_area_id, day):
-            if v.state not in (VisitState.CANCELLED, VisitState.NO_SHOW, VisitState.MISSED):
-                for cid in v.caregiver_ids:
-                    booked[cid].append((v.planned_start, v.planned_end))
+        for b in self.bookings(elder.service_area_id, day):
+            for cid in b.caregiver_ids:
+                booked[cid].append((b.start, b.end))
         out = []
         for c in self.list_caregivers(elder.service_area_id):
             shift_start, shift_end = c.shift_on(day)
@@ -446,11 +479,15 @@ class DispatchApplication(ServiceApplication):
     def _week_minutes(self, caregiver: Caregiver, day: date) -> int:
         """Planned minutes of the caregiver's visits in the week (Monday to Sunday) of day."""
         monday = day - timedelta(days=day.weekday())
-        return sum(v.planned_minutes for d in range(7)
-                   for v in self.list_visits(caregiver.service_area_id,
-                                             monday + timedelta(days=d), caregiver.caregiver_id)
-                   if v.state not in (VisitState.CANCELLED, VisitState.NO_SHOW,
-                                      VisitState.MISSED))
+        return sum(b.minutes for d in range(7)
+                   for b in self.bookings(caregiver.service_area_id, monday + timedelta(days=d))
+                   if caregiver.caregiver_id in b.caregiver_ids)
+
+    def bookings(self, service_area_id: str, day: date) -> list[Booking]:
+        """The day's visits that still take a caregiver's time (from the read model)."""
+        self.index.catch_up()
+        found = (self._bookings[v] for v in self._visits_by_day[(service_area_id, day)])
+        return [b for b in found if b.active]
 
     def get_order(self, order_id: str) -> ServiceOrder:
         return self._get(ServiceOrder.create_id(order_id), f"no order {order_id}")
