@@ -304,3 +304,16 @@ def test_a_pending_sync_report_is_known_to_every_replica(tmp_path):
     assert {a.kind for a in second.sweep("A")} == {"late_start"}
     first.close()
     second.close()
+
+
+def test_a_cancelled_visit_frees_its_caregivers_time(app):
+    """Booked 09:00-10:00, both employees busy: a third order waits until 10:15; after one
+    visit is cancelled, a new order gets 09:00 again."""
+    first = _visit(app, order_id="O-a")
+    second = _visit(app, order_id="O-b")
+    assert {first.caregiver_id, second.caregiver_id} == {"C-1", "C-2"}
+    third = _visit(app, order_id="O-c")
+    assert third.planned_start == NINE + timedelta(minutes=75)
+    app.cancel_visit(first.visit_id, reason="elder in hospital", cancelled_by="family")
+    fourth = _visit(app, order_id="O-d")
+    assert (fourth.caregiver_id, fourth.planned_start) == (first.caregiver_id, NINE)
