@@ -126,3 +126,15 @@ def test_the_day_problem_leaves_out_who_may_not_work_and_bars_what_they_may_not_
     assert visit.windows[0].start == 7 * 60 and visit.windows[0].end == 19 * 60 - 60
     plan = problem.solve(time_limit_s=1)
     assert plan.placements["V-x"].caregiver_id == "C-ok" and plan.violations == []
+
+
+def test_the_catalogue_covers_every_service_type():
+    """Every service type of DOMAIN.md has a default duration, tasks to tick and a staff
+    count of one or two; only mutual-aid services and welfare checks are open to volunteers."""
+    assert set(DEFAULT_CATALOGUE) == set(ServiceType)
+    for service, entry in DEFAULT_CATALOGUE.items():
+        assert entry.default_minutes > 0 and entry.tasks and entry.staff_count in (1, 2), service
+    volunteer = {s for s, e in DEFAULT_CATALOGUE.items() if e.volunteer_allowed}
+    assert ServiceType.WELFARE_CHECK in volunteer
+    assert not volunteer & {ServiceType.BATHING, ServiceType.REHABILITATION_NURSING,
+                            ServiceType.MEDICAL_ESCORT, ServiceType.EMERGENCY}
