@@ -548,10 +548,14 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                                description="Resume after this event id"),
                      follow: bool = Query(default=True,
                                           description="false: send what is there, then end"),
+                     from_now: bool = Query(default=False,
+                                            description="skip the past: only changes from now"),
                      ) -> StreamingResponse:
         """Server-sent events of the area's visit, alert and proposal changes. Each event's id
         is its position in dispatch's log: reconnecting with Last-Event-ID resumes there."""
         start = after if after is not None else _int(last_event_id)
+        if from_now and after is None and last_event_id is None:
+            start = app.process_recorder.max_notification_id() or 0
         return StreamingResponse(_events(app, service_area_id, start, follow, request),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",

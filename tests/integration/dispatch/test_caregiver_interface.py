@@ -150,3 +150,5 @@ def test_the_area_stream_sends_visit_and_alert_changes_and_resumes(client, visit
     assert '"Visit.CheckedIn"' in r.text
     other = client.get("/dispatch/areas/elsewhere/stream?follow=false")
     assert _parse(other.text) == []
+    assert _parse(client.get(f"/dispatch/areas/{AREA}/stream?follow=false&from_now=true")
+                  .text) == []
