@@ -38,14 +38,14 @@ from contracts.events.funding import (
     ReservationReleased,
     VisitCharged,
 )
-from contracts.events.orders import OrderPlaced
+from contracts.events.orders import OrderCancelled, OrderPlaced
 from contracts.events.visits import (
     VisitCancelled,
     VisitRescheduled,
     VisitScheduled,
     VisitVerified,
 )
-from contracts.topics import FUNDING, VISITS
+from contracts.topics import FUNDING, ORDERS, VISITS
 from contracts.values import CaregiverKind, FundingSource
 from services.runtime.double_entry import (
     Account,
@@ -186,6 +186,7 @@ class TimebankApplication(ServiceApplication):
         VISITS: {"VisitScheduled", "VisitRescheduled", "VisitVerified", "VisitCancelled"},
         FUNDING: {"CreditsHoldRequested", "VisitCharged", "ReservationRejected",
                   "ReservationReleased"},
+        ORDERS: {"OrderCancelled"},  # a redemption's order withdrawn before it was scheduled
     }
 
     def __init__(self, env: dict[str, str] | None = None, rules: TimebankRules | None = None,
@@ -198,6 +199,7 @@ class TimebankApplication(ServiceApplication):
         self._open_holds: dict[str, datetime] = {}  # visit_id -> expires_at
         self._earned: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # bank
         self._tasks_by_volunteer: dict[str, set[str]] = defaultdict(set)
+        self._open_redemptions: dict[str, date] = {}  # redemption id -> requested date
         self.index = FollowingReadModel(self, self._index)
 
     # Read model ------------------------------------------------------------------------------
@@ -221,6 +223,11 @@ class TimebankApplication(ServiceApplication):
             self._open_holds.pop(hold.visit_id, None)
         elif kind == "Earning.Recorded" and e.credited_minutes > 0:
             self._earned[e.bank_id].append((e.timestamp, e.credited_minutes))
+        elif kind == "Redemption.Placed":
+            self._open_redemptions[e.redemption_id] = e.requested_date
+        elif kind in ("Redemption.Scheduled", "Redemption.Closed"):
+            redemption = self.repository.get(e.originator_id, version=1)
+            self._open_redemptions.pop(redemption.redemption_id, None)
         elif kind == "VolunteerTask.Assigned":
             self._tasks_by_volunteer[e.volunteer_id].add(e.originator_id)
         elif kind == "VolunteerTask.Moved":  # rare: rescheduled to someone else
@@ -575,7 +582,7 @@ class TimebankApplication(ServiceApplication):
     def periodic_tasks(self) -> list[tuple[float, Callable[[], Any]]]:
         """Run by the host: our own hold expiry (a safety net behind the ledger's) and gauges."""
         return [(60.0, self.expire_holds), (60.0, self.refresh_gauges),
-                (600.0, self.clear_yesterday)]
+                (600.0, self.clear_yesterday), (3600.0, self.drop_stale_redemptions)]
 
     def clear_yesterday(self) -> list[Settlement]:
         """Daily clearing between banks: the run named after yesterday (local time) happens
@@ -661,8 +668,14 @@ class TimebankApplication(ServiceApplication):
             if refusal is not None:
                 raise RuleError(refusal)
             account = books.account(redeemer.account_code)
-            if account.available < minutes:
-                raise RuleError(f"{account.available} min available; {minutes} asked")
+            # Credits promised to orders not yet scheduled count as spent: a hundred orders at
+            # once cannot promise the same minutes twice (the tally is versioned).
+            earmarks = self._earmarks(books, redeemer.account_code)
+            if account.available - earmarks.total < minutes:
+                raise RuleError(f"{account.available} min available, {earmarks.total} of them "
+                                f"promised to orders not yet scheduled; {minutes} asked")
+            earmarks.add(minutes=minutes, ref=redemption_id)
+            books.add(earmarks)
             redemption = Redemption(
                 redemption_id=redemption_id, order_id=f"tb-{redemption_id}",
                 redeemer_id=redeemer_id, account_code=redeemer.account_code, elder_id=elder_id,
@@ -671,6 +684,44 @@ class TimebankApplication(ServiceApplication):
             books.add(redemption)
             return redemption
         return self._run(build)
+
+    def _earmarks(self, books: _Books, account_code: str) -> Tally:
+        key = f"earmarked:{account_code}"
+        return books.get(Tally.create_id(key)) or Tally(key=key)
+
+    def redemption(self, redemption_id: str) -> Redemption:
+        found = self.get_or_none(Redemption.create_id(redemption_id))
+        if found is None:
+            raise NotFound(f"no redemption {redemption_id}")
+        return found
+
+    def _settle_earmark(self, books: _Books, order_id: str, visit_id: str | None,
+                        reason: str) -> None:
+        """The order of a redemption was scheduled (its hold now carries the credits) or will
+        never be: the credits promised to it are free again."""
+        if not order_id.startswith("tb-"):
+            return
+        redemption = books.get(Redemption.create_id(order_id.removeprefix("tb-")))
+        if redemption is None or redemption.state != "placed":
+            return
+        if visit_id is not None:
+            redemption.schedule(visit_id=visit_id)
+        else:
+            redemption.close(reason=reason)
+        earmarks = self._earmarks(books, redemption.account_code)
+        earmarks.add(minutes=-redemption.minutes, ref=redemption.redemption_id)
+        books.add(redemption, earmarks)
+
+    def drop_stale_redemptions(self, today: date | None = None) -> list[str]:
+        """Orders never scheduled by the day after the requested date free their credits."""
+        today = today or datetime.now(self.tz).date()
+        self.index.catch_up()
+        stale = [r for r, day in list(self._open_redemptions.items())
+                 if day < today - timedelta(days=1)]
+        for redemption_id in stale:
+            self._run(lambda books, r=redemption_id: self._settle_earmark(
+                books, f"tb-{r}", None, "never scheduled"))
+        return stale
 
     # Reserve (储备机制) -----------------------------------------------------------------------
     def grant(self, bank_id: str, minutes: int, reference: str) -> Transfer:
@@ -853,8 +904,11 @@ class TimebankApplication(ServiceApplication):
                                  paid_to=volunteer.account_code)
                 else:
                     self._earn(books, event)
+        elif isinstance(event, OrderCancelled):
+            self._settle_earmark(books, event.payload.order_id, None, "order cancelled")
         elif isinstance(event, VisitScheduled):
             p = event.payload
+            self._settle_earmark(books, p.order_id, p.visit_id, "scheduled")
             if p.caregiver_kind is CaregiverKind.VOLUNTEER and p.use_time_credits:
                 self._hold(books, p.visit_id, p.time_credit_account_id or p.elder_id,
                            p.planned_minutes, event.service_area_id,

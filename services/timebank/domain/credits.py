@@ -294,6 +294,18 @@ class Redemption(Aggregate):
         self.service_area_id = service_area_id
         self.correlation_id = correlation_id
         self.notes = notes
+        self.state = "placed"  # earmarked until dispatch schedules it (or it is dropped)
+        self.visit_id: str | None = None
+
+    @event("Scheduled")
+    def schedule(self, visit_id: str) -> None:
+        self.state = "scheduled"  # from now on the visit's hold carries the credits
+        self.visit_id = visit_id
+
+    @event("Closed")
+    def close(self, reason: str) -> None:
+        self.state = "closed"
+        self.close_reason = reason
 
 
 class Settlement(Aggregate):

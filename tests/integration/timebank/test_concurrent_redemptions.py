@@ -89,3 +89,31 @@ def test_holds_and_gifts_racing_for_one_balance_spend_it_at_most_once(pg_app):
     assert son.balance_minutes == given
     retried = REGISTRY.get_sample_value("homecare_timebank_conflicts_retried_total")
     assert retried > retried_before  # they really did collide, and were run again
+
+
+def test_hundred_concurrent_redemption_orders_never_promise_more_than_the_balance(pg_app):
+    """100 members' app taps at once, each redeeming 60 of the same 630 minutes for a parent:
+    ten orders are placed (600 promised), ninety are refused with the reason."""
+    from datetime import date
+
+    app = pg_app
+    app.join("vol", "A")
+    app.join("mum", "A", birth_date=date(1950, 1, 1))
+    app._run(lambda books: books.transfer("seed", "bank:A:issued", "member:A:vol", 630,
+                                          pending=False, facts=TransferFacts("seed")))
+
+    def redeem(i: int) -> str:
+        try:
+            app.redeem("vol", "mum", "cleaning", 60, date(2026, 11, 25), "A",
+                       redemption_id=f"R{i}")
+            return "placed"
+        except RuleError as refused:
+            assert "promised" in str(refused)
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        outcomes = list(pool.map(redeem, range(100)))
+    assert outcomes.count("placed") == 10 and outcomes.count("refused") == 90
+    placed = [i for i, o in enumerate(outcomes) if o == "placed"]
+    assert all(app.redemption(f"R{i}").state == "placed" for i in placed)
+    assert app.balance("vol").available_minutes == 630  # promised, not yet held

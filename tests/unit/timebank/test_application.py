@@ -6,6 +6,7 @@ from datetime import date, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from contracts.events.orders import OrderCancelled
 from contracts.events.visits import VisitRescheduled
 from services.runtime.double_entry import LedgerError
 from services.timebank.application import NotFound
@@ -384,3 +385,36 @@ def test_volunteer_booking_moved_to_a_paid_caregiver_is_held_for_the_reserve(app
     assert app.balance("helper").balance_minutes == 0
     assert app.balance("redeemer").balance_minutes == 60
     assert app.account_by_code("bank:A:reserve:redeemed").balance == 40
+
+
+def test_credits_promised_to_unscheduled_orders_cannot_be_promised_again(app, events):
+    """Two redemptions of 60 from 100 credits: the second is refused while the first order
+    waits; once dispatch schedules it (its hold takes over) or it is cancelled or never
+    scheduled, the promise is lifted."""
+    _earned(app, events, person="vol", minutes=100)
+    day = date(2026, 11, 25)
+    first = app.redeem("vol", "mum", "cleaning", 60, day, "a1", redemption_id="R1",
+                       beneficiary_birth_date=date(1950, 1, 1))
+    with pytest.raises(RuleError, match="promised"):
+        app.redeem("vol", "mum", "cleaning", 60, day, "a1", redemption_id="R2",
+                   beneficiary_birth_date=date(1950, 1, 1))
+    scheduled = Events.scheduled("V-R1", "helper", "mum", 60, account="member:A:vol")
+    scheduled = scheduled.model_copy(update={"payload": scheduled.payload.model_copy(
+        update={"order_id": first.order_id})})
+    events.feed(scheduled)  # a volunteer takes it: the hold now carries the 60
+    assert app.redemption("R1").state == "scheduled"
+    assert app.balance("vol").held_minutes == 60
+    with pytest.raises(RuleError):
+        app.redeem("vol", "mum", "cleaning", 60, day, "a1", redemption_id="R2",
+                   beneficiary_birth_date=date(1950, 1, 1))
+    app.redeem("vol", "mum", "cleaning", 40, day, "a1", redemption_id="R3",
+               beneficiary_birth_date=date(1950, 1, 1))
+    events.feed(OrderCancelled(service_area_id="a1", payload={
+        "order_id": "tb-R3", "elder_id": "mum", "reason": "not needed"}))
+    assert app.redemption("R3").state == "closed"
+    app.redeem("vol", "mum", "cleaning", 40, day, "a1", redemption_id="R4",
+               beneficiary_birth_date=date(1950, 1, 1))
+    assert app.drop_stale_redemptions(day) == []
+    assert app.drop_stale_redemptions(day + timedelta(days=2)) == ["R4"]
+    app.redeem("vol", "mum", "cleaning", 40, day, "a1", redemption_id="R5",
+               beneficiary_birth_date=date(1950, 1, 1))
