@@ -234,6 +234,10 @@ function renderVisit() {
   }
   const form = $("visit-move");
   form.hidden = !["scheduled", "en_route"].includes(v.state);
+  // A redraw (any live event) keeps what the dispatcher is typing unless the visit changed.
+  const key = `${v.visit_id}|${v.caregiver_id}|${v.planned_start}|${state.view.caregivers.length}`;
+  if (form.dataset.key === key) return;
+  form.dataset.key = key;
   const select = $("move-caregiver");
   select.replaceChildren();
   for (const c of state.view.caregivers) {
