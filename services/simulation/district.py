@@ -98,6 +98,9 @@ HOTLINE_MIX: list[tuple[str, float]] = [
     ("shopping", 0.07), ("housework", 0.07), ("rehabilitation_nursing", 0.08),
     ("medication_reminder", 0.05), ("medical_escort", 0.03), ("mobility", 0.04),
     ("equipment_rental_delivery", 0.02), ("bed_making", 0.03)]
+# Services only paid caregivers do (the catalogue's volunteer_allowed is false for them).
+PAID_CARE = {"cleaning", "meal_help", "bathing", "housework", "rehabilitation_nursing",
+             "mobility", "bed_making", "medical_escort", "equipment_rental_delivery"}
 PLAN_ITEMS = [("cleaning", 60), ("bathing", 60), ("meal_help", 30), ("housework", 60),
               ("rehabilitation_nursing", 60)]
 
@@ -172,6 +175,7 @@ class OrderRecord:
     at: str | None = None  # local HH:MM the order comes in (emergencies during the day)
     out_of_pocket_agreed: bool = False
     source: str = "hotline"
+    use_time_credits: bool = False  # paid (after any entitlement) with gifted time credits
 
 
 @dataclass
@@ -221,6 +225,8 @@ class District:
     # Entitled visits earlier this month ({elder_id, day, service_type, minutes}): the ledger
     # starts the day with the month's usage so far, as a real day would.
     month_so_far: list[dict[str, Any]] = field(default_factory=list)
+    # Volunteers' gifts of earned credits to an elder of their family ({from, to, minutes}).
+    credit_gifts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def volunteers(self) -> list[CaregiverRecord]:
@@ -430,7 +436,9 @@ def generate(seed: int = 1, size: str = "small", day: date | None = None,
                     centre=CENTRE, stations=stations, elders=elders, caregivers=caregivers,
                     care_plans=care_plans, orders=orders, noise=noise,
                     population_shares=shares,
-                    month_so_far=month_so_far(rng, day, elders))
+                    month_so_far=month_so_far(rng, day, elders),
+                    credit_gifts=time_credit_family(seed, day, elders, caregivers, orders,
+                                                    set(noise.not_home_visits)))
 
 
 def month_so_far(rng: random.Random, day: date, elders: list[ElderRecord]
@@ -518,3 +526,27 @@ def pair_volunteers(elders: list[ElderRecord], caregivers: list[CaregiverRecord]
             nearest = min(volunteers, key=lambda v: (v.station_lat - e.lat) ** 2
                           + (v.station_lon - e.lon) ** 2)
             e.preferred_caregiver_ids = [nearest.caregiver_id]
+
+
+def time_credit_family(seed: int, day: date, elders: list[ElderRecord],
+                       caregivers: list[CaregiverRecord], orders: list[OrderRecord],
+                       not_home: set[str] | None = None) -> list[dict[str, Any]]:
+    """One volunteer's parent (an elder without entitlement who ordered care today) pays with
+    credits: the volunteer earns them with welfare checks earlier in the month (added to the
+    month so far by the caller) and gives them to the parent, whose order uses them."""
+    rng = random.Random(f"credits-{seed}")
+    volunteers = [c for c in caregivers if c.kind == "volunteer"]
+    by_id = {e.elder_id: e for e in elders}
+    candidates = [o for o in orders if o.source == "hotline" and not o.emergency
+                  and o.service_type in PAID_CARE
+                  and by_id[o.elder_id].entitled_minutes == 0
+                  and f"V-{o.order_id}" not in (not_home or set())]
+    if not volunteers or not candidates or day.day < 3:
+        return []
+    order = rng.choice(candidates)
+    order.use_time_credits = True
+    volunteer = rng.choice(volunteers)
+    return [{"from": volunteer.caregiver_id, "to": order.elder_id, "minutes": 90,
+             "earned_by": [{"elder_id": e.elder_id, "day": (day - timedelta(days=1 + k % 2))
+                            .isoformat(), "minutes": 45, "n": k}
+                           for k, e in enumerate(rng.sample(elders, min(3, len(elders))))]}]

@@ -60,6 +60,8 @@ def order_body(o: OrderRecord, day: date, tz: ZoneInfo = TZ) -> dict[str, Any]:
         "elder_id": o.elder_id, "service_type": o.service_type,
         "requested_date": day.isoformat(), "order_id": o.order_id, "source": o.source,
         "out_of_pocket_agreed": o.out_of_pocket_agreed, "placed_by": "simulation"}
+    if o.use_time_credits:
+        body["use_time_credits"] = True
     if o.window_start and o.window_end:
         body["window_start"] = local(day, o.window_start, tz).isoformat()
         body["window_end"] = local(day, o.window_end, tz).isoformat()
@@ -189,4 +191,52 @@ async def serve_month_so_far(client: httpx.AsyncClient, d: District,
                          "confirmation_code": elder.confirmation_code})
         served += 1
     progress(f"month so far: {served} entitled visits served before {d.day}")
+    for gift in d.credit_gifts:
+        served += await _earn_and_give(client, d, gift, progress)
+    return served
+
+
+async def _earn_and_give(client: httpx.AsyncClient, d: District, gift: dict[str, Any],
+                         progress: Progress) -> int:
+    """The volunteer's welfare checks of the last days (credits earned), then the gift to the
+    parent, who joins the bank (redemption is age-gated on the birth date)."""
+    volunteer, parent = gift["from"], d.elder(gift["to"])
+    shift = next(c for c in d.caregivers if c.caregiver_id == volunteer)
+    served = 0
+    for v in gift["earned_by"]:
+        day = date.fromisoformat(v["day"])
+        elder = d.elder(v["elder_id"])
+        answer = await call(client, "POST", "/dispatch/orders", json={
+            "elder_id": elder.elder_id, "service_type": "companionship",
+            "requested_date": v["day"], "order_id": f"M-{volunteer}-{v['day']}-{v['n']}",
+            "duration_minutes": v["minutes"], "placed_by": "simulation (month so far)",
+            "window_start": local(day, shift.shift_start).isoformat(),
+            "window_end": local(day, shift.shift_end).isoformat()})
+        visit = answer["visit"]
+        if visit is None or visit["caregiver_id"] != volunteer:
+            continue  # another caregiver took it: no credits for our volunteer
+        where = {"caregiver_id": volunteer, "lat": elder.lat, "lon": elder.lon,
+                 "accuracy_m": 10}
+        await call(client, "POST", f"/dispatch/visits/{visit['visit_id']}/check-in",
+                   json={**where, "at": visit["planned_start"]})
+        await call(client, "POST", f"/dispatch/visits/{visit['visit_id']}/check-out",
+                   json={**where, "at": visit["planned_end"], "tasks_done": [],
+                         "confirmation_code": elder.confirmation_code})
+        served += 1
+    await call(client, "POST", f"/timebank/members/{parent.elder_id}", json={
+        "bank_id": d.service_area_id, "birth_date": parent.birth_date.isoformat(),
+        "display_name": parent.name})
+    for _ in range(100):  # the time bank credits the volunteer asynchronously
+        account = await call(client, "GET", f"/timebank/accounts/{volunteer}")
+        if account["available_minutes"] >= gift["minutes"]:
+            await call(client, "POST", "/timebank/gifts", json={
+                "from_person": volunteer, "to_person": parent.elder_id,
+                "minutes": gift["minutes"], "note": "for my parent (simulation)",
+                "gift_id": f"gift-{volunteer}-{parent.elder_id}-{d.day}"})
+            progress(f"time bank: {volunteer} gave {gift['minutes']} min of credits to "
+                     f"{parent.elder_id}")
+            break
+        await asyncio.sleep(0.2)
+    else:
+        progress(f"time bank: {volunteer} had not earned {gift['minutes']} min to give")
     return served

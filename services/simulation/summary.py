@@ -86,7 +86,11 @@ async def summarise(client: httpx.AsyncClient, d: District, *,
         by_source: dict[str, int] = {}
         unfunded = 0
         unfunded_visits = {}
+        credit_legs: dict[str, int] = {}
         for c in charges.values():
+            for leg in c["legs"]:
+                if leg["source"] == "time_credits":
+                    credit_legs[c["visit_id"]] = credit_legs.get(c["visit_id"], 0) + leg["minutes"]
             unfunded += c["unfunded_minutes"]
             if c["unfunded_minutes"]:
                 unfunded_visits[c["visit_id"]] = c["unfunded_minutes"]
@@ -101,6 +105,19 @@ async def summarise(client: httpx.AsyncClient, d: District, *,
             "minutes_by_source": dict(sorted(by_source.items())),
             "trial_balance": (await _json(client, "/ledger/trial-balance") or {}).get(
                 "sum_of_balances")}
+    if "timebank" in services and "ledger" in services:
+        # The time bank redeems from its hold what the ledger charged to time credits.
+        redeemed: dict[str, int] = {}
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while credit_legs:
+            for visit_id in credit_legs:
+                hold = await _json(client, f"/timebank/visits/{visit_id}/hold")
+                redeemed[visit_id] = hold["redeemed_minutes"] if hold else 0
+            if redeemed == credit_legs or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        summary["ledger"]["time_credit_minutes_by_visit"] = credit_legs
+        summary["timebank_redeemed_minutes"] = sum(redeemed.values())
     if "timebank" in services:
         earnings = await _wait_for(client, [f"/timebank/visits/{v['visit_id']}/earning"
                                             for v in volunteer], wait_s)
@@ -133,6 +150,10 @@ def invariants(s: dict[str, Any]) -> dict[str, bool]:
         out["every paid verified visit charged"] = (
             led["visits_charged"] == s["verified_visits"]["paid"])
         out["ledger balances sum to zero"] = led["trial_balance"] == 0
+    if "timebank_redeemed_minutes" in s:
+        out["credits redeemed by the time bank = time-credit minutes charged by the ledger"] = (
+            s["timebank_redeemed_minutes"] == s["ledger"]["minutes_by_source"].get(
+                "time_credits", 0))
     if "timebank" in s:
         tb = s["timebank"]
         out["every volunteer visit credited"] = (
@@ -161,7 +182,8 @@ def format_summary(s: dict[str, Any]) -> str:
     if "timebank" in s:
         tb = s["timebank"]
         lines.append(f"  time bank: {tb['credited_minutes']} credit minutes earned for "
-                     f"{tb['served_minutes']} volunteer minutes ({tb['visits_credited']} visits)")
+                     f"{tb['served_minutes']} volunteer minutes ({tb['visits_credited']} visits)"
+                     f", {s.get('timebank_redeemed_minutes', 0)} redeemed for paid care")
     kinds = ", ".join(f"{k} {n}" for k, n in s["alerts"]["by_kind"].items()) or "none"
     lines.append(f"  alerts {s['alerts']['total']}: {kinds}")
     sim = s.get("simulation")

@@ -80,3 +80,13 @@ def test_the_days_mishaps_happened(demo_run):
     assert kinds.get("emergency") == 1 and kinds.get("no_show", 0) + kinds.get(
         "welfare_escalation", 0) >= 1
     assert (run_dir / "district.json").exists()
+
+
+def test_credits_gifted_to_a_parent_pay_for_care_through_both_ledgers(demo_run):
+    """A volunteer's gifted credits fund part of the parent's paid visit: the ledger charges a
+    time-credits leg and the time bank redeems exactly those minutes from its hold."""
+    _, s, _ = demo_run
+    charged = s["ledger"]["minutes_by_source"].get("time_credits", 0)
+    assert charged > 0
+    assert s["timebank_redeemed_minutes"] == charged
+    assert sum(s["ledger"]["time_credit_minutes_by_visit"].values()) == charged

@@ -9,7 +9,7 @@ import pytest
 
 from services.ledger.domain.entitlement import load_rule_book
 from services.ledger.exports import to_csv, to_xlsx
-from services.simulation.district import District, generate
+from services.simulation.district import PAID_CARE, District, generate
 from services.simulation.importer import (
     ImportProblem,
     export_rows,
@@ -117,3 +117,17 @@ def test_import_refuses_a_row_without_required_columns(tmp_path):
     with pytest.raises(ImportProblem, match="line 2: missing lon"):
         import_district(path, tmp_path / "c.csv", day=DAY)
     assert read_rows(tmp_path / "c.csv")[0]["provider_id"] == "P-1"
+
+
+def test_one_parent_pays_with_credits_her_child_earned():
+    """The credits gift goes from a volunteer to an elder without entitlement whose paid-care
+    order of the day uses time credits, and it is earned by enough volunteer minutes."""
+    d = generate(1, "small", DAY)
+    (gift,) = d.credit_gifts
+    assert gift["from"] in {v.caregiver_id for v in d.volunteers}
+    assert d.elder(gift["to"]).entitled_minutes == 0
+    (order,) = [o for o in d.orders if o.use_time_credits]
+    assert order.elder_id == gift["to"] and order.service_type in PAID_CARE
+    assert f"V-{order.order_id}" not in d.noise.not_home_visits
+    assert sum(v["minutes"] for v in gift["earned_by"]) >= gift["minutes"]
+    assert all(date.fromisoformat(v["day"]) < DAY for v in gift["earned_by"])
