@@ -108,7 +108,8 @@ STATE_AFTER = {"Visit.Departed": VisitState.EN_ROUTE, "Visit.CheckedIn": VisitSt
                "Visit.CheckedOut": VisitState.CHECKED_OUT, "Visit.Verified": VisitState.VERIFIED,
                "Visit.Cancelled": VisitState.CANCELLED, "Visit.NoShow": VisitState.NO_SHOW,
                "Visit.Missed": VisitState.MISSED, "Visit.ReviewRejected": VisitState.DISPUTED,
-               "Visit.Rescheduled": VisitState.SCHEDULED}
+               "Visit.Rescheduled": VisitState.SCHEDULED,
+               "Visit.Reinstated": VisitState.SCHEDULED}
 
 # Which aggregate kinds the area stream carries, by class name prefix.
 STREAMED = {"Visit": "visit", "Alert": "alert", "ReplanProposal": "proposal"}
@@ -616,6 +617,8 @@ class DispatchApplication(ServiceApplication):
         if abs((self.local_day(at) - self.local_day(visit.planned_start)).days) > 1:
             raise InvalidInput(f"check-in at {at.isoformat()} is not near the visit's day "
                                f"{self.local_day(visit.planned_start).isoformat()}")
+        reinstated = (idempotency_key not in visit.idempotency_keys
+                      and visit.reinstate_if_started_before_missed(at))
         if not visit.check_in(at=at, lat=lat, lon=lon, method=method,
                               radius_m=rules.geofence_radius_m, accuracy_m=accuracy_m,
                               max_accuracy_m=rules.max_accuracy_m, notes=notes,
@@ -629,6 +632,9 @@ class DispatchApplication(ServiceApplication):
                                    now or self.clock(), visit_id=visit_id,
                                    caregiver_id=visit.caregiver_id, elder_id=visit.elder_id)
         changed += self._resolve_late_alerts(visit)
+        if reinstated:
+            changed += self._close_alerts(visit_id, "offline check-in synced: it took place",
+                                          kinds={AlertKind.MISSED})
         self.save(*changed)
         return visit
 

@@ -523,8 +523,24 @@ class Visit(Aggregate):
     @event("Missed")
     def _missed(self, at: datetime, reason: str) -> None:
         self.state = VisitState.MISSED
+        self.missed_at = at
         self.cancel_reason = f"missed: {reason}"
         self.cancelled_by = "dispatch"
+
+    def reinstate_if_started_before_missed(self, at: datetime) -> bool:
+        """A check-in queued offline arrives after the visit was marked missed, with a device
+        time before that: the visit did happen; it is scheduled again and the check-in
+        proceeds (the ledger charges a verification it holds nothing for directly)."""
+        if self.state is not VisitState.MISSED or at >= self.missed_at:
+            return False
+        self._reinstated(at=at)
+        return True
+
+    @event("Reinstated")
+    def _reinstated(self, at: datetime) -> None:
+        self.state = VisitState.SCHEDULED
+        self.cancel_reason = None
+        self.cancelled_by = None
 
     def reschedule(self, *, caregiver_id: str, caregiver_kind: CaregiverKind,
                    provider_id: str | None, planned_start: datetime, planned_end: datetime,

@@ -317,3 +317,28 @@ def test_a_cancelled_visit_frees_its_caregivers_time(app):
     app.cancel_visit(first.visit_id, reason="elder in hospital", cancelled_by="family")
     fourth = _visit(app, order_id="O-d")
     assert (fourth.caregiver_id, fourth.planned_start) == (first.caregiver_id, NINE)
+
+
+def test_a_visit_marked_missed_is_reinstated_by_its_late_offline_check_in(app):
+    """No signal and no pending-sync report: the sweep marks the visit missed. When the queued
+    check-in arrives with a device time before that, the visit took place after all: it is
+    checked in, verified at check-out, and the missed alert is resolved. A check-in stamped
+    after the miss is refused."""
+    v = _visit(app)
+    app.clock.now = v.planned_end + timedelta(minutes=61)
+    app.sweep("A")
+    assert app.get_visit(v.visit_id).state == "missed"
+    app.clock.now = v.planned_end + timedelta(hours=3)
+    with pytest.raises(DispatchError, match="missed"):
+        app.check_in(v.visit_id, at=app.clock.now, lat=HOME[0], lon=HOME[1])
+    app.check_in(v.visit_id, at=NINE + timedelta(minutes=2), lat=HOME[0], lon=HOME[1],
+                 idempotency_key="q-1")
+    app.check_out(v.visit_id, at=NINE + timedelta(minutes=55), lat=HOME[0], lon=HOME[1],
+                  tasks_done=[], confirmation_code="1111", idempotency_key="q-2")
+    assert app.get_visit(v.visit_id).state == "verified"
+    missed = [a for a in app.list_alerts("A") if a.kind == "missed"]
+    assert [a.resolved for a in missed] == ["offline check-in synced: it took place"]
+    types = [type(app.mapper.to_domain_event(n)).__qualname__
+             for n in app.process_recorder.select_notifications(1, 1000)]
+    assert types.index("Visit.Missed") < types.index("Visit.Reinstated") < types.index(
+        "Visit.CheckedIn")
