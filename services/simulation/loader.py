@@ -27,8 +27,13 @@ class LoadFailed(RuntimeError):
 
 async def call(client: httpx.AsyncClient, method: str, url: str,
                ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
-    """One API call; an unexpected status raises with the answer's text."""
-    r = await client.request(method, url, **kwargs)
+    """One API call; an unexpected status raises with the answer's text. A write that raced
+    another writer of the same record (a consumed event) is sent again."""
+    for attempt in range(6):
+        r = await client.request(method, url, **kwargs)
+        if r.status_code != 409 or "ConcurrentChange" not in r.text:
+            break
+        await asyncio.sleep(0.05 * (attempt + 1))
     if r.status_code not in ok:
         raise LoadFailed(f"{method} {url} -> {r.status_code}: {r.text[:500]}")
     return r.json() if r.content and r.headers.get("content-type", "").startswith(
