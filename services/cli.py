@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "store, and writes an HTML report with charts and a JSON file.")
     whatif.add_argument("run", help="run directory of `homecare demo` (holds district.json)")
     whatif.add_argument("--policies", default="baseline,entitlement_6h,two_more_caregivers,"
-                        "routing_budget_10s,no_volunteer_welfare_checks",
+                        "routing_budget_10s,welfare_checks_by_staff",
                         help="comma-separated (default: all)")
     whatif.add_argument("--out", default=None, help="report directory (default <run>/whatif)")
     whatif.add_argument("--dispatch-only", action="store_true",
