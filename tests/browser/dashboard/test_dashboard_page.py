@@ -125,16 +125,16 @@ def _hhmm(minute: int) -> str:
 
 
 def _free_slot(site: Site, area: str, caregiver_id: str, minutes: int) -> int:
-    """A start (minutes since local midnight) in the caregiver's afternoon with room around it
+    """A start (minutes since local midnight) in the caregiver's day with room around it
     (travel, and a later nudge of 15 min), wherever the router put their visits."""
     day = site.now.date()
     busy = [(v.planned_start, v.planned_end)
             for v in site.app.list_visits(area, day, caregiver_id) if v.state != "cancelled"]
-    for minute in range(12 * 60, 15 * 60 + 1, 15):
+    for minute in range(9 * 60, 15 * 60 + 1, 15):
         lo, hi = _at(day, minute - 30), _at(day, minute + minutes + 45)
         if hi <= _at(day, 17 * 60) and all(end <= lo or start >= hi for start, end in busy):
             return minute
-    raise AssertionError(f"no free afternoon slot for {caregiver_id}: {busy}")
+    raise AssertionError(f"no free slot for {caregiver_id}: {busy}")
 
 
 # Grab a bar 2 px inside its padding box: 4 px from its outer edge (2 px border); dropping at
@@ -146,7 +146,7 @@ GRAB_FROM_EDGE = 4
 def test_drag_and_drop_move_applied_and_one_refused(page, site: Site) -> None:  # type: ignore[no-untyped-def]
     """Dragging the nursing visit onto the carer (no nursing skill) is refused with the
     checker's reason and changes nothing; dragging a cleaning visit to the other employee at a
-    free afternoon time is applied as a reschedule and redrawn in that lane; its details panel
+    free time is applied as a reschedule and redrawn in that lane; its details panel
     then moves it 15 min later by keyboard."""
     seeded = seed_day(site, "drag")
     open_dashboard(page, site, seeded)
