@@ -47,7 +47,7 @@ MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; chars
 # Optional map tiles, e.g. "http://tiles.local/{z}/{x}/{y}.png"; without it the map draws on a
 # clean projected background.
 TILE_URL_ENV = "HOMECARE_DASHBOARD_TILE_URL"
-# One colour per caregiver, distinguishable on a white background and for most colour-blind eyes.
+# One colour per caregiver (the Tableau 10 set) on a white background; after ten they repeat.
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
            "#e377c2", "#7f7f7f", "#bcbd22"]
 # A gap this long inside a caregiver's day is drawn as a break (dispatch plans no breaks itself).
