@@ -97,12 +97,15 @@ def _serve_yesterday(client: httpx.Client) -> tuple[str, list[dict]]:
     return str(day), visits
 
 
-def _settled(client: httpx.Client, visits: list[dict]) -> tuple[dict[str, int], int]:
-    """Minutes by funding source from the ledger and credits from the time bank, once every
+def _settled(client: httpx.Client, visits: list[dict],
+             month: str) -> tuple[dict[str, int], dict[str, int], int]:
+    """Minutes by funding source from the ledger (the visits'; those of them on the month's
+    statements: charged in the month of service) and credits from the time bank, once every
     verified visit has been charged (employees) or credited (volunteers)."""
     deadline = time.monotonic() + 60
     while True:
         by_source: dict[str, int] = defaultdict(int)
+        on_statements: dict[str, int] = defaultdict(int)
         credits, missing = 0, 0
         for v in visits:
             if v["caregiver_kind"] == "volunteer":
@@ -110,31 +113,39 @@ def _settled(client: httpx.Client, visits: list[dict]) -> tuple[dict[str, int], 
                 credits += r.json()["credited_minutes"] if r.status_code == 200 else 0
             else:
                 r = client.get(f"/ledger/visits/{v['visit_id']}/charge")
-                for leg in r.json()["legs"] if r.status_code == 200 else []:
+                charge = r.json() if r.status_code == 200 else {"legs": []}
+                for leg in charge["legs"]:
                     by_source[leg["source"]] += leg["minutes"]
+                    if charge["month"] == charge["charged_month"] == month:
+                        on_statements[leg["source"]] += leg["minutes"]
             missing += r.status_code != 200
         if not missing:
-            return dict(by_source), credits
+            return dict(by_source), dict(on_statements), credits
         assert time.monotonic() < deadline, "charges/earnings did not arrive in 60 s"
         time.sleep(0.3)
 
 
 def test_kpis_read_from_the_ledger_and_the_time_bank(page, system: str, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
-    """Served by `homecare up`, the dashboard shows the day's hours by funding source as the
-    ledger charged them, the month's entitlement use and the credits the time bank gave the
-    volunteer: not "unavailable"."""
+    """Served by `homecare up`, the dashboard shows the hours by funding source as the ledger
+    charged them (the day's visits; the month's statements), the month's entitlement use and
+    the credits the time bank gave the volunteer: not "unavailable"."""
     client = httpx.Client(base_url=system, timeout=30)
     day, visits = _serve_yesterday(client)
     assert [v["caregiver_kind"] for v in visits if v["elder_id"] == "E-1003"] == ["volunteer"]
-    by_source, credits = _settled(client, visits)
+    by_source, on_statements, credits = _settled(client, visits, day[:7])
     assert by_source.get("entitlement") and credits > 0
 
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{system}/dispatch/dashboard/?area={AREA}&date={day}")
-    page.wait_for_function("['kpi-sources', 'kpi-entitlement', 'kpi-credits'].every(id => {"
+    page.wait_for_function("['kpi-sources-day', 'kpi-sources-month', 'kpi-entitlement',"
+                           " 'kpi-credits'].every(id => {"
                            " const e = document.getElementById(id);"
                            " return e && !e.textContent.includes('…'); })")
-    assert page.inner_text("#kpi-sources") == f"政府补贴 {by_source['entitlement'] / 60:.1f} h"
+    def hours(minutes: dict[str, int]) -> str:
+        return f"政府补贴 {minutes['entitlement'] / 60:.1f} h" if minutes else "暂无"
+
+    assert page.inner_text("#kpi-sources-day") == hours(by_source)
+    assert page.inner_text("#kpi-sources-month") == hours(on_statements)
     assert page.inner_text("#kpi-credits") == f"{credits} 分钟"
     assert "不可用" not in page.inner_text("#kpi-entitlement")
     assert page.locator("#kpis tr[data-period='today'] .done").inner_text() == (

@@ -259,7 +259,8 @@ function renderKpis(view) {
   body.innerHTML = `<table class="kpi"><thead><tr><th></th><th>${t("onTime")}</th>
     <th>${t("donePlanned")}</th><th>${t("travelPerVisit")}</th></tr></thead><tbody></tbody></table>
     <dl class="kpi-more">
-      <dt>${t("hoursBySource")}</dt><dd id="kpi-sources">…</dd>
+      <dt>${t("hoursBySource")}</dt><dd id="kpi-sources">${t("today")}: <span id="kpi-sources-day">…</span>
+        · ${t("month")}: <span id="kpi-sources-month">…</span></dd>
       <dt>${t("entitlementUsed")}</dt><dd id="kpi-entitlement">…</dd>
       <dt>${t("creditsEarned")}</dt><dd id="kpi-credits">…</dd>
     </dl>`;
@@ -293,8 +294,27 @@ async function kpisFromOtherServices(view) {
         for (const leg of charge.legs) minutes[leg.source] = (minutes[leg.source] || 0) + leg.minutes;
       } catch { /* not charged yet */ }
     }));
-    const parts = Object.entries(minutes).map(([s, m]) => `${word("sources", s)} ${(m / 60).toFixed(1)} h`);
-    set("kpi-sources", parts.length ? parts.join(" · ") : t("nothingYet"));
+    const hours = (bySource) => {
+      const parts = Object.entries(bySource).filter(([, m]) => m)
+        .map(([source, m]) => `${word("sources", source)} ${(m / 60).toFixed(1)} h`);
+      return parts.length ? parts.join(" · ") : t("nothingYet");
+    };
+    set("kpi-sources-day", hours(minutes));
+    try {
+      // The month from the ledger's statements: each line's funding reads "source minutes + …";
+      // reversals count negative. Lines of services in other months are left out.
+      const statements = await call("GET", `/ledger/areas/${area}/months/${month}/statements`);
+      const monthly = {};
+      for (const line of statements.statements.flatMap((st) => st.lines)) {
+        if (line.service_month !== month) continue;
+        const sign = line.kind === "reversal" ? -1 : 1;
+        for (const part of line.funding.split(" + ")) {
+          const m = part.trim().match(/^(\S+)\s+(\d+)$/);
+          if (m) monthly[m[1]] = (monthly[m[1]] || 0) + sign * Number(m[2]);
+        }
+      }
+      set("kpi-sources-month", hours(monthly));
+    } catch (e) { set("kpi-sources-month", t("failed", { reason: e.message })); }
     try {
       const summary = await call("GET", `/ledger/areas/${area}/months/${month}/summary`);
       const cats = Object.entries(summary.by_category).map(([c, r]) =>
