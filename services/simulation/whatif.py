@@ -40,6 +40,7 @@ KPIS: list[tuple[str, tuple[str, ...], str, bool]] = [
     ("planned travel minutes", ("travel_minutes", "planned"), "min", False),
     ("actual travel minutes", ("travel_minutes", "actual"), "min", False),
     ("entitlement hours", ("ledger", "hours_by_source", "entitlement"), "h", True),
+    ("time-credit hours", ("ledger", "hours_by_source", "time_credits"), "h", True),
     ("out-of-pocket hours", ("ledger", "hours_by_source", "out_of_pocket"), "h", False),
     ("unfunded minutes", ("ledger", "unfunded_minutes"), "min", False),
     ("credits earned (min)", ("timebank", "credited_minutes"), "min", True),
