@@ -56,6 +56,11 @@ class RedemptionBody(BaseModel):
     redemption_id: str | None = None
 
 
+class CancelBody(BaseModel):
+    reason: str = Field(min_length=1)
+    by: str = Field(min_length=1)  # who withdraws it (the redeemer, a relative, staff)
+
+
 class GrantBody(BaseModel):
     minutes: int = Field(gt=0, strict=True)
     reference: str = Field(min_length=1)
@@ -146,6 +151,12 @@ def build_router(app: TimebankApplication) -> APIRouter:
         return {"redemption_id": r.redemption_id, "order_id": r.order_id,
                 "account_id": r.account_code, "elder_id": r.elder_id, "minutes": r.minutes,
                 "requested_date": r.requested_date.isoformat()}
+
+    @router.post("/redemptions/{redemption_id}/cancel")
+    def cancel_redemption(redemption_id: str, body: CancelBody) -> dict[str, Any]:
+        """Withdraw a redemption: the order placed for it is cancelled in dispatch."""
+        r = answer(lambda: app.cancel_redemption(redemption_id, body.reason, body.by))
+        return {"redemption_id": r.redemption_id, "order_id": r.order_id, "state": r.state}
 
     @router.post("/banks/{bank_id}/grants", status_code=201)
     def grant(bank_id: str, body: GrantBody) -> dict[str, Any]:

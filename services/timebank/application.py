@@ -45,7 +45,7 @@ from contracts.events.visits import (
     VisitScheduled,
     VisitVerified,
 )
-from contracts.topics import FUNDING, ORDERS, VISITS
+from contracts.topics import FUNDING, VISITS
 from contracts.values import CaregiverKind, FundingSource
 from services.runtime.double_entry import (
     Account,
@@ -186,7 +186,6 @@ class TimebankApplication(ServiceApplication):
         VISITS: {"VisitScheduled", "VisitRescheduled", "VisitVerified", "VisitCancelled"},
         FUNDING: {"CreditsHoldRequested", "VisitCharged", "ReservationRejected",
                   "ReservationReleased"},
-        ORDERS: {"OrderCancelled"},  # a redemption's order withdrawn before it was scheduled
     }
 
     def __init__(self, env: dict[str, str] | None = None, rules: TimebankRules | None = None,
@@ -696,7 +695,7 @@ class TimebankApplication(ServiceApplication):
         return found
 
     def _settle_earmark(self, books: _Books, order_id: str, visit_id: str | None,
-                        reason: str) -> None:
+                        reason: str, cancelled_by: str | None = None) -> None:
         """The order of a redemption was scheduled (its hold now carries the credits) or will
         never be: the credits promised to it are free again."""
         if not order_id.startswith("tb-"):
@@ -707,10 +706,26 @@ class TimebankApplication(ServiceApplication):
         if visit_id is not None:
             redemption.schedule(visit_id=visit_id)
         else:
-            redemption.close(reason=reason)
+            redemption.close(reason=reason, cancelled_by=cancelled_by)
         earmarks = self._earmarks(books, redemption.account_code)
         earmarks.add(minutes=-redemption.minutes, ref=redemption.redemption_id)
         books.add(redemption, earmarks)
+
+    def cancel_redemption(self, redemption_id: str, reason: str, by: str) -> Redemption:
+        """The member withdraws a redemption: the time bank cancels the order it placed
+        (OrderCancelled on homecare.orders); credits promised to it are free at once, and a
+        hold taken meanwhile is released when dispatch cancels the visit."""
+        def build(books: _Books) -> Redemption:
+            redemption = books.get(Redemption.create_id(redemption_id))
+            if redemption is None:
+                raise NotFound(f"no redemption {redemption_id}")
+            if redemption.state == "placed":
+                self._settle_earmark(books, redemption.order_id, None, reason, by)
+            elif redemption.state == "scheduled":
+                redemption.close(reason=reason, cancelled_by=by)
+                books.add(redemption)
+            return redemption
+        return self._run(build)
 
     def drop_stale_redemptions(self, today: date | None = None) -> list[str]:
         """Orders never scheduled by the day after the requested date free their credits."""
@@ -904,8 +919,6 @@ class TimebankApplication(ServiceApplication):
                                  paid_to=volunteer.account_code)
                 else:
                     self._earn(books, event)
-        elif isinstance(event, OrderCancelled):
-            self._settle_earmark(books, event.payload.order_id, None, "order cancelled")
         elif isinstance(event, VisitScheduled):
             p = event.payload
             self._settle_earmark(books, p.order_id, p.visit_id, "scheduled")
@@ -1033,6 +1046,13 @@ class TimebankApplication(ServiceApplication):
                 payload={"settlement_id": str(e.originator_id), "period": e.period,
                          "payer_bank_id": e.payer_bank_id, "payee_bank_id": e.payee_bank_id,
                          "minutes": e.minutes})
+        elif kind == "Redemption.Closed" and e.cancelled_by is not None:
+            placed = self.repository.get(e.originator_id, version=1)
+            yield OrderCancelled(
+                event_id=integration_event_id(e, "OrderCancelled"), occurred_at=e.timestamp,
+                correlation_id=placed.correlation_id, service_area_id=placed.service_area_id,
+                payload={"order_id": placed.order_id, "elder_id": placed.elder_id,
+                         "reason": e.reason, "cancelled_by": f"timebank:{e.cancelled_by}"})
         elif kind == "Redemption.Placed":
             yield OrderPlaced(
                 event_id=integration_event_id(e, "OrderPlaced"), occurred_at=e.timestamp,

@@ -303,9 +303,12 @@ class Redemption(Aggregate):
         self.visit_id = visit_id
 
     @event("Closed")
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, cancelled_by: str | None = None) -> None:
+        """No longer waiting for dispatch: cancelled by the member (the time bank withdraws
+        its order) or never scheduled."""
         self.state = "closed"
         self.close_reason = reason
+        self.cancelled_by = cancelled_by
 
 
 class Settlement(Aggregate):

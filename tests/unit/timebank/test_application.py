@@ -6,7 +6,6 @@ from datetime import date, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from contracts.events.orders import OrderCancelled
 from contracts.events.visits import VisitRescheduled
 from services.runtime.double_entry import LedgerError
 from services.timebank.application import NotFound
@@ -409,11 +408,15 @@ def test_credits_promised_to_unscheduled_orders_cannot_be_promised_again(app, ev
                    beneficiary_birth_date=date(1950, 1, 1))
     app.redeem("vol", "mum", "cleaning", 40, day, "a1", redemption_id="R3",
                beneficiary_birth_date=date(1950, 1, 1))
-    events.feed(OrderCancelled(service_area_id="a1", payload={
-        "order_id": "tb-R3", "elder_id": "mum", "reason": "not needed"}))
+    app.cancel_redemption("R3", "not needed any more", by="vol")
     assert app.redemption("R3").state == "closed"
+    (cancelled,) = [e for e in published(app, app.redemption("R3").id)
+                    if e.type == "OrderCancelled"]
+    assert (cancelled.topic, cancelled.payload.order_id) == ("homecare.orders", "tb-R3")
     app.redeem("vol", "mum", "cleaning", 40, day, "a1", redemption_id="R4",
                beneficiary_birth_date=date(1950, 1, 1))
+    app.cancel_redemption("R1", "mum is in hospital", by="vol")  # scheduled: order withdrawn
+    assert [e.type for e in published(app, first.id)][-1] == "OrderCancelled"
     assert app.drop_stale_redemptions(day) == []
     assert app.drop_stale_redemptions(day + timedelta(days=2)) == ["R4"]
     app.redeem("vol", "mum", "cleaning", 40, day, "a1", redemption_id="R5",
