@@ -50,6 +50,7 @@ from services.dispatch.domain.visits import (
 from services.dispatch.planning import DayPlan, DayProblem, Job
 from services.dispatch.translation import translate
 from services.runtime.eventstore import ServiceApplication, stable_id
+from services.runtime.observability import record_plan
 from services.runtime.readmodel import FollowingReadModel
 
 
@@ -879,6 +880,7 @@ class DispatchApplication(ServiceApplication):
         problem = self._day_problem(service_area_id, day, [], now=now, include_orders=True)
         # Warm-started from the day as it stands, so a second run changes little.
         result = problem.solve(time_limit_s or self.plan_time_limit_s, warm=True)
+        record_plan(service_area_id, result, kind="daily")
         if result.violations:
             raise DispatchError("the router's plan breaks rules: " + "; ".join(result.violations))
         plan_id = f"plan-{service_area_id}-{day.isoformat()}-{uuid4().hex[:6]}"
@@ -954,6 +956,7 @@ class DispatchApplication(ServiceApplication):
         now = now or self.clock()
         problem = self._day_problem(service_area_id, day, [], now=now)
         result = problem.solve(time_limit_s or self.plan_time_limit_s, warm=True)
+        record_plan(service_area_id, result, kind="replan")
         moves, unassigned = [], []
         for visit_id, where in sorted(result.placements.items()):
             job = problem.jobs[visit_id]
