@@ -9,6 +9,7 @@ the ledger's charge over HTTP, and reads each process's /metrics as Prometheus w
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -59,7 +60,9 @@ def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
 
 
 def _three_free_ports() -> int:
-    for base in range(21000, 29000, 7):
+    # A random start: two test runs on one machine must not race for the same ports.
+    for _ in range(200):
+        base = random.randrange(20000, 40000)
         if all(port_is_free(base + i) for i in range(3)):
             return base
     raise RuntimeError("no three consecutive free ports")
