@@ -119,12 +119,7 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
     # ILS (ruin and recreate) starts from its own first solution and may split a pair, so it
     # serves models without pairs and without a constructed start.
     use_ils = states is None
-    first = None
-    if use_ils and len(model.nodes) <= _LARGE_MODEL:
-        first = _pick_first_solution(model, seed, t0 + _PROBE_SHARE * time_limit_s)
     params = _search_parameters(model, deadline - reserve, use_ils)
-    if first is not None:
-        params.first_solution_strategy = first
     if problem.options.max_solutions is not None:
         params.solution_limit = problem.options.max_solutions
     initial = _to_assignment(built, model, states) if states is not None else None
@@ -564,40 +559,6 @@ _ILS = """iterated_local_search_parameters {
     initial_temperature: %(t_init)f final_temperature: %(t_final)f } }
   best_solution_acceptance_strategy { greedy_descent {} }
 }"""
-
-
-# First-solution heuristics differ wildly per instance (after a descent, Solomon RC208: parallel
-# cheapest insertion 36 % above BKS, local cheapest insertion 13 %; R211: global cheapest arc 2 %,
-# the others 20-30 %), which matters when the machine is busy and the search gets little CPU.
-_FIRST_SOLUTIONS = (
-    "PARALLEL_CHEAPEST_INSERTION", "GLOBAL_CHEAPEST_ARC", "LOCAL_CHEAPEST_INSERTION", "SAVINGS",
-    "SEQUENTIAL_CHEAPEST_INSERTION",
-)
-_PROBE_SHARE = 0.2
-
-
-def _pick_first_solution(model: _Model, seed: int, until: float):
-    """The first-solution strategy whose first solution costs least."""
-    strategies = [getattr(routing_enums_pb2.FirstSolutionStrategy, n) for n in _FIRST_SOLUTIONS]
-    best, best_cost = None, None
-    for k, strategy in enumerate(strategies):
-        left = until - time.monotonic()
-        if left <= 0.02:
-            break
-        built = _build(model, seed)
-        params = pywrapcp.DefaultRoutingSearchParameters()
-        text_format.Merge(_CHEAP_OPERATORS, params)
-        params.first_solution_strategy = strategy
-        # The first solution alone: cheap, and bounded by a count rather than the clock, so the
-        # pick does not depend on how busy the machine is.
-        params.solution_limit = 1
-        params.time_limit.FromMilliseconds(max(10, int(1000 * left)))
-        solution = built.routing.SolveWithParameters(params)
-        if solution is not None and (best_cost is None or solution.ObjectiveValue() < best_cost):
-            best, best_cost = strategy, solution.ObjectiveValue()
-        log.debug("first solution %s: %s", _FIRST_SOLUTIONS[k],
-                  None if solution is None else solution.ObjectiveValue())
-    return best
 
 
 def _search_parameters(model: _Model, deadline: float, use_ils: bool):
