@@ -74,8 +74,12 @@ def solve(problem: Problem, *, time_limit_s: float, seed: int = 0,
     """The best plan found within ``time_limit_s`` wall-clock seconds (a hard budget).
 
     ``initial_routes`` (caregiver id -> visit ids in order) warm-starts the search (replanning);
-    visits not in it are inserted by the construction heuristic first. Deterministic for a seed
-    as long as the clock does not cut a different amount of search.
+    visits not in it are inserted by the construction heuristic first.
+
+    Determinism: nothing here is random (our construction is deterministic and OR-Tools' routing
+    search has no seed), so ``seed`` only keeps the signature stable. Two runs differ only in how
+    much search the clock allows; ``SolveOptions.max_solutions`` bounds the search by a count for
+    reproducible runs.
     """
     t0 = time.monotonic()
     deadline = t0 + time_limit_s
