@@ -118,6 +118,10 @@ class PendingSyncIn(BaseModel):
     visit_ids: list[str] = Field(description="Visits with records queued on the phone")
 
 
+class ClaimIn(BaseModel):
+    caregiver_id: str = Field(min_length=1, description="The volunteer taking the task")
+
+
 class ProviderIn(BaseModel):
     provider_id: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -575,6 +579,12 @@ def build_router(app: DispatchApplication) -> APIRouter:
     @router.get("/orders/{order_id}")
     def get_order(order_id: str) -> dict[str, Any]:
         return order_view(app.get_order(order_id))
+
+    @router.post("/orders/{order_id}/claim", status_code=201)
+    def claim_order(order_id: str, body: ClaimIn) -> dict[str, Any]:
+        """A volunteer takes an open mutual-aid task or welfare check (the page's 接单)."""
+        order, visit = app.claim_order(order_id, body.caregiver_id)
+        return {"order": order_view(order), "visit": visit_view(visit)}
 
     @router.post("/orders/{order_id}/cancel")
     def cancel_order(order_id: str, body: CancelIn) -> dict[str, Any]:

@@ -501,6 +501,35 @@ class DispatchApplication(ServiceApplication):
         self.index.catch_up()
         return [self.get_order(o) for o in sorted(self._orders_by_day[(service_area_id, day)])]
 
+    def claim_order(self, order_id: str, caregiver_id: str) -> tuple[ServiceOrder, Visit]:
+        """A volunteer takes an open mutual-aid task (or welfare check) for themself: the order
+        is scheduled to them if the same rules as any assignment allow it, else refused with
+        the reason (volunteers do mutual aid only, their daily and weekly limits, the window)."""
+        order = self.get_order(order_id)
+        if order.state not in (OrderState.PLACED, OrderState.UNASSIGNED):
+            raise DispatchError(f"order {order_id} is {order.state}, not open for anyone to take")
+        caregiver = self.get_caregiver(caregiver_id)
+        if caregiver.kind is not CaregiverKind.VOLUNTEER:
+            raise DispatchError("only volunteers take open tasks themselves; dispatchers assign "
+                                "caregivers through the plan")
+        elder = self.get_elder(order.elder_id)
+        if caregiver.service_area_id != elder.service_area_id:
+            raise DispatchError(f"{caregiver_id} serves {caregiver.service_area_id}, not "
+                                f"{elder.service_area_id}")
+        entry = self.catalogue(elder.service_area_id)[order.service_type]
+        if order.staff_count != 1:
+            raise DispatchError("a two-person visit is assigned by the dispatcher")
+        mine = [c for c in self._candidates(order, elder, entry)
+                if c.caregiver_id == caregiver_id]
+        try:
+            choice = assign(entry, order.duration_minutes, order.requested_date,
+                            order.window_start, order.window_end, mine, self.tz)
+        except NoCaregiverAvailable as reason:
+            raise DispatchError(str(reason)) from None
+        visit = self._new_visit(order, elder, entry, caregiver_id, choice.start, choice.end)
+        self.save(order, visit)
+        return order, visit
+
     def cancel_order(self, order_id: str, reason: str, cancelled_by: str | None) -> ServiceOrder:
         order = self.get_order(order_id)
         self.save(*self._cancel(order, reason, cancelled_by))

@@ -125,3 +125,18 @@ def test_volunteer_checks_in_and_out_from_the_page(page, site: Site, screenshot_
     visit = site.dispatch.get_visit(site.visit_id)
     assert visit.state in ("verified", "checked_out") and visit.confirmation == "elder_code"
     assert visit.tasks_done == ["确认安全", "查看居住环境"]  # ticked from dispatch's catalogue
+
+
+def test_volunteer_takes_an_open_task_from_the_page(page, site: Site):  # type: ignore[no-untyped-def]
+    """接单 on an open task asks dispatch to schedule it to this volunteer; it leaves the open
+    list and dispatch has the visit on the volunteer's route."""
+    page.goto(f"{site.base_url}/timebank/app/?person=V-301")
+    page.wait_for_function("document.querySelectorAll('#open-tasks li').length === 2")
+    order_id = page.locator("#open-tasks button.claim").first.get_attribute("data-order")
+    page.locator("#open-tasks button.claim").first.click()
+    page.wait_for_function("document.querySelector('#message').textContent.includes('接单')")
+    assert "已接单" in page.locator("#message").inner_text()
+    page.wait_for_function("document.querySelectorAll('#open-tasks li').length === 1")
+    order = site.dispatch.get_order(order_id)
+    visit = site.dispatch.get_visit(order.visit_ids[0])
+    assert order.state == "scheduled" and visit.caregiver_id == "V-301"

@@ -190,6 +190,21 @@ async function loadTasks() {
   }
 }
 
+async function claim(orderId, button) {
+  // Dispatch decides: the same rules as any assignment (mutual aid only, limits, the window).
+  button.disabled = true;
+  try {
+    const answer = await call("POST", `/dispatch/orders/${encodeURIComponent(orderId)}/claim`,
+      { caregiver_id: member.person_id });
+    const start = new Date(answer.visit.planned_start);
+    say(`已接单：${start.toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit" })} 上门`);
+    await loadOpenTasks();
+  } catch (error) {
+    button.disabled = false;
+    say(`未能接单：${error.message}`, true);
+  }
+}
+
 async function loadOpenTasks() {
   const list = $("#open-tasks");
   list.replaceChildren();
@@ -215,8 +230,16 @@ async function loadOpenTasks() {
     for (const o of open) {
       const away = o.distance == null ? "" : ` · 约 ${o.distance < 1000
         ? Math.round(o.distance) + " 米" : (o.distance / 1000).toFixed(1) + " 公里"}`;
-      list.append(item(`<strong>${SERVICE_NAMES[o.service_type] || o.service_type}</strong>
-        · 老人 ${escapeHtml(o.elder_id)} · ${o.duration_minutes} 分钟${away}`));
+      const li = item(`<strong>${SERVICE_NAMES[o.service_type] || o.service_type}</strong>
+        · 老人 ${escapeHtml(o.elder_id)} · ${o.duration_minutes} 分钟${away}`);
+      const take = document.createElement("button");
+      take.type = "button";
+      take.className = "claim";
+      take.dataset.order = o.order_id;
+      take.textContent = "接单";
+      take.addEventListener("click", () => claim(o.order_id, take));
+      li.append(" ", take);
+      list.append(li);
     }
   } catch (error) {
     $("#open-note").textContent = "开放任务来自调度服务，此处未连接";
