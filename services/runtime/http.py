@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from eventsourcing.persistence import IntegrityError
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 
 def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ...],
@@ -33,3 +35,35 @@ def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ..
         app.add_exception_handler(exc, handler(409))
     for exc in unprocessable:
         app.add_exception_handler(exc, handler(422))
+
+
+# Pages ---------------------------------------------------------------------------------------
+# Every page is plain HTML/CSS/JS served from its service's static folder: no CDN, no build.
+PAGE_MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                    ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml",
+                    ".png": "image/png", ".webmanifest": "application/manifest+json"}
+# Always revalidate: a page's service worker, not the HTTP cache, is what keeps it offline.
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def add_page(router: APIRouter, path: str, static_dir: Path, description: str) -> None:
+    """Serve one page: ``{path}`` redirects to ``{path}/`` (index.html); ``{path}/{name}`` are
+    its assets, only files directly in ``static_dir`` with a known type (no ``../``)."""
+    static_dir = static_dir.resolve()
+
+    def asset(name: str) -> FileResponse:
+        file = (static_dir / name).resolve()
+        if file.parent != static_dir or not file.is_file() or file.suffix not in PAGE_MEDIA_TYPES:
+            raise HTTPException(404, f"no page asset {name}")
+        return FileResponse(file, media_type=PAGE_MEDIA_TYPES[file.suffix], headers=NO_CACHE)
+
+    def root() -> RedirectResponse:
+        return RedirectResponse(path + "/")
+
+    def index() -> FileResponse:
+        return asset("index.html")
+
+    index.__doc__ = description
+    router.add_api_route(path, root, methods=["GET"], include_in_schema=False)
+    router.add_api_route(path + "/", index, methods=["GET"], include_in_schema=False)
+    router.add_api_route(path + "/{name}", asset, methods=["GET"], include_in_schema=False)

@@ -9,42 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from services.dispatch.web import dashboard
 from services.dispatch.web.sync import SyncIn, apply_batch, chain_break
+from services.runtime.http import add_page
 
 STATIC = Path(__file__).resolve().parent / "static"
-# Always revalidate: the service worker, not the HTTP cache, is what keeps the page offline.
-NO_CACHE = {"Cache-Control": "no-cache"}
-MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-               ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml",
-               ".webmanifest": "application/manifest+json"}
-
-
-def _asset(name: str) -> FileResponse:
-    path = (STATIC / name).resolve()
-    if path.parent != STATIC or not path.is_file() or path.suffix not in MEDIA_TYPES:
-        raise HTTPException(404, f"no page asset {name}")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=NO_CACHE)
-
-
 def build_router(app: Any) -> APIRouter:
     router = APIRouter(tags=["caregiver page"])
 
-    @router.get("/dispatch/app", include_in_schema=False)
-    def app_root() -> RedirectResponse:
-        return RedirectResponse("/dispatch/app/")
-
-    @router.get("/dispatch/app/", include_in_schema=False)
-    def page() -> FileResponse:
-        """The caregiver page (zh-CN first, English toggle)."""
-        return _asset("index.html")
-
-    @router.get("/dispatch/app/{name}", include_in_schema=False)
-    def asset(name: str) -> FileResponse:
-        return _asset(name)
+    add_page(router, "/dispatch/app", STATIC, "The caregiver page (zh-CN first, English toggle).")
 
     @router.post("/dispatch/sync", responses={409: {"description": "the queue's hash chain is "
                                                                     "broken; nothing applied"}})

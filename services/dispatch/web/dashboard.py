@@ -21,9 +21,9 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from contracts.values import ServiceType
@@ -39,11 +39,9 @@ from services.dispatch.domain.visits import (
     VisitState,
 )
 from services.dispatch.planning import DayProblem, Job
+from services.runtime.http import add_page
 
 STATIC = Path(__file__).resolve().parent / "static" / "dashboard"
-NO_CACHE = {"Cache-Control": "no-cache"}
-MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-               ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
 # Optional map tiles, e.g. "http://tiles.local/{z}/{x}/{y}.png"; without it the map draws on a
 # clean projected background.
 TILE_URL_ENV = "HOMECARE_DASHBOARD_TILE_URL"
@@ -82,14 +80,6 @@ class MoveCheck:
     end: datetime
     violations: list[str]
     team: list[str]  # the visit's caregivers after the move (two for two-person care)
-
-
-# Page assets ---------------------------------------------------------------------------------
-def _asset(name: str) -> FileResponse:
-    path = (STATIC / name).resolve()
-    if path.parent != STATIC or not path.is_file() or path.suffix not in MEDIA_TYPES:
-        raise HTTPException(404, f"no dashboard asset {name}")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=NO_CACHE)
 
 
 # Reading the day -----------------------------------------------------------------------------
@@ -446,18 +436,8 @@ def move_visit(app: Any, visit_id: str, caregiver_id: str, start: datetime, by: 
 def build_router(app: Any) -> APIRouter:
     router = APIRouter(tags=["dispatcher dashboard"])
 
-    @router.get("/dispatch/dashboard", include_in_schema=False)
-    def dashboard_root() -> RedirectResponse:
-        return RedirectResponse("/dispatch/dashboard/")
-
-    @router.get("/dispatch/dashboard/", include_in_schema=False)
-    def dashboard_page() -> FileResponse:
-        """The dispatcher dashboard (zh-CN first, English toggle)."""
-        return _asset("index.html")
-
-    @router.get("/dispatch/dashboard/{name}", include_in_schema=False)
-    def dashboard_asset(name: str) -> FileResponse:
-        return _asset(name)
+    add_page(router, "/dispatch/dashboard", STATIC,
+             "The dispatcher dashboard (zh-CN first, English toggle).")
 
     @router.get("/dispatch/dashboard/api/areas/{service_area_id}/day")
     def area_day(service_area_id: str, day: date | None = Query(default=None, alias="date")

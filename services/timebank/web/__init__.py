@@ -12,36 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi import APIRouter
+
+from services.runtime.http import add_page
 
 STATIC = Path(__file__).resolve().parent / "static"
-NO_CACHE = {"Cache-Control": "no-cache"}
-MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-               ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
-
-
-def _asset(name: str) -> FileResponse:
-    path = (STATIC / name).resolve()
-    if path.parent != STATIC or not path.is_file() or path.suffix not in MEDIA_TYPES:
-        raise HTTPException(404, f"no page asset {name}")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=NO_CACHE)
 
 
 def build_router(app: Any) -> APIRouter:
     router = APIRouter(tags=["volunteer page"])
 
-    @router.get("/timebank/app", include_in_schema=False)
-    def app_root() -> RedirectResponse:
-        return RedirectResponse("/timebank/app/")
-
-    @router.get("/timebank/app/", include_in_schema=False)
-    def page() -> FileResponse:
-        """The volunteer page (zh-CN)."""
-        return _asset("index.html")
-
-    @router.get("/timebank/app/{name}", include_in_schema=False)
-    def asset(name: str) -> FileResponse:
-        return _asset(name)
+    add_page(router, "/timebank/app", STATIC, "The volunteer page (zh-CN).")
 
     return router

@@ -47,3 +47,28 @@ def test_a_command_racing_another_writer_gets_a_409_not_a_500():
     response = TestClient(_app()).post("/race")
     assert response.status_code == 409 and response.headers["retry-after"] == "1"
     assert "repeat the request" in response.json()["detail"]
+
+
+def test_a_page_serves_its_index_and_assets_and_nothing_else(tmp_path):
+    """{path} redirects to {path}/; known asset types in the folder are served, never revalidated
+    from cache; anything else (unknown types, other folders) is 404."""
+    from fastapi import APIRouter
+
+    from services.runtime.http import add_page
+
+    (tmp_path / "index.html").write_text("<h1>页面</h1>", encoding="utf-8")
+    (tmp_path / "app.js").write_text("1;", encoding="utf-8")
+    (tmp_path / "secret.py").write_text("x", encoding="utf-8")
+    router = APIRouter()
+    add_page(router, "/svc/app", tmp_path, "A page.")
+    app = FastAPI()
+    app.include_router(router)
+    client = TestClient(app)
+    assert client.get("/svc/app", follow_redirects=False).headers["location"] == "/svc/app/"
+    index = client.get("/svc/app/")
+    assert index.status_code == 200 and "页面" in index.text
+    script = client.get("/svc/app/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["cache-control"] == "no-cache"
+    assert client.get("/svc/app/secret.py").status_code == 404
+    assert client.get("/svc/app/..%2Fsecret.py").status_code == 404
