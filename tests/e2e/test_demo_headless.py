@@ -69,13 +69,14 @@ def test_credits_are_the_verified_volunteer_minutes(demo_run):
 
 def test_the_days_mishaps_happened(demo_run):
     """The seeded noise reached the system: an emergency was dispatched, a caregiver fell ill,
-    an elder was not at home, an offline phone's records were synced later; alerts were
-    raised for them."""
+    an elder was not at home, an offline phone's records were accepted later with their
+    original times; alerts were raised for them."""
     _, s, run_dir = demo_run
     sim = s["simulation"]
     assert len(sim["emergencies"]) == 1 and sim["emergencies"][0]["caregiver_id"]
     assert sim["sick"] and sim["no_shows"] >= 1
-    assert sim["synced_later"] == sim["queued_offline"] > 0
+    # A queued record can meet a visit a replan gave to someone else meanwhile: refused.
+    assert 0 < sim["synced_later"] <= sim["queued_offline"]
     kinds = s["alerts"]["by_kind"]
     assert kinds.get("emergency") == 1 and kinds.get("no_show", 0) + kinds.get(
         "welfare_escalation", 0) >= 1
