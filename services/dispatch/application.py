@@ -862,6 +862,7 @@ class DispatchApplication(ServiceApplication):
                 continue
             order = self.get_order(v.order_id)
             started = v.state is VisitState.CHECKED_IN
+            on_the_way = v.state is VisitState.EN_ROUTE
             duration = v.planned_minutes
             if started and now is not None and v.checked_in_at is not None:
                 # A visit running long keeps the caregiver at least a while longer.
@@ -873,7 +874,8 @@ class DispatchApplication(ServiceApplication):
                 duration=duration, priority=v.priority, subsidised=order.subsidised,
                 window_start=order.window_start, window_end=order.window_end,
                 staff_count=2 if v.second_caregiver_id else 1,
-                pinned_caregiver=v.caregiver_id if started else None,
+                # A caregiver on the way keeps the visit: a replan never sends a second one.
+                pinned_caregiver=v.caregiver_id if started or on_the_way else None,
                 pinned_start=v.checked_in_at if started else None,
                 current_caregiver=v.caregiver_id, current_partner=v.second_caregiver_id,
                 current_start=v.planned_start,

@@ -342,3 +342,14 @@ def test_a_visit_marked_missed_is_reinstated_by_its_late_offline_check_in(app):
              for n in app.process_recorder.select_notifications(1, 1000)]
     assert types.index("Visit.Missed") < types.index("Visit.Reinstated") < types.index(
         "Visit.CheckedIn")
+
+
+def test_a_caregiver_on_the_way_keeps_the_visit_in_a_replan(app):
+    """Once a caregiver has set off (en route), replanning pins the visit to them: a replan
+    never gives it to someone else while they travel to the elder (found by the county
+    simulation, where auto-accepted replans moved visits under way)."""
+    visit = _visit(app, start=NINE + timedelta(hours=1), order_id="O-way")
+    app.clock.now = NINE + timedelta(minutes=40)
+    app.depart(visit.visit_id, at=app.clock.now, caregiver_id=visit.caregiver_id)
+    problem = app._day_problem("A", DAY, [], now=app.clock.now)
+    assert problem.jobs[visit.visit_id].pinned_caregiver == visit.caregiver_id
