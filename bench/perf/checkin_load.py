@@ -1,0 +1,157 @@
+"""Check-in API under load from a separate process: requests per second and latency percentiles.
+
+Starts dispatch alone (`homecare up --services dispatch`, SQLite or PostgreSQL, its own tansu
+broker) in a subprocess, creates enough scheduled visits over HTTP, then this process sends
+check-ins at a fixed rate with an async client (each to a different visit, open loop: a slow
+answer does not slow the sender) and reports p50 / p95 / p99 and the achieved rate.
+Run: `python -m bench.perf.checkin_load [--rate 300] [--seconds 10] [--store sqlite]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from services.runtime.broker import free_port
+
+AREA = "bench-area"
+HOME = (29.3069, 120.0760)
+
+
+def start_dispatch(store: str, workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "HOMECARE_STORE": store, "HOMECARE_LOG_LEVEL": "WARNING",
+           "HOMECARE_POSTGRES_DBNAME": f"homecare_load_{uuid.uuid4().hex[:8]}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--services", "dispatch", "--port",
+         str(port), "--no-demo-data", "--data-dir", str(workdir)],
+        env=env, stdout=(workdir / "dispatch.log").open("wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((workdir / "dispatch.log").read_text()[-2000:])
+        time.sleep(0.3)
+
+
+async def create_visits(base: str, count: int) -> list[tuple[str, str, str]]:
+    """(visit id, caregiver id, planned start) of short visits spread over past days."""
+    caregivers = max(1, count // 80)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        await client.post("/dispatch/elders", json={
+            "elder_id": "E-load", "name": "压测老人", "service_area_id": AREA, "lat": HOME[0],
+            "lon": HOME[1], "confirmation_code": "1234"})
+        for i in range(caregivers):
+            r = await client.post("/dispatch/caregivers", json={
+                "caregiver_id": f"C-{i}", "name": f"护理员{i}", "kind": "employee",
+                "service_area_id": AREA, "skills": ["cleaning"], "station_lat": HOME[0],
+                "station_lon": HOME[1], "provider_id": "P-load",
+                "certificate_expires": "2030-12-31", "shift_start": "00:00",
+                "shift_end": "23:59"})
+            r.raise_for_status()
+        visits: list[tuple[str, str, str]] = []
+        today = datetime.now(UTC).date()
+        day_offset = 1
+        semaphore = asyncio.Semaphore(8)
+
+        async def order(day: date, n: int) -> None:
+            async with semaphore:
+                r = await client.post("/dispatch/orders", json={
+                    "elder_id": "E-load", "service_type": "cleaning",
+                    "requested_date": day.isoformat(), "order_id": f"O-{day}-{n}",
+                    "duration_minutes": 15})
+                visit = r.json().get("visit") if r.status_code == 201 else None
+                if visit:
+                    visits.append((visit["visit_id"], visit["caregiver_id"],
+                                   visit["planned_start"]))
+
+        while len(visits) < count and day_offset < 60:
+            day = today - timedelta(days=day_offset)
+            await asyncio.gather(*(order(day, n) for n in range(min(count, caregivers * 80))))
+            day_offset += 1
+        return visits[:count]
+
+
+async def load(base: str, visits: list[tuple[str, str, str]],
+               rate: float) -> dict[str, float]:
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
+        async def check_in(visit_id: str, caregiver_id: str, at: str) -> None:
+            nonlocal failures
+            started = time.perf_counter()
+            r = await client.post(f"/dispatch/visits/{visit_id}/check-in", json={
+                "caregiver_id": caregiver_id, "at": at, "lat": HOME[0], "lon": HOME[1],
+                "accuracy_m": 10, "idempotency_key": f"k-{visit_id}"})
+            latencies.append(time.perf_counter() - started)
+            if r.status_code != 200:
+                failures += 1
+                if failures == 1:
+                    print(f"first failure: {r.status_code} {r.text[:300]}", file=sys.stderr)
+
+        tasks = []
+        begin = time.perf_counter()
+        for i, (visit_id, caregiver_id, at) in enumerate(visits):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(check_in(visit_id, caregiver_id, at)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - begin
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 1)
+
+    return {"requests": len(ordered), "target_rate": rate,
+            "achieved_rate": round(len(ordered) / elapsed, 1), "failures": failures,
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+            "mean_ms": round(1000 * statistics.fmean(ordered), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=300)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        process, base = start_dispatch(args.store, Path(folder))
+        try:
+            count = int(args.rate * args.seconds)
+            visits = asyncio.run(create_visits(base, count))
+            result = asyncio.run(load(base, visits, args.rate))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    result["store"] = args.store
+    print("| store | requests | target rps | achieved rps | p50 ms | p95 ms | p99 ms | failures |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {result['store']} | {result['requests']} | {result['target_rate']:.0f} | "
+          f"{result['achieved_rate']} | {result['p50_ms']} | {result['p95_ms']} | "
+          f"{result['p99_ms']} | {result['failures']} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
