@@ -20,7 +20,7 @@ from contracts.events.visits import (
     VisitScheduled,
     VisitVerified,
 )
-from services.runtime.outbox import integration_event_id
+from services.runtime.outbox import aggregate_at, envelope
 
 
 def _point(lat: float | None, lon: float | None) -> dict[str, float] | None:
@@ -36,29 +36,13 @@ def translate(app: Any, domain_event: Any) -> Iterable[IntegrationEvent]:
         yield from _visit_events(app, name, domain_event)
 
 
-def _at_version(app: Any, domain_event: Any) -> Any:
-    """The aggregate as it was right after the event: what the event means, deterministically."""
-    return app.repository.get(domain_event.originator_id, version=domain_event.originator_version)
-
-
-def _envelope(
-    domain_event: Any, cls: type[IntegrationEvent], area: str, correlation_id: str
-) -> dict[str, Any]:
-    return {
-        "event_id": integration_event_id(domain_event, cls.__name__),
-        "occurred_at": domain_event.timestamp,
-        "correlation_id": correlation_id,
-        "service_area_id": area,
-    }
-
-
 def _order_events(app: Any, name: str, domain_event: Any) -> Iterable[IntegrationEvent]:
     if name not in ("ServiceOrder.Placed", "ServiceOrder.Cancelled"):
         return
-    order = _at_version(app, domain_event)
+    order = aggregate_at(app, domain_event)
     if getattr(order, "origin_event_id", None) and name == "ServiceOrder.Placed":
         return  # it came from the topic; publishing it back would only echo
-    env = _envelope(
+    env = envelope(
         domain_event,
         OrderPlaced if name.endswith("Placed") else OrderCancelled,
         order.service_area_id,
@@ -114,8 +98,8 @@ def _visit_events(app: Any, name: str, domain_event: Any) -> Iterable[Integratio
     cls = kinds.get(name)
     if cls is None:
         return
-    v = _at_version(app, domain_event)
-    env = _envelope(domain_event, cls, v.service_area_id, v.correlation_id)
+    v = aggregate_at(app, domain_event)
+    env = envelope(domain_event, cls, v.service_area_id, v.correlation_id)
     if cls is VisitScheduled:
         payload: dict[str, Any] = {
             "visit_id": v.visit_id,
