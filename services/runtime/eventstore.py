@@ -16,8 +16,11 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import ProcessRecorder, Transcoder, Transcoding
+from eventsourcing.persistence import Mapper, ProcessRecorder, Transcoder, Transcoding
 
+from services.runtime.cipher import cipher_env
+from services.runtime.keystore import SubjectKeys, subject_keys_for
+from services.runtime.personal import PersonalDataMapper, PersonalFields
 from services.runtime.settings import SharedSettings
 
 # Deterministic ids: the same cause always yields the same aggregate id, which is what makes
@@ -61,6 +64,8 @@ def event_store_env(service: str, settings: SharedSettings | None = None) -> dic
             "POSTGRES_POOL_SIZE": "5",
             "POSTGRES_MAX_OVERFLOW": "5",
         }
+    # Every stored event compressed and encrypted (personal data at rest; see cipher.py).
+    env.update(cipher_env(settings))
     return {
         f"{prefix}_{key}": value
         for key, value in env.items()
@@ -86,10 +91,28 @@ class ServiceApplication(Application):
 
     Tracking records are what the outbox relay and the idempotent consumer write in the same
     transaction as the events they cause (effectively-once processing).
+
+    ``personal_data`` names the events carrying personal attributes (event class -> which
+    attributes, whose): those are encrypted per person before storing (services/runtime/
+    personal.py), with keys in ``subject_keys`` beside the events, so :meth:`erase_subject`
+    can crypto-shred one person.
     """
+
+    personal_data: dict[type | str, PersonalFields] = {}
 
     def __init__(self, env: Mapping[str, Any] | None = None) -> None:
         super().__init__(env=dict(env) if env else None)
+
+    def construct_mapper(self) -> Mapper:  # type: ignore[type-arg]
+        cipher = self.factory.cipher()
+        self.subject_keys: SubjectKeys = subject_keys_for(self.factory, cipher)
+        return PersonalDataMapper(transcoder=self.construct_transcoder(),
+                                  compressor=self.factory.compressor(), cipher=cipher,
+                                  personal=self.personal_data, keys=self.subject_keys)
+
+    def erase_subject(self, subject: str) -> bool:
+        """Crypto-shred one person: delete their data key (True when there was one)."""
+        return self.subject_keys.delete(subject)
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)

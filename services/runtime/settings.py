@@ -44,6 +44,12 @@ class SharedSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     timezone: str = "Asia/Shanghai"
+    # Encryption at rest (services/runtime/cipher.py): the event-store key as base64, or a file
+    # holding it (a mounted Kubernetes secret); neither: generated once under data_dir/keys/.
+    cipher_key: str | None = None
+    cipher_key_file: Path | None = None
+    # Keys used before a rotation, still tried when reading (comma-separated base64).
+    cipher_old_keys: str | None = None
     # Fault injection for the reliability tests only: the process dies right after a consumer's
     # database commit and before its broker commit, as a crash at the worst moment would.
     fault_exit_after_commit: bool = False

@@ -1,0 +1,188 @@
+"""Per-subject data keys kept outside the event store, so that a person can be crypto-shredded.
+
+Events are immutable; a person's personal fields in them are encrypted with a key of that
+person's own (the *subject*, e.g. ``elder:E-1``). The keys live in a small table next to the
+events (``subject_keys`` in the same SQLite file or the same PostgreSQL schema) and are
+themselves wrapped with the event-store key, so a copy of the database alone opens nothing.
+Erasure deletes the row: from then on the person's fields cannot be decrypted by anyone, while
+every event (and every total computed from them) stays where it was.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.persistence import Cipher, InfrastructureFactory
+
+DATA_KEY_BYTES = 32
+# How long a process may keep using a key it read (other replicas see an erasure this late).
+CACHE_SECONDS = 30.0
+
+
+class SubjectKeys(ABC):
+    """Data keys by subject: created on first use, deleted on erasure."""
+
+    def __init__(self, wrap: Cipher | None = None, cache_seconds: float = CACHE_SECONDS) -> None:
+        # The event-store cipher wraps each key at rest (None: stored as is, e.g. in memory).
+        self.wrap = wrap
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, bytes]] = {}
+        self._lock = threading.Lock()
+
+    # What a backend provides ------------------------------------------------------------------
+    @abstractmethod
+    def _select(self, subject: str) -> bytes | None: ...
+
+    @abstractmethod
+    def _insert_if_absent(self, subject: str, stored: bytes) -> None: ...
+
+    @abstractmethod
+    def _delete(self, subject: str) -> bool: ...
+
+    @abstractmethod
+    def subjects(self) -> list[str]:
+        """Every subject that has a key (for audits and tests)."""
+
+    # The interface ------------------------------------------------------------------------------
+    def key(self, subject: str) -> bytes | None:
+        """The subject's data key, or None when it never had one or was erased."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(subject)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        stored = self._select(subject)
+        if stored is None:
+            return None
+        key = self.wrap.decrypt(stored) if self.wrap else stored
+        with self._lock:
+            self._cache[subject] = (now + self.cache_seconds, key)
+        return key
+
+    def key_or_create(self, subject: str) -> bytes:
+        """The subject's data key, made now if it has none (a concurrent maker may win)."""
+        key = self.key(subject)
+        if key is not None:
+            return key
+        fresh = os.urandom(DATA_KEY_BYTES)
+        self._insert_if_absent(subject, self.wrap.encrypt(fresh) if self.wrap else fresh)
+        key = self.key(subject)
+        assert key is not None, f"key of {subject} vanished while being created"
+        return key
+
+    def delete(self, subject: str) -> bool:
+        """Crypto-shred: delete the subject's key for good. True when there was one."""
+        with self._lock:
+            self._cache.pop(subject, None)
+        return self._delete(subject)
+
+
+class MemorySubjectKeys(SubjectKeys):
+    """For applications on eventsourcing's in-memory store (unit tests)."""
+
+    def __init__(self, wrap: Cipher | None = None) -> None:
+        super().__init__(wrap)
+        self._rows: dict[str, bytes] = {}
+
+    def _select(self, subject: str) -> bytes | None:
+        return self._rows.get(subject)
+
+    def _insert_if_absent(self, subject: str, stored: bytes) -> None:
+        with self._lock:
+            self._rows.setdefault(subject, stored)
+
+    def _delete(self, subject: str) -> bool:
+        with self._lock:
+            return self._rows.pop(subject, None) is not None
+
+    def subjects(self) -> list[str]:
+        return sorted(self._rows)
+
+
+class SQLiteSubjectKeys(SubjectKeys):
+    """A ``subject_keys`` table in the service's SQLite file (through eventsourcing's pool)."""
+
+    def __init__(self, datastore: Any, wrap: Cipher | None = None) -> None:
+        super().__init__(wrap)
+        self.datastore = datastore
+        with datastore.transaction(commit=True) as c:
+            c.execute("CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, "
+                      "wrapped_key BLOB NOT NULL, created_at TEXT NOT NULL)")
+
+    def _select(self, subject: str) -> bytes | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT wrapped_key FROM subject_keys WHERE subject = ?", (subject,))
+            row = c.fetchone()
+        return None if row is None else bytes(row["wrapped_key"])
+
+    def _insert_if_absent(self, subject: str, stored: bytes) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT OR IGNORE INTO subject_keys (subject, wrapped_key, created_at) "
+                      "VALUES (?, ?, ?)", (subject, stored, datetime.now(UTC).isoformat()))
+
+    def _delete(self, subject: str) -> bool:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("DELETE FROM subject_keys WHERE subject = ?", (subject,))
+            return bool(c.sqlite_cursor.rowcount)
+
+    def subjects(self) -> list[str]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT subject FROM subject_keys ORDER BY subject")
+            return [r["subject"] for r in c.fetchall()]
+
+
+class PostgresSubjectKeys(SubjectKeys):
+    """A ``subject_keys`` table in the service's PostgreSQL schema (via eventsourcing's pool)."""
+
+    def __init__(self, datastore: Any, wrap: Cipher | None = None) -> None:
+        from psycopg import sql
+
+        super().__init__(wrap)
+        self.datastore = datastore
+        self.table = sql.Identifier(datastore.schema, "subject_keys")
+        self._sql = sql
+        with datastore.transaction(commit=True) as c:
+            c.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (subject text PRIMARY KEY, "
+                              "wrapped_key bytea NOT NULL, "
+                              "created_at timestamptz NOT NULL DEFAULT now())").format(self.table))
+
+    def _q(self, text: str) -> Any:
+        return self._sql.SQL(text).format(self.table)
+
+    def _select(self, subject: str) -> bytes | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._q("SELECT wrapped_key FROM {} WHERE subject = %s"), (subject,))
+            row = c.fetchone()
+        return None if row is None else bytes(row["wrapped_key"])
+
+    def _insert_if_absent(self, subject: str, stored: bytes) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._q("INSERT INTO {} (subject, wrapped_key) VALUES (%s, %s) "
+                              "ON CONFLICT (subject) DO NOTHING"), (subject, stored))
+
+    def _delete(self, subject: str) -> bool:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._q("DELETE FROM {} WHERE subject = %s"), (subject,))
+            return c.rowcount > 0
+
+    def subjects(self) -> list[str]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._q("SELECT subject FROM {} ORDER BY subject"))
+            return [r["subject"] for r in c.fetchall()]
+
+
+def subject_keys_for(factory: InfrastructureFactory, wrap: Cipher | None) -> SubjectKeys:
+    """The key store next to the given event store (same SQLite file or PostgreSQL schema)."""
+    from eventsourcing.postgres import PostgresFactory
+    from eventsourcing.sqlite import SQLiteFactory
+
+    if isinstance(factory, SQLiteFactory):
+        return SQLiteSubjectKeys(factory.datastore, wrap)
+    if isinstance(factory, PostgresFactory):
+        return PostgresSubjectKeys(factory.datastore, wrap)
+    return MemorySubjectKeys(wrap)
