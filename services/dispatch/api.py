@@ -64,6 +64,12 @@ class ElderIn(BaseModel):
     preferred_caregiver_ids: list[str] = []
     excluded_caregiver_ids: list[str] = []
     family_phone: str = ""
+    id_number: str = Field(default="", pattern=r"^(\d{17}[\dXx])?$",
+                           description="居民身份证号 (18 characters); stored encrypted per elder")
+
+
+class ErasureIn(BaseModel):
+    by: str = Field(min_length=1, description="Who carries out the erasure request")
 
 
 class PreferencesIn(BaseModel):
@@ -288,12 +294,19 @@ class AcknowledgeIn(BaseModel):
 
 
 # Views -------------------------------------------------------------------------------------
+def mask_id_number(number: str) -> str:
+    """The last four characters only (enough to tell two elders apart on a phone call)."""
+    return number if len(number) < 18 else "*" * 14 + number[-4:]
+
+
 def elder_view(e: Elder) -> dict[str, Any]:
     return {"elder_id": e.elder_id, "name": e.name, "service_area_id": e.service_area_id,
             "lat": e.lat, "lon": e.lon, "address": e.address, "gender": e.gender,
             "capability_level": e.capability_level, "gender_preference": e.gender_preference,
             "preferred_caregiver_ids": e.preferred_caregiver_ids,
-            "excluded_caregiver_ids": e.excluded_caregiver_ids}
+            "excluded_caregiver_ids": e.excluded_caregiver_ids,
+            "id_number": mask_id_number(getattr(e, "id_number", "")),
+            "erased": e.erased, "erased_at": e.erased_at, "erased_by": e.erased_by}
 
 
 def caregiver_view(c: Caregiver) -> dict[str, Any]:
@@ -403,6 +416,12 @@ def build_router(app: DispatchApplication) -> APIRouter:
     @router.get("/elders/{elder_id}")
     def get_elder(elder_id: str) -> dict[str, Any]:
         return elder_view(app.get_elder(elder_id))
+
+    @router.post("/elders/{elder_id}/erasure")
+    def erase_elder(elder_id: str, body: ErasureIn) -> dict[str, Any]:
+        """Erase the elder's personal data (crypto-shredding): name, address, phones and ID
+        number read as "[erased]" from now on, everywhere; visits and ledger totals stay."""
+        return elder_view(app.erase_elder(elder_id, by=body.by))
 
     @router.put("/elders/{elder_id}/preferences")
     def change_preferences(elder_id: str, body: PreferencesIn) -> dict[str, Any]:

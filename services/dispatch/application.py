@@ -51,6 +51,7 @@ from services.dispatch.planning import DayPlan, DayProblem, Job
 from services.dispatch.translation import translate
 from services.runtime.eventstore import ServiceApplication, stable_id
 from services.runtime.observability import record_plan
+from services.runtime.personal import PersonalFields
 from services.runtime.readmodel import FollowingReadModel
 
 
@@ -112,6 +113,15 @@ STATE_AFTER = {"Visit.Departed": VisitState.EN_ROUTE, "Visit.CheckedIn": VisitSt
                "Visit.Rescheduled": VisitState.SCHEDULED,
                "Visit.Reinstated": VisitState.SCHEDULED}
 
+# Personal data, encrypted per elder before it is stored (crypto-shredded on erasure): the
+# elder's registration, and alerts about an elder (their messages name the elder and may give
+# the family's phone number).
+ELDER_PII = ("name", "address", "phone", "family_phone", "id_number")
+PERSONAL_DATA: dict[type | str, PersonalFields] = {
+    Elder.Registered: PersonalFields("elder_id", ELDER_PII, kind="elder"),  # type: ignore[attr-defined]
+    Alert.Raised: PersonalFields("elder_id", ("message",), kind="elder"),  # type: ignore[attr-defined]
+}
+
 # Which aggregate kinds the area stream carries, by class name prefix.
 STREAMED = {"Visit": "visit", "Alert": "alert", "ReplanProposal": "proposal"}
 
@@ -125,6 +135,7 @@ class DispatchApplication(ServiceApplication):
                   "CreditsReservationRejected"},
     }
     plan_time_limit_s = 2.0
+    personal_data = PERSONAL_DATA
 
     def __init__(self, env: dict[str, str] | None = None, timezone: str = "Asia/Shanghai"):
         super().__init__(env)
@@ -280,6 +291,17 @@ class DispatchApplication(ServiceApplication):
 
     def get_elder(self, elder_id: str) -> Elder:
         return self._get(Elder.create_id(elder_id), f"no elder {elder_id}")
+
+    def erase_elder(self, elder_id: str, by: str) -> Elder:
+        """Erasure on request (PIPL art. 47): record who and when, then delete the elder's key.
+
+        Idempotent: erasing again deletes the key again (in case that step failed before)."""
+        elder = self.get_elder(elder_id)
+        if not elder.erased:
+            elder.erase(by=by, at=self.clock())
+            self.save(elder)
+        self.erase_subject(f"elder:{elder_id}")
+        return elder
 
     def get_caregiver(self, caregiver_id: str) -> Caregiver:
         return self._get(Caregiver.create_id(caregiver_id), f"no caregiver {caregiver_id}")

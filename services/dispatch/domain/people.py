@@ -41,6 +41,7 @@ class Elder(Aggregate):
         preferred_caregiver_ids: list[str] | None = None,
         excluded_caregiver_ids: list[str] | None = None,
         family_phone: str = "",
+        id_number: str = "",
     ) -> None:
         self.elder_id = elder_id
         self.name = name
@@ -57,6 +58,22 @@ class Elder(Aggregate):
         self.preferred_caregiver_ids = list(preferred_caregiver_ids or [])
         self.excluded_caregiver_ids = list(excluded_caregiver_ids or [])
         self.family_phone = family_phone
+        self.id_number = id_number  # 居民身份证号 (resident identity card number)
+        self.erased_at: datetime | None = None
+        self.erased_by: str | None = None
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
+
+    @event("Erased")
+    def erase(self, by: str, at: datetime) -> None:
+        """Personal data erased on request (PIPL): who and when, nothing about the person.
+
+        The stored personal fields become unreadable (their key is deleted); the aggregate says
+        so at once, without waiting for that."""
+        self.erased_at, self.erased_by = at, by
+        self.name = self.address = self.phone = self.family_phone = self.id_number = "[erased]"
 
     @event("PreferencesChanged")
     def change_preferences(self, gender_preference: str | None,
