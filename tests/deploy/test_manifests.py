@@ -196,7 +196,8 @@ def test_network_policies_select_existing_pods_and_allow_only_what_is_needed(ove
 
 def test_settings_point_at_the_operators_services_and_secrets(overlay):
     """The ConfigMap names Strimzi's bootstrap Service and CloudNativePG's read-write Service;
-    the credentials come from CloudNativePG's generated app Secret."""
+    the credentials come from CloudNativePG's generated app Secret, and the event-store key
+    (encryption at rest) from the Secret homecare-cipher, which every service reads."""
     _, docs = overlay
     config = named(docs, "ConfigMap", "homecare-config")["data"]
     kafka = of_kind(docs, "Kafka")[0]["metadata"]["name"]
@@ -216,9 +217,17 @@ def test_settings_point_at_the_operators_services_and_secrets(overlay):
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
+                if ref and ref["name"] == "homecare-cipher":
+                    assert (env["name"], ref["key"]) in {("HOMECARE_CIPHER_KEY", "key"),
+                                                         ("HOMECARE_CIPHER_OLD_KEYS", "old-keys")}
+                    assert ref.get("optional", False) is (ref["key"] == "old-keys")
+                elif ref:
                     assert ref["name"] == f"{cluster}-app"
                     assert ref["key"] in {"username", "password"}
+    for deployment in of_kind(docs, "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        names = {e["name"] for e in container.get("env", [])}
+        assert {"HOMECARE_CIPHER_KEY", "HOMECARE_CIPHER_OLD_KEYS"} <= names, deployment
 
 
 def test_homecare_pods_meet_the_restricted_pod_security_standard(overlay):

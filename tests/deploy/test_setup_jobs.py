@@ -14,6 +14,7 @@ from kafka.admin import KafkaAdminClient
 
 from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
 from services.runtime.broker import LocalBroker
+from services.runtime.cipher import new_key
 from tests.deploy.conftest import named, rendered
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,8 @@ def test_store_init_job_creates_each_services_event_store_in_its_own_database(
         "HOMECARE_POSTGRES_USER": postgres_server.user,
         "HOMECARE_POSTGRES_PASSWORD": postgres_server.password,
         **{f"{s.upper()}_POSTGRES_DBNAME": db for s, db in dbnames.items()},
+        # what the Secret homecare-cipher gives the Job in the cluster
+        "HOMECARE_CIPHER_KEY": new_key(),
     }
     assert set(overrides) >= {k for k in env if k.endswith("_POSTGRES_DBNAME")
                               and not k.startswith("HOMECARE")}
