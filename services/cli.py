@@ -233,6 +233,101 @@ def _whatif(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auth(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from services.runtime.auth import auth_from_settings
+    from services.runtime.settings import SharedSettings
+
+    if args.data_dir:
+        os.environ["HOMECARE_DATA_DIR"] = args.data_dir
+    settings = SharedSettings()
+    if settings.auth_mode != "local":
+        raise SystemExit("homecare: users and tokens are kept by the identity provider "
+                         "(HOMECARE_AUTH_MODE=oidc), not here")
+    return auth_from_settings(settings)
+
+
+def _principal(args: argparse.Namespace, subject: str):  # type: ignore[no-untyped-def]
+    from services.runtime.auth import Principal
+
+    return Principal(subject=subject, role=args.role, service_areas=frozenset(args.area or ()),
+                     caregiver_id=args.caregiver, volunteer_id=args.volunteer,
+                     elder_ids=frozenset(args.elder or ()), name=args.name or "")
+
+
+def _users(args: argparse.Namespace) -> int:
+    import getpass
+
+    auth = _auth(args)
+    assert auth.users is not None
+    if args.users_command == "list":
+        for name in auth.users.usernames():
+            print(name)
+        return 0
+    if args.users_command == "remove":
+        if not auth.users.remove(args.username):
+            print(f"homecare: no user {args.username}", file=sys.stderr)
+            return 1
+        return 0
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+    try:
+        auth.users.add(args.username, password, _principal(args, args.username))
+    except ValueError as error:
+        print(f"homecare: {error}", file=sys.stderr)
+        return 2
+    print(f"homecare: user {args.username} ({args.role}) saved in {auth.users.path}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    auth = _auth(args)
+    assert auth.issuer is not None
+    print(auth.issuer.issue(_principal(args, args.subject or f"cli-{args.role}"),
+                            ttl_s=int(args.ttl_hours * 3600)))
+    return 0
+
+
+def _security_table(args: argparse.Namespace) -> int:
+    from services.runtime.access import access_table_markdown
+
+    text = access_table_markdown(system_http_app())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"homecare: wrote {args.out}")
+    return 0
+
+
+def system_http_app():  # type: ignore[no-untyped-def]
+    """The whole system's HTTP app, not started (for its routes: access table, OpenAPI)."""
+    import tempfile
+
+    from services.runtime.host import Host, create_http_app
+    from services.runtime.settings import SharedSettings
+    from services.system import build_units
+
+    settings = SharedSettings(data_dir=Path(tempfile.mkdtemp(prefix="homecare-routes-")),
+                              store="sqlite", auth_mode="local")
+    units = build_units(list(SERVICE_NAMES), settings)
+    return create_http_app(Host(units, settings, bootstrap_servers="unused:9092"))
+
+
+def _add_identity_args(parser: argparse.ArgumentParser) -> None:
+    from services.runtime.auth import ROLES
+
+    parser.add_argument("--role", required=True, choices=ROLES)
+    parser.add_argument("--area", action="append",
+                        help="a service area that is theirs (dispatcher, finance); repeatable")
+    parser.add_argument("--caregiver", default=None, help="their caregiver id (caregiver)")
+    parser.add_argument("--volunteer", default=None,
+                        help="their person id in the time bank (volunteer)")
+    parser.add_argument("--elder", action="append",
+                        help="an elder who is theirs (elder or family proxy); repeatable")
+    parser.add_argument("--name", default=None, help="display name")
+    parser.add_argument("--data-dir", default=None, help="data directory (default ./var)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="homecare",
@@ -313,6 +408,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dispatch alone, no broker: faster, without ledger and time-bank "
                              "KPIs")
     whatif.set_defaults(func=_whatif)
+
+    users = sub.add_parser("users", help="local users who may log in (HOMECARE_AUTH_MODE=local)")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    add = usub.add_parser("add", help="add a user or change one (asks for the password)")
+    add.add_argument("username")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of standard input")
+    _add_identity_args(add)
+    listing = usub.add_parser("list", help="user names")
+    listing.add_argument("--data-dir", default=None)
+    remove = usub.add_parser("remove", help="remove a user")
+    remove.add_argument("username")
+    remove.add_argument("--data-dir", default=None)
+    users.set_defaults(func=_users)
+
+    token = sub.add_parser("token", help="print a bearer token (local mode; for scripts)")
+    token.add_argument("--subject", default=None)
+    token.add_argument("--ttl-hours", type=float, default=1.0)
+    _add_identity_args(token)
+    token.set_defaults(func=_token)
+
+    security = sub.add_parser("security", help="security documents")
+    ssub = security.add_subparsers(dest="security_command", required=True)
+    table = ssub.add_parser("table", help="write the endpoint x role access table")
+    table.add_argument("--out", default=str(REPO_ROOT / "docs" / "security" / "access.md"))
+    table.set_defaults(func=_security_table)
 
     contracts = sub.add_parser("contracts", help="integration event contracts")
     csub = contracts.add_subparsers(dest="contracts_command", required=True)

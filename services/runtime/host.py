@@ -18,6 +18,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
+from services.runtime.access import install_auth
+from services.runtime.auth import Auth, auth_from_settings
 from services.runtime.consumer import IdempotentConsumer
 from services.runtime.eventstore import ServiceApplication
 from services.runtime.messaging import (
@@ -173,7 +175,9 @@ def _exit_now(message: Any) -> None:
     os._exit(86)
 
 
-def create_http_app(host: Host, title: str = "homecare") -> FastAPI:
+def create_http_app(host: Host, title: str = "homecare", auth: Auth | None = None) -> FastAPI:
+    """The HTTP face of the host's services; callers are checked with `auth` (by default what
+    the settings say: local tokens or an OpenID Connect provider)."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await host.start()
@@ -219,4 +223,5 @@ def create_http_app(host: Host, title: str = "homecare") -> FastAPI:
         raise HTTPException(404, f"no service {service} in this process")
 
     app.mount("/metrics", metrics_app(host.metrics))
+    install_auth(app, auth or auth_from_settings(host.settings))
     return app

@@ -50,6 +50,15 @@ class SharedSettings(BaseSettings):
     cipher_key_file: Path | None = None
     # Keys used before a rotation, still tried when reading (comma-separated base64).
     cipher_old_keys: str | None = None
+    # Who may call: "local" signs its own tokens (keys and users under data_dir/auth, for local
+    # runs and the demo); "oidc" verifies an external OpenID Connect provider's tokens.
+    auth_mode: Literal["local", "oidc"] = "local"
+    oidc_issuer: str | None = None
+    oidc_audience: str = "homecare"
+    # Found through the issuer's discovery document when not given.
+    oidc_jwks_url: str | None = None
+    # The claim holding the caller's role (one of services.runtime.auth.ROLES, or a list).
+    oidc_role_claim: str = "role"
     # Fault injection for the reliability tests only: the process dies right after a consumer's
     # database commit and before its broker commit, as a crash at the worst moment would.
     fault_exit_after_commit: bool = False
