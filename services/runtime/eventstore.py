@@ -105,7 +105,7 @@ class ServiceApplication(Application):
 
     def construct_mapper(self) -> Mapper:  # type: ignore[type-arg]
         cipher = self.factory.cipher()
-        self.subject_keys: SubjectKeys = subject_keys_for(self.factory, cipher)
+        self.subject_keys: SubjectKeys = subject_keys_for(self.factory, cipher, self.name)
         return PersonalDataMapper(transcoder=self.construct_transcoder(),
                                   compressor=self.factory.compressor(), cipher=cipher,
                                   personal=self.personal_data, keys=self.subject_keys)

@@ -2,7 +2,7 @@
 
 Events are immutable; a person's personal fields in them are encrypted with a key of that
 person's own (the *subject*, e.g. ``elder:E-1``). The keys live in a small table next to the
-events (``subject_keys`` in the same SQLite file or the same PostgreSQL schema) and are
+events (``<app>_subject_keys`` in the same SQLite file or PostgreSQL schema) and are
 themselves wrapped with the event-store key, so a copy of the database alone opens nothing.
 Erasure deletes the row: from then on the person's fields cannot be decrypted by anyone, while
 every event (and every total computed from them) stays where it was.
@@ -105,46 +105,51 @@ class MemorySubjectKeys(SubjectKeys):
 
 
 class SQLiteSubjectKeys(SubjectKeys):
-    """A ``subject_keys`` table in the service's SQLite file (through eventsourcing's pool)."""
+    """A ``<app>_subject_keys`` table in the service's SQLite file (eventsourcing's pool)."""
 
-    def __init__(self, datastore: Any, wrap: Cipher | None = None) -> None:
+    def __init__(self, datastore: Any, wrap: Cipher | None = None,
+                 table: str = "subject_keys") -> None:
         super().__init__(wrap)
+        if not table.replace("_", "").isalnum():
+            raise ValueError(f"bad table name {table!r}")
         self.datastore = datastore
+        self.table = table
         with datastore.transaction(commit=True) as c:
-            c.execute("CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, "
+            c.execute(f"CREATE TABLE IF NOT EXISTS {table} (subject TEXT PRIMARY KEY, "
                       "wrapped_key BLOB NOT NULL, created_at TEXT NOT NULL)")
 
     def _select(self, subject: str) -> bytes | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT wrapped_key FROM subject_keys WHERE subject = ?", (subject,))
+            c.execute(f"SELECT wrapped_key FROM {self.table} WHERE subject = ?", (subject,))
             row = c.fetchone()
         return None if row is None else bytes(row["wrapped_key"])
 
     def _insert_if_absent(self, subject: str, stored: bytes) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.execute("INSERT OR IGNORE INTO subject_keys (subject, wrapped_key, created_at) "
+            c.execute(f"INSERT OR IGNORE INTO {self.table} (subject, wrapped_key, created_at) "
                       "VALUES (?, ?, ?)", (subject, stored, datetime.now(UTC).isoformat()))
 
     def _delete(self, subject: str) -> bool:
         with self.datastore.transaction(commit=True) as c:
-            c.execute("DELETE FROM subject_keys WHERE subject = ?", (subject,))
+            c.execute(f"DELETE FROM {self.table} WHERE subject = ?", (subject,))
             return bool(c.sqlite_cursor.rowcount)
 
     def subjects(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT subject FROM subject_keys ORDER BY subject")
+            c.execute(f"SELECT subject FROM {self.table} ORDER BY subject")
             return [r["subject"] for r in c.fetchall()]
 
 
 class PostgresSubjectKeys(SubjectKeys):
-    """A ``subject_keys`` table in the service's PostgreSQL schema (via eventsourcing's pool)."""
+    """A ``<app>_subject_keys`` table in the service's PostgreSQL schema (eventsourcing's pool)."""
 
-    def __init__(self, datastore: Any, wrap: Cipher | None = None) -> None:
+    def __init__(self, datastore: Any, wrap: Cipher | None = None,
+                 table: str = "subject_keys") -> None:
         from psycopg import sql
 
         super().__init__(wrap)
         self.datastore = datastore
-        self.table = sql.Identifier(datastore.schema, "subject_keys")
+        self.table = sql.Identifier(datastore.schema, table)
         self._sql = sql
         with datastore.transaction(commit=True) as c:
             c.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (subject text PRIMARY KEY, "
@@ -176,13 +181,16 @@ class PostgresSubjectKeys(SubjectKeys):
             return [r["subject"] for r in c.fetchall()]
 
 
-def subject_keys_for(factory: InfrastructureFactory, wrap: Cipher | None) -> SubjectKeys:
-    """The key store next to the given event store (same SQLite file or PostgreSQL schema)."""
+def subject_keys_for(factory: InfrastructureFactory, wrap: Cipher | None,
+                     app_name: str = "") -> SubjectKeys:
+    """The key store next to the given event store (same SQLite file or PostgreSQL schema),
+    in a table named after the application as its event tables are (``dispatch_subject_keys``)."""
+    table = f"{app_name.lower()}_subject_keys" if app_name else "subject_keys"
     from eventsourcing.postgres import PostgresFactory
     from eventsourcing.sqlite import SQLiteFactory
 
     if isinstance(factory, SQLiteFactory):
-        return SQLiteSubjectKeys(factory.datastore, wrap)
+        return SQLiteSubjectKeys(factory.datastore, wrap, table)
     if isinstance(factory, PostgresFactory):
-        return PostgresSubjectKeys(factory.datastore, wrap)
+        return PostgresSubjectKeys(factory.datastore, wrap, table)
     return MemorySubjectKeys(wrap)

@@ -1,0 +1,98 @@
+"""Per-person data keys and the mapper that seals personal fields with them (in memory)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.utils import Environment
+
+from services.runtime.cipher import RotatingAESCipher, new_key
+from services.runtime.eventstore import ServiceApplication
+from services.runtime.keystore import MemorySubjectKeys
+from services.runtime.personal import ERASED, MARK, PersonalFields
+
+
+class Person(Aggregate):
+    @event("Registered")
+    def __init__(self, person_id: str, name: str, born: date, phone: str | None = None,
+                 area: str = "A1") -> None:
+        self.person_id, self.name, self.born, self.phone, self.area = (
+            person_id, name, born, phone, area)
+
+    @event("Moved")
+    def move(self, area: str) -> None:
+        self.area = area
+
+
+class People(ServiceApplication):
+    personal_data = {Person.Registered: PersonalFields(  # type: ignore[attr-defined]
+        "person_id", ("name", "born", "phone"), kind="person")}
+
+
+def stored_state(app: People, person: Person) -> dict[str, Any]:
+    (stored,) = app.recorder.select_events(person.id, lte=1)
+    return json.loads(stored.state)
+
+
+def test_subject_keys_are_made_once_wrapped_at_rest_and_gone_after_delete():
+    """key_or_create is stable per subject; the stored form is wrapped by the store cipher; after
+    delete the subject has no key (and a new one would be a different key)."""
+    wrap = RotatingAESCipher(Environment(env={"CIPHER_KEY": new_key()}))
+    keys = MemorySubjectKeys(wrap)
+    first = keys.key_or_create("elder:E-1")
+    assert keys.key_or_create("elder:E-1") == first and len(first) == 32
+    assert keys.key("elder:E-2") is None
+    assert keys._rows["elder:E-1"] != first and wrap.decrypt(keys._rows["elder:E-1"]) == first
+    assert keys.delete("elder:E-1") is True
+    assert keys.key("elder:E-1") is None and keys.delete("elder:E-1") is False
+    assert keys.key_or_create("elder:E-1") != first
+
+
+def test_named_fields_are_sealed_in_the_stored_event_and_open_when_read():
+    """The stored Registered event holds sealed name, birth date and phone (no plain text), the
+    rest as is; the application reads the person back whole, and the event it saved is not
+    changed by storing."""
+    app = People()
+    person = Person(person_id="P-1", name="王秀英", born=date(1940, 1, 1), phone="13800001111")
+    app.save(person)
+    state = stored_state(app, person)
+    assert set(state["name"]) == {MARK} and set(state["born"]) == {MARK}
+    assert state["person_id"] == "P-1" and state["area"] == "A1"
+    assert "王秀英" not in json.dumps(state, ensure_ascii=False)
+    assert person.name == "王秀英"
+    again = app.repository.get(person.id)
+    assert (again.name, again.born, again.phone) == ("王秀英", date(1940, 1, 1), "13800001111")
+    assert app.subject_keys.subjects() == ["person:P-1"]
+
+
+def test_after_erasure_the_fields_read_as_erased_and_everything_else_still_works():
+    """Deleting the person's key leaves their events readable with personal fields "[erased]";
+    other people and non-personal events (Moved) are untouched; None stays None."""
+    app = People()
+    erased = Person(person_id="P-1", name="王秀英", born=date(1940, 1, 1))
+    kept = Person(person_id="P-2", name="李建国", born=date(1938, 3, 3), phone="139")
+    erased.move(area="A2")
+    app.save(erased, kept)
+    assert app.erase_subject("person:P-1") is True
+    gone = app.repository.get(erased.id)
+    assert (gone.name, gone.born, gone.phone, gone.area) == (ERASED, ERASED, None, "A2")
+    assert app.repository.get(kept.id).name == "李建国"
+
+
+def test_a_sealed_value_cannot_be_moved_to_another_person_or_field():
+    """A sealed value is bound to its subject and attribute: copied into another person's event
+    (or another field) it does not open, even while both keys exist."""
+    app = People()
+    mapper = app.mapper
+    sealed = mapper.seal_value("person:P-1", "name", "王秀英")
+    mapper.keys.key_or_create("person:P-2")
+    assert mapper.open_value("person:P-1", "name", sealed) == "王秀英"
+    with pytest.raises(InvalidTag):
+        mapper.open_value("person:P-2", "name", sealed)
+    with pytest.raises(InvalidTag):
+        mapper.open_value("person:P-1", "phone", sealed)
