@@ -40,6 +40,12 @@ def _up(args: argparse.Namespace) -> int:
             SEEDERS[unit.name](unit.application)
     host = Host(units, settings)
     app = create_http_app(host, title="homecare " + "+".join(names))
+    if not args.no_demo_data and app.state.auth.users is not None:
+        from services.demo import DEMO_PASSWORD, seed_demo_users
+
+        seed_demo_users(app.state.auth.users)
+        print(f"homecare: demo users {', '.join(app.state.auth.users.usernames())} "
+              f"(password {DEMO_PASSWORD}; `homecare users add` for real ones)", flush=True)
     print(f"homecare: serving {', '.join(names)} on http://{args.host}:{args.port} "
           f"(API docs at /docs, event stores: {settings.store} in {settings.data_dir})",
           flush=True)
@@ -183,6 +189,18 @@ def _demo(args: argparse.Namespace) -> int:
 
     def ready(system: object, d: object) -> None:
         base = getattr(system, "base_url", None)
+        auth = getattr(system, "auth", None)
+        if base and auth is not None and auth.users is not None:
+            from services.demo import DEMO_PASSWORD, seed_demo_users
+
+            staff = [c for c in district.caregivers if c.kind != "volunteer"]
+            seed_demo_users(auth.users, area=district.service_area_id,
+                            caregiver=staff[0].caregiver_id if staff else "C-1",
+                            volunteer=(district.volunteers[0].caregiver_id
+                                       if district.volunteers else "V-1"),
+                            elder=district.elders[0].elder_id)
+            print(f"homecare demo: log in as {', '.join(auth.users.usernames())} (password "
+                  f"{DEMO_PASSWORD})", flush=True)
         if base:
             print(f"homecare demo: dashboard {base}/dispatch/dashboard/?area="
                   f"{district.service_area_id}&date={day} (API docs {base}/docs)", flush=True)

@@ -81,3 +81,36 @@ def seed_timebank(app: Any) -> None:
 
 
 SEEDERS = {"dispatch": seed_dispatch, "ledger": seed_ledger, "timebank": seed_timebank}
+
+
+# Who may log in to a demo system (local mode only): one user per role, all with the same
+# password, printed at start. Never used outside `homecare up`/`homecare demo`.
+DEMO_PASSWORD = "homecare-demo"
+
+
+def demo_users(area: str = AREA, caregiver: str = "C-201", volunteer: str = "V-301",
+               elder: str = "E-1001") -> dict[str, Any]:
+    from services.runtime.auth import Principal
+
+    areas = frozenset({area})
+    return {
+        "admin": Principal("admin", "admin", name="系统管理员"),
+        "dispatcher": Principal("dispatcher", "dispatcher", service_areas=areas, name="调度员"),
+        "caregiver": Principal("caregiver", "caregiver", caregiver_id=caregiver, name="护理员"),
+        "volunteer": Principal("volunteer", "volunteer", caregiver_id=volunteer,
+                               volunteer_id=volunteer, name="志愿者"),
+        "family": Principal("family", "elder", elder_ids=frozenset({elder}), name="家属"),
+        "finance": Principal("finance", "finance", service_areas=areas, name="街道财务"),
+        "auditor": Principal("auditor", "auditor", name="民政审计"),
+    }
+
+
+def seed_demo_users(users: Any, **who: str) -> list[str]:
+    """Add the demo users that do not exist yet; the names of those added."""
+    existing = set(users.usernames())
+    added = []
+    for username, principal in demo_users(**who).items():
+        if username not in existing:
+            users.add(username, DEMO_PASSWORD, principal)
+            added.append(username)
+    return added

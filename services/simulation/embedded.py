@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,14 @@ from typing import Any
 import httpx
 
 from services.runtime.settings import SERVICE_NAMES, SharedSettings
+
+
+def simulator_headers(auth: Any) -> dict[str, str]:
+    """The simulator's bearer token (administrator), for a day's run."""
+    from services.runtime.auth import Principal
+
+    token = auth.issuer.issue(Principal(subject="simulator", role="admin"), ttl_s=7 * 24 * 3600)
+    return {"authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -45,6 +54,7 @@ class RunningSystem:
     applications: dict[str, Any] = field(default_factory=dict)
     base_url: str | None = None  # set when served over a real port
     serving: asyncio.Task[None] | None = None  # the HTTP server, when served
+    auth: Any = None  # who may call it (local issuer and users), when started here
 
     @property
     def clock_controlled(self) -> bool:
@@ -59,6 +69,8 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
     """Start the services (fresh event stores in ``data_dir``), yield a client, stop them."""
     from fastapi import FastAPI
 
+    from services.runtime.access import install_auth
+    from services.runtime.auth import auth_from_settings
     from services.runtime.host import Host, create_http_app
     from services.runtime.http import install_error_handlers
     from services.system import build_units
@@ -71,6 +83,10 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
         log_level="WARNING")
     units = build_units(list(services), settings)
     applications = {u.name: u.application for u in units}
+    # The simulation plays every actor (hotline, caregivers, volunteers): it acts as the
+    # administrator, with a token of the run's own local issuer.
+    auth = auth_from_settings(settings)
+    headers = simulator_headers(auth)
     if clock is not None and "dispatch" in applications:
         applications["dispatch"].clock = clock
     names = frozenset(services)
@@ -81,10 +97,11 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
             install_error_handlers(app, not_found=unit.error_types.get(404, ()),
                                    conflict=unit.error_types.get(409, ()),
                                    unprocessable=unit.error_types.get(422, ()))
+        install_auth(app, auth)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                   base_url="http://sim", timeout=120)
+                                   base_url="http://sim", timeout=120, headers=headers)
         try:
-            yield RunningSystem(client, names, applications)
+            yield RunningSystem(client, names, applications, auth=auth)
         finally:
             await client.aclose()
             for unit in units:
@@ -92,13 +109,13 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
                     unit.application.close()
         return
     system = Host(units, settings)
-    app = create_http_app(system, title="homecare demo")
+    app = create_http_app(system, title="homecare demo", auth=auth)
     if not serve:
         await system.start()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                   base_url="http://sim", timeout=120)
+                                   base_url="http://sim", timeout=120, headers=headers)
         try:
-            yield RunningSystem(client, names, applications)
+            yield RunningSystem(client, names, applications, auth=auth)
         finally:
             await client.aclose()
             await system.stop()
@@ -109,7 +126,7 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
                                            timeout_graceful_shutdown=10))
     serving = asyncio.create_task(server.serve())
     base = f"http://{host}:{port}"
-    client = httpx.AsyncClient(base_url=base, timeout=120)
+    client = httpx.AsyncClient(base_url=base, timeout=120, headers=headers)
     try:
         for _ in range(600):
             if serving.done():
@@ -119,7 +136,8 @@ async def running_system(data_dir: Path, clock: Callable[[], datetime] | None = 
                 if (await client.get("/readyz")).status_code == 200:
                     break
             await asyncio.sleep(0.1)
-        yield RunningSystem(client, names, applications, base_url=base, serving=serving)
+        yield RunningSystem(client, names, applications, base_url=base, serving=serving,
+                            auth=auth)
     finally:
         await client.aclose()
         server.should_exit = True
@@ -132,5 +150,12 @@ async def remote_system(base_url: str,
                         services: tuple[str, ...] = SERVICE_NAMES) -> AsyncIterator[RunningSystem]:
     """A system already running elsewhere (e.g. `homecare up`): its own clock, so the day must
     lie in the past and there is no sweep until the evening."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+    token = os.environ.get("HOMECARE_TOKEN")
+    if not token:
+        # `homecare up` on this machine: its local issuer's key is under the data directory.
+        from services.runtime.auth import auth_from_settings
+
+        token = simulator_headers(auth_from_settings(SharedSettings()))["authorization"][7:]
+    async with httpx.AsyncClient(base_url=base_url, timeout=120,
+                                 headers={"authorization": f"Bearer {token}"}) as client:
         yield RunningSystem(client, frozenset(services), {}, base_url=base_url)
