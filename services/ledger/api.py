@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from services.ledger.access import LedgerAccess
 from services.ledger.application import LedgerApplication
 from services.ledger.domain.entitlement import ElderFacts
 from services.ledger.domain.settlement import statement_rows
@@ -87,8 +88,9 @@ def _month(month: str | None, app: LedgerApplication) -> str:
 
 def build_router(app: LedgerApplication) -> APIRouter:
     router = APIRouter(prefix="/ledger", tags=["ledger"])
+    access = LedgerAccess(app)  # who may call what: services/ledger/access.py
 
-    @router.put("/elders/{elder_id}")
+    @router.put("/elders/{elder_id}", dependencies=[access.admin_only])
     def register_elder(elder_id: str, body: ElderFactsIn) -> dict[str, Any]:
         """Register or update the facts an elder's entitlement is computed from."""
         facts = ElderFacts(**body.model_dump(exclude={"service_area_id"}))
@@ -96,24 +98,24 @@ def build_router(app: LedgerApplication) -> APIRouter:
         return {"elder_id": profile.elder_id, "service_area_id": profile.service_area_id,
                 "facts": profile.facts}
 
-    @router.get("/elders/{elder_id}/entitlement")
+    @router.get("/elders/{elder_id}/entitlement", dependencies=[access.elder_read])
     def entitlement(elder_id: str, month: str | None = None) -> dict[str, Any]:
         """The month's entitlement, its category, the reason and the rule version used."""
         return {"elder_id": elder_id, "month": _month(month, app),
                 **asdict(app.entitlement_for(elder_id, _month(month, app)))}
 
-    @router.get("/elders/{elder_id}/balance")
+    @router.get("/elders/{elder_id}/balance", dependencies=[access.elder_read])
     def balance(elder_id: str, month: str | None = Query(
             default=None, description="YYYY-MM in the area's time zone; this month if absent")
             ) -> dict[str, Any]:
         return asdict(app.balance(elder_id, _month(month, app)))
 
-    @router.get("/elders/{elder_id}/history")
+    @router.get("/elders/{elder_id}/history", dependencies=[access.elder_read])
     def history(elder_id: str) -> list[dict[str, Any]]:
         """Every posting on the elder's accounts (entitlement months, packages, out of pocket)."""
         return [{"account": a.code, **transfer_view(t, app)} for a, t in app.history(elder_id)]
 
-    @router.post("/elders/{elder_id}/packages", status_code=201)
+    @router.post("/elders/{elder_id}/packages", status_code=201, dependencies=[access.admin_only])
     def buy_package(elder_id: str, body: PackageIn) -> dict[str, Any]:
         package = app.buy_package(elder_id, body.package_id, body.minutes, body.price_fen,
                                   body.expires_on, body.bought_by)
@@ -121,28 +123,28 @@ def build_router(app: LedgerApplication) -> APIRouter:
                 "price_fen": package.price_fen, "expires_on": package.expires_on,
                 "account": package.account_code}
 
-    @router.get("/rules")
+    @router.get("/rules", dependencies=[access.rules_read])
     def rules() -> dict[str, Any]:
         return app.rules.to_json()
 
-    @router.post("/rules/versions", status_code=201)
+    @router.post("/rules/versions", status_code=201, dependencies=[access.admin_only])
     def add_rule_version(body: RuleVersionIn) -> dict[str, Any]:
         """A new version of the entitlement rules, in force from its effective date."""
         data = body.model_dump(exclude={"added_by"})
         data["effective_from"] = body.effective_from.isoformat()
         return app.add_rule_version(data, body.added_by).to_json()
 
-    @router.post("/providers/{provider_id}/blacklist")
+    @router.post("/providers/{provider_id}/blacklist", dependencies=[access.admin_only])
     def blacklist(provider_id: str, body: ReasonIn) -> dict[str, Any]:
         provider = app.blacklist_provider(provider_id, body.reason)
         return {"provider_id": provider_id, "blacklisted": provider.blacklisted}
 
-    @router.post("/providers/{provider_id}/reinstate")
+    @router.post("/providers/{provider_id}/reinstate", dependencies=[access.admin_only])
     def reinstate(provider_id: str, body: ReasonIn) -> dict[str, Any]:
         provider = app.reinstate_provider(provider_id, body.reason)
         return {"provider_id": provider_id, "blacklisted": provider.blacklisted}
 
-    @router.get("/providers/{provider_id}/payable")
+    @router.get("/providers/{provider_id}/payable", dependencies=[access.payable_read])
     def payable(provider_id: str, area: str) -> dict[str, Any]:
         """Minutes the sub-district owes the provider, and charges blocked by a blacklist."""
         from services.ledger.domain.books import provider_payable_account
@@ -156,16 +158,16 @@ def build_router(app: LedgerApplication) -> APIRouter:
                 "blocked_charges": [{"visit_id": c.visit_id, "minutes": c.charged_minutes}
                                     for c in app.blocked_charges(provider_id)]}
 
-    @router.get("/accounts/{code}")
+    @router.get("/accounts/{code}", dependencies=[access.books_read])
     def account(code: str) -> dict[str, Any]:
         return account_view(app.account_by_code(code))
 
-    @router.get("/accounts/{code}/postings")
+    @router.get("/accounts/{code}/postings", dependencies=[access.books_read])
     def postings(code: str) -> list[dict[str, Any]]:
         app.account_by_code(code)
         return [transfer_view(t, app) for t in app.postings(code)]
 
-    @router.get("/visits/{visit_id}/reservation")
+    @router.get("/visits/{visit_id}/reservation", dependencies=[access.visit_read])
     def reservation(visit_id: str) -> dict[str, Any]:
         r = app.reservation_for(visit_id)
         return {"visit_id": r.visit_id, "state": r.state, "requested_minutes":
@@ -173,7 +175,7 @@ def build_router(app: LedgerApplication) -> APIRouter:
                 "expires_at": r.expires_at, "rejection": r.rejection,
                 "release_reason": r.release_reason}
 
-    @router.get("/visits/{visit_id}/charge")
+    @router.get("/visits/{visit_id}/charge", dependencies=[access.visit_read])
     def charge(visit_id: str) -> dict[str, Any]:
         c = app.charge_for(visit_id)
         return {"visit_id": c.visit_id, "elder_id": c.elder_id, "provider_id": c.provider_id,
@@ -182,26 +184,26 @@ def build_router(app: LedgerApplication) -> APIRouter:
                 "blocked": c.blocked, "reversed": c.reversed, "transfer_ids": c.transfer_ids,
                 "cause_event_id": c.cause_event_id}
 
-    @router.post("/visits/{visit_id}/reversal")
+    @router.post("/visits/{visit_id}/reversal", dependencies=[access.visit_reverse])
     def reverse(visit_id: str, body: ReasonIn) -> dict[str, Any]:
         """Correct a charge with reversing postings (postings are never edited)."""
         c = app.reverse_charge(visit_id, body.reason, body.by)
         return {"visit_id": visit_id, "reversed": c.reversed,
                 "reversal_transfer_ids": c.reversal_transfer_ids}
 
-    @router.post("/holds/expire")
+    @router.post("/holds/expire", dependencies=[access.admin_only])
     def expire() -> dict[str, int]:
         """Release holds whose time ran out now (also done every minute in the background)."""
         return {"expired": app.expire_holds()}
 
-    @router.get("/areas/{area}/months/{month}/statements")
+    @router.get("/areas/{area}/months/{month}/statements", dependencies=[access.month_read])
     def statements(area: str, month: str) -> dict[str, Any]:
         month = _month(month, app)
         return {"service_area_id": area, "month": month,
                 "closed": app.is_month_closed(area, month),
                 "statements": app.statements(area, month)}
 
-    @router.get("/areas/{area}/months/{month}/statements.{fmt}")
+    @router.get("/areas/{area}/months/{month}/statements.{fmt}", dependencies=[access.month_read])
     def statements_file(area: str, month: str, fmt: Literal["csv", "xlsx"]) -> Response:
         month = _month(month, app)
         rows = statement_rows(app.statements(area, month))
@@ -220,19 +222,19 @@ def build_router(app: LedgerApplication) -> APIRouter:
                         media_type="application/vnd.openxmlformats-officedocument."
                                    "spreadsheetml.sheet", headers=headers)
 
-    @router.post("/areas/{area}/months/{month}/close")
+    @router.post("/areas/{area}/months/{month}/close", dependencies=[access.month_close])
     def close(area: str, month: str, body: ReasonIn) -> dict[str, Any]:
         """Close the month: statements are fixed; unused entitlement lapses per the rules."""
         c = app.close_month(area, _month(month, app), body.by)
         return {"service_area_id": area, "month": c.month, "closed_by": c.closed_by,
                 "lapsed_minutes": c.lapsed_minutes, "statements": c.statements}
 
-    @router.get("/areas/{area}/months/{month}/summary")
+    @router.get("/areas/{area}/months/{month}/summary", dependencies=[access.month_read])
     def summary(area: str, month: str) -> dict[str, Any]:
         """For the civil-affairs office: utilisation by category, elders who used nothing."""
         return app.civil_affairs_summary(area, _month(month, app))
 
-    @router.get("/trial-balance")
+    @router.get("/trial-balance", dependencies=[access.books_read])
     def trial_balance() -> dict[str, Any]:
         """The sum of every account's balance per unit: always 0 in double entry."""
         totals = app.trial_balance()

@@ -707,6 +707,18 @@ class LedgerApplication(ServiceApplication):
                      for t in self._transfers_by_account.get(account_id, [])]
         return sorted(rows, key=lambda row: (row[1].created_on, row[1].key))
 
+    # Owners, for the access checks (None: the ledger does not know the record) ----------------
+    def area_of_elder(self, elder_id: str) -> str | None:
+        """The service area the elder is registered in."""
+        profile = self.get_or_none(ElderProfile.create_id(elder_id))
+        return profile.service_area_id if profile is not None else None
+
+    def area_of_visit(self, visit_id: str) -> str | None:
+        """The service area of a visit the ledger charged or holds minutes for."""
+        record = (self.get_or_none(Charge.create_id(visit_id))
+                  or self.get_or_none(Reservation.create_id(visit_id)))
+        return record.service_area_id if record is not None else None
+
     def charge_for(self, visit_id: str) -> Charge:
         charge = self.get_or_none(Charge.create_id(visit_id))
         if charge is None:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from services.runtime.double_entry import LedgerError
+from services.timebank.access import TimebankAccess
 from services.timebank.application import NotFound, TimebankApplication
 from services.timebank.domain.rules import RuleError
 
@@ -82,27 +83,28 @@ def _balance(app: TimebankApplication, person_id: str) -> dict[str, Any]:
 
 def build_router(app: TimebankApplication) -> APIRouter:
     router = APIRouter(prefix="/timebank", tags=["timebank"])
+    access = TimebankAccess(app)  # who may call what: services/timebank/access.py
 
-    @router.post("/members/{person_id}", status_code=201)
+    @router.post("/members/{person_id}", status_code=201, dependencies=[access.admin_only])
     def join(person_id: str, body: JoinBody) -> dict[str, Any]:
         answer(lambda: app.join(person_id, body.bank_id, body.birth_date, body.hardship,
                                 body.display_name))
         return _balance(app, person_id)
 
-    @router.post("/accounts/{person_id}", status_code=201)
+    @router.post("/accounts/{person_id}", status_code=201, dependencies=[access.admin_only])
     def open_account(person_id: str, bank_id: str | None = None) -> dict[str, Any]:
         answer(lambda: app.open_account(person_id, bank_id))
         return _balance(app, person_id)
 
-    @router.get("/accounts/{person_id}")
+    @router.get("/accounts/{person_id}", dependencies=[access.member_read])
     def balance(person_id: str) -> dict[str, Any]:
         return answer(lambda: _balance(app, person_id))
 
-    @router.get("/accounts/{person_id}/history")
+    @router.get("/accounts/{person_id}/history", dependencies=[access.member_read])
     def history(person_id: str, limit: int = 50) -> list[dict[str, Any]]:
         return answer(lambda: app.history(person_id, limit))
 
-    @router.get("/volunteers/{person_id}/tasks")
+    @router.get("/volunteers/{person_id}/tasks", dependencies=[access.member_read])
     def tasks(person_id: str) -> list[dict[str, Any]]:
         """Visits dispatch assigned to this volunteer, as the time bank has seen them."""
         return [{"visit_id": t.visit_id, "elder_id": t.elder_id, "service_type": t.service_type,
@@ -111,7 +113,7 @@ def build_router(app: TimebankApplication) -> APIRouter:
                  "service_area_id": t.service_area_id, "state": t.state,
                  "paid_with_credits": t.paid_with_credits} for t in app.tasks_of(person_id)]
 
-    @router.get("/visits/{visit_id}/earning")
+    @router.get("/visits/{visit_id}/earning", dependencies=[access.earning_read])
     def earning(visit_id: str) -> dict[str, Any]:
         e = answer(lambda: app.earning_for(visit_id))
         return {"visit_id": e.visit_id, "volunteer_id": e.volunteer_id,
@@ -121,7 +123,7 @@ def build_router(app: TimebankApplication) -> APIRouter:
                 "not_credited_minutes": e.not_credited_minutes, "reason": e.reason,
                 "rule_version": e.rule_version}
 
-    @router.get("/visits/{visit_id}/hold")
+    @router.get("/visits/{visit_id}/hold", dependencies=[access.hold_read])
     def hold(visit_id: str) -> dict[str, Any]:
         h = answer(lambda: app.hold_for(visit_id))
         return {"reservation_id": h.reservation_id, "visit_id": h.visit_id, "kind": h.kind,
@@ -130,18 +132,18 @@ def build_router(app: TimebankApplication) -> APIRouter:
                 "redeemed_minutes": h.redeemed_minutes, "released_minutes": h.released_minutes,
                 "expires_at": h.expires_at.isoformat()}
 
-    @router.post("/holds/expire")
+    @router.post("/holds/expire", dependencies=[access.admin_only])
     def expire() -> dict[str, Any]:
         return {"released": app.expire_holds(datetime.now(UTC))}
 
-    @router.post("/gifts", status_code=201)
+    @router.post("/gifts", status_code=201, dependencies=[access.give])
     def give(body: GiftBody) -> dict[str, Any]:
         g = answer(lambda: app.give(body.from_person, body.minutes, body.to_person, body.note,
                                     body.gift_id))
         return {"gift_id": g.gift_id, "from_account_id": g.from_account,
                 "to_account_id": g.to_account, "minutes": g.minutes, "note": g.note}
 
-    @router.post("/redemptions", status_code=201)
+    @router.post("/redemptions", status_code=201, dependencies=[access.redeem])
     def redeem(body: RedemptionBody) -> dict[str, Any]:
         r = answer(lambda: app.redeem(
             body.redeemer_id, body.elder_id, body.service_type, body.minutes,
@@ -152,38 +154,38 @@ def build_router(app: TimebankApplication) -> APIRouter:
                 "account_id": r.account_code, "elder_id": r.elder_id, "minutes": r.minutes,
                 "requested_date": r.requested_date.isoformat()}
 
-    @router.post("/redemptions/{redemption_id}/cancel")
+    @router.post("/redemptions/{redemption_id}/cancel", dependencies=[access.cancel_redemption])
     def cancel_redemption(redemption_id: str, body: CancelBody) -> dict[str, Any]:
         """Withdraw a redemption: the order placed for it is cancelled in dispatch."""
         r = answer(lambda: app.cancel_redemption(redemption_id, body.reason, body.by))
         return {"redemption_id": r.redemption_id, "order_id": r.order_id, "state": r.state}
 
-    @router.post("/banks/{bank_id}/grants", status_code=201)
+    @router.post("/banks/{bank_id}/grants", status_code=201, dependencies=[access.admin_only])
     def grant(bank_id: str, body: GrantBody) -> dict[str, Any]:
         t = answer(lambda: app.grant(bank_id, body.minutes, body.reference))
         return {"transfer": t.key, "minutes": t.amount}
 
-    @router.get("/banks/{bank_id}/liability")
+    @router.get("/banks/{bank_id}/liability", dependencies=[access.banks_read])
     def liability(bank_id: str) -> dict[str, Any]:
         return asdict(app.liability(bank_id))
 
-    @router.post("/corrections", status_code=201)
+    @router.post("/corrections", status_code=201, dependencies=[access.admin_only])
     def correct(body: CorrectionBody) -> dict[str, Any]:
         """Reverse a posted movement by a new one the other way (never an edit)."""
         t = answer(lambda: app.correct(body.transfer, body.reason))
         return {"transfer": t.key, "minutes": t.amount, "reason": t.reason}
 
-    @router.get("/federation/positions")
+    @router.get("/federation/positions", dependencies=[access.banks_read])
     def positions() -> list[dict[str, Any]]:
         return app.positions()
 
-    @router.post("/federation/clearing")
+    @router.post("/federation/clearing", dependencies=[access.admin_only])
     def clearing(body: ClearingBody) -> list[dict[str, Any]]:
         return [{"period": s.period, "payer_bank_id": s.payer_bank_id,
                  "payee_bank_id": s.payee_bank_id, "minutes": s.minutes}
                 for s in answer(lambda: app.clear(body.period))]
 
-    @router.get("/totals")
+    @router.get("/totals", dependencies=[access.totals_read])
     def totals() -> dict[str, Any]:
         return {"credits_by_bank": app.credit_totals(), "sum_of_balances": app.trial_balance()}
 

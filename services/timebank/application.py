@@ -334,6 +334,11 @@ class TimebankApplication(ServiceApplication):
             raise NotFound(f"no credits earned for visit {visit_id}")
         return found
 
+    def earner_of(self, visit_id: str) -> str | None:
+        """The volunteer credited for the visit (None when nothing was earned for it)."""
+        found = self.get_or_none(Earning.create_id(visit_id))
+        return found.volunteer_id if found is not None else None
+
     def _earn(self, books: _Books, event: VisitVerified) -> None:
         p = event.payload
         if books.get(Earning.create_id(p.visit_id)) is not None:
@@ -693,6 +698,11 @@ class TimebankApplication(ServiceApplication):
         if found is None:
             raise NotFound(f"no redemption {redemption_id}")
         return found
+
+    def redeemer_of(self, redemption_id: str) -> str | None:
+        """Whose credits pay for the redemption (None when there is no such redemption)."""
+        found = self.get_or_none(Redemption.create_id(redemption_id))
+        return found.redeemer_id if found is not None else None
 
     def _settle_earmark(self, books: _Books, order_id: str, visit_id: str | None,
                         reason: str, cancelled_by: str | None = None) -> None:

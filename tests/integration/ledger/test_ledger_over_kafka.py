@@ -19,6 +19,7 @@ from services.runtime.broker import LocalBroker
 from services.runtime.host import Host, create_http_app
 from services.runtime.settings import SharedSettings
 from services.system import build_units
+from tests.support.auth import bearer_for
 
 from .conftest import AREA, cancelled, scheduled, verified
 
@@ -38,7 +39,8 @@ async def ledger_service(tmp_path):
     host = Host([unit], settings, bootstrap_servers=broker.bootstrap_servers)
     app = create_http_app(host)
     await host.start()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                               headers=bearer_for(app))
     try:
         yield client, broker.bootstrap_servers
     finally:

@@ -20,6 +20,7 @@ from services.runtime.broker import LocalBroker
 from services.runtime.host import Host, create_http_app
 from services.runtime.settings import SharedSettings
 from services.system import build_units
+from tests.support.auth import bearer_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +42,9 @@ async def system(tmp_path) -> AsyncIterator[dict[str, Any]]:
     SEEDERS["ledger"](apps["ledger"])
     host = Host(units, settings, bootstrap_servers=broker.bootstrap_servers)
     await host.start()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_http_app(host)),
-                               base_url="http://test")
+    app = create_http_app(host)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                               headers=bearer_for(app))
     try:
         yield {"client": client, "apps": apps}
     finally:
