@@ -298,8 +298,12 @@ class LocalBroker:
         ready_timeout: float = 20.0,
         stop_timeout: float = 5.0,
         binary: str | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.log_dir = Path(log_dir)
+        # Clients are sent to this port after bootstrap (default: the listener's own). A fault
+        # test puts a TCP proxy there, so that it can cut every client's connection at once.
+        self.advertised_port = advertised_port
         self.host = host
         self.cluster_id = cluster_id
         self.ready_timeout = ready_timeout
@@ -404,6 +408,7 @@ class LocalBroker:
 
     def _launch(self, binary: str, port: int) -> None:
         url = f"tcp://{self.host}:{port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or port}"
         self._port = port
         self._log_path = self.log_dir / f"tansu-{port}.log"
         command = [
@@ -414,7 +419,7 @@ class LocalBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             f"memory://tansu-{os.getpid()}-{self._instance}/",
         ]
@@ -454,7 +459,8 @@ class LocalBroker:
                 )
             try:
                 brokers = probe_metadata(self.host, self._port, timeout=1.0)
-                if (self.host, self._port) in {(h, p) for _, h, p in brokers}:
+                expected = (self.host, self.advertised_port or self._port)
+                if expected in {(h, p) for _, h, p in brokers}:
                     return
                 last_problem = f"metadata advertises {brokers}"
             except (OSError, ValueError, struct.error) as error:
