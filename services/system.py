@@ -7,7 +7,7 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from services.runtime.eventstore import ensure_postgres_schema, event_store_env
+from services.runtime.eventstore import ServiceApplication, ensure_postgres_schema, event_store_env
 from services.runtime.host import ServiceUnit
 from services.runtime.settings import SERVICE_NAMES, SharedSettings
 
@@ -55,8 +55,20 @@ def with_pages(name: str, app: object, router: APIRouter) -> APIRouter:
     return combined
 
 
+def with_audit(name: str, app: ServiceApplication, router: APIRouter) -> APIRouter:
+    """The service's routes plus its audit trail per elder (every service keeps records about
+    elders: GET /<service>/elders/{elder_id}/audit, services/runtime/audit_api.py)."""
+    from services.runtime.audit_api import audit_router
+
+    combined = APIRouter()
+    combined.include_router(router)
+    combined.include_router(audit_router(name, app))
+    return combined
+
+
 def build_units(names: list[str], settings: SharedSettings) -> list[ServiceUnit]:
     units = [build_unit(n, settings) for n in names]
     for unit in units:
         unit.router = with_pages(unit.name, unit.application, unit.router)
+        unit.router = with_audit(unit.name, unit.application, unit.router)
     return units

@@ -39,6 +39,7 @@ from eventsourcing.persistence import (
 from contracts.envelope import IntegrationEvent
 from contracts.registry import ContractError, parse_event
 from contracts.topics import dlq
+from services.runtime.audit import acting_as, consumer_actor
 from services.runtime.eventstore import ServiceApplication, stable_id
 from services.runtime.observability import DEAD_LETTERS, MESSAGES_CONSUMED, correlation_id_var
 
@@ -124,8 +125,11 @@ class IdempotentConsumer:
         max_attempts: int = 4,
         backoff_s: float = 0.2,
         after_commit: Callable[[ConsumedMessage], None] | None = None,
+        actor: str | None = None,
     ) -> None:
         self.app = app
+        # Who the audit trail names for what this consumer changes.
+        self.actor = actor or consumer_actor(app.name.lower())
         self.name = name
         self.handlers = handlers
         self.dead_letters = dead_letters
@@ -205,16 +209,23 @@ class IdempotentConsumer:
                 position=message.position,
             )
         )
-        handler(integration_event, processing)
+        # The audit stamp of every event written: this consumer, caused by this event.
+        with acting_as(self.actor, f"{integration_event.type}:{integration_event.event_id}"):
+            handler(integration_event, processing)
+            return self._record(processing, integration_event, inbox_id, tracking_name,
+                                message.position)
+
+    def _record(self, processing: ProcessingEvent, integration_event: IntegrationEvent,
+                inbox_id: UUID, tracking_name: str, position: int) -> Outcome:
+        recorder = self.app.process_recorder
         try:
             self.app._record(processing)  # events + inbox + tracking, atomically
         except IntegrityError:
             # Either another copy of this event or position got there first (done already), or
             # a command wrote one of the same aggregates meanwhile (optimistic concurrency):
             # then nothing was written and the message is simply processed again.
-            if inbox_id in self.app.repository or recorder.has_tracking_id(
-                tracking_name, message.position
-            ):
+            if inbox_id in self.app.repository or recorder.has_tracking_id(tracking_name,
+                                                                           position):
                 return Outcome.DUPLICATE
             raise ConcurrentWrite(f"{integration_event.type} {integration_event.event_id} "
                                   "raced with another writer; retrying") from None

@@ -18,9 +18,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, ProcessRecorder, Transcoder, Transcoding
 
+from services.runtime.audit import AuditedMapper
 from services.runtime.cipher import cipher_env
 from services.runtime.keystore import SubjectKeys, subject_keys_for
-from services.runtime.personal import PersonalDataMapper, PersonalFields
+from services.runtime.personal import PersonalFields
 from services.runtime.settings import SharedSettings
 
 # Deterministic ids: the same cause always yields the same aggregate id, which is what makes
@@ -95,7 +96,8 @@ class ServiceApplication(Application):
     ``personal_data`` names the events carrying personal attributes (event class -> which
     attributes, whose): those are encrypted per person before storing (services/runtime/
     personal.py), with keys in ``subject_keys`` beside the events, so :meth:`erase_subject`
-    can crypto-shred one person.
+    can crypto-shred one person. Every stored event also records who caused it (the audit
+    stamp, services/runtime/audit.py), out of the domain's sight.
     """
 
     personal_data: dict[type | str, PersonalFields] = {}
@@ -106,9 +108,10 @@ class ServiceApplication(Application):
     def construct_mapper(self) -> Mapper:  # type: ignore[type-arg]
         cipher = self.factory.cipher()
         self.subject_keys: SubjectKeys = subject_keys_for(self.factory, cipher, self.name)
-        return PersonalDataMapper(transcoder=self.construct_transcoder(),
-                                  compressor=self.factory.compressor(), cipher=cipher,
-                                  personal=self.personal_data, keys=self.subject_keys)
+        return AuditedMapper(transcoder=self.construct_transcoder(),
+                             compressor=self.factory.compressor(), cipher=cipher,
+                             personal=self.personal_data, keys=self.subject_keys,
+                             service=self.name.lower())
 
     def erase_subject(self, subject: str) -> bool:
         """Crypto-shred one person: delete their data key (True when there was one)."""

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
 from services.runtime.access import install_auth
+from services.runtime.audit import acting_as, task_actor
 from services.runtime.auth import Auth, auth_from_settings
 from services.runtime.consumer import IdempotentConsumer
 from services.runtime.eventstore import ServiceApplication
@@ -110,18 +111,21 @@ class Host:
                                                    name=f"relay-{unit.name}"))
             for interval, work in unit.application.periodic_tasks():
                 self._tasks.append(asyncio.create_task(
-                    self._every(interval, work), name=f"periodic-{unit.name}-{work.__name__}"))
+                    self._every(interval, work, task_actor(unit.name, work.__name__)),
+                    name=f"periodic-{unit.name}-{work.__name__}"))
         self.started = True
 
-    async def _every(self, interval: float, work: Any) -> None:
-        """Run blocking ``work`` in a thread every ``interval`` seconds until stopping."""
+    async def _every(self, interval: float, work: Any, actor: str) -> None:
+        """Run blocking ``work`` in a thread every ``interval`` seconds until stopping; what it
+        changes is stamped as done by ``actor`` (system:<service>.<task>)."""
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=interval)
             if self._stopping.is_set():
                 return
             try:
-                await asyncio.to_thread(work)
+                with acting_as(actor):
+                    await asyncio.to_thread(work)  # the thread inherits the context
             except Exception:  # noqa: BLE001 - a failed round is logged; the next one runs
                 log.exception("periodic task %s failed", getattr(work, "__name__", work))
 
