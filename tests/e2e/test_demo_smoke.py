@@ -59,6 +59,14 @@ def running_demo(tmp_path_factory) -> Iterator[str]:
             "dispatch.sqlite", "ledger.sqlite", "timebank.sqlite"}
 
 
+def logged_in(base: str, user: str) -> httpx.Client:
+    """A client of one of the demo users of `homecare up`, logged in as a user would."""
+    login = httpx.post(f"{base}/auth/token", data={"username": user, "password": "homecare-demo"})
+    assert login.status_code == 200, login.text
+    return httpx.Client(base_url=base, timeout=10, headers={
+        "authorization": f"Bearer {login.json()['access_token']}"})
+
+
 def test_docs_and_health_are_served(running_demo):
     """The OpenAPI docs page, the schema, health, readiness and metrics answer."""
     assert "swagger" in httpx.get(f"{running_demo}/docs").text.lower()
@@ -74,7 +82,8 @@ def test_whole_path_over_http(running_demo):
     """An order for a demo elder is scheduled (60 minutes held), served for 65 minutes, verified
     and charged to his entitlement: the 60 held minutes are posted, the 5 beyond the hold are
     recorded as unfunded for review, never posted without a second reservation."""
-    client = httpx.Client(base_url=running_demo, timeout=10)
+    client = logged_in(running_demo, "dispatcher")
+    assert httpx.post(f"{running_demo}/dispatch/orders", json={}).status_code == 401
     elder = client.get("/dispatch/elders/E-1002").json()
     at = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
     local = at.astimezone(ZoneInfo("Asia/Shanghai"))
@@ -104,7 +113,7 @@ def test_whole_path_over_http(running_demo):
 
 def test_bad_input_gets_a_clear_4xx(running_demo):
     """Unknown elders, malformed orders and illegal steps are refused with a reason."""
-    client = httpx.Client(base_url=running_demo, timeout=10)
+    client = logged_in(running_demo, "admin")
     r = client.post("/dispatch/orders", json={"elder_id": "E-nobody", "service_type": "cleaning",
                                                "requested_date": "2026-11-25"})
     assert r.status_code == 404 and "E-nobody" in r.json()["detail"]

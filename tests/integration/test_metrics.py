@@ -32,6 +32,7 @@ from prometheus_client import REGISTRY
 from services.runtime.broker import port_is_free
 from services.runtime.observability import CONSUMER_LAG, measure_consumer_lag
 from services.runtime.topics import TopicSpec, ensure_topics
+from tests.support.auth import bearer_for_data_dir
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +104,7 @@ def distributed(tmp_path: Path, postgres_server) -> Iterator[dict[str, str]]:
         first_line = (tmp_path / "up.log").read_text().splitlines()[0]
         bootstrap = re.search(r"broker (\S+?),", first_line)
         assert bootstrap, first_line
-        yield {**urls, "bootstrap": bootstrap.group(1)}
+        yield {**urls, "bootstrap": bootstrap.group(1), "data_dir": str(tmp_path)}
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C does: stops all three and the broker
         try:
@@ -143,17 +144,24 @@ def test_each_service_process_exposes_the_named_metrics_after_one_visit(distribu
     and its service gauges: dispatch's open alerts and unassigned visits, the ledger's posted
     entitlement minutes, the time bank's liability ratio."""
     dispatch, ledger, timebank = (distributed[n] for n in SERVICES)
+    # Each actor with their own token (the processes share the data directory's signing key).
+    dispatcher = bearer_for_data_dir(distributed["data_dir"], "dispatcher",
+                                     service_areas=["yiwu-choucheng"])
+    auditor = bearer_for_data_dir(distributed["data_dir"], "auditor")
     now = datetime.now(UTC)
     today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
-    placed = httpx.post(f"{dispatch}/dispatch/orders", timeout=30, json={
+    placed = httpx.post(f"{dispatch}/dispatch/orders", timeout=30, headers=dispatcher, json={
         "elder_id": "E-1001", "service_type": "cleaning", "requested_date": today.isoformat()})
     assert placed.status_code == 201, placed.text
     visit = placed.json()["visit"]
-    elder = httpx.get(f"{dispatch}/dispatch/elders/E-1001").json()
+    elder = httpx.get(f"{dispatch}/dispatch/elders/E-1001", headers=dispatcher).json()
+    caregiver = bearer_for_data_dir(distributed["data_dir"], "caregiver",
+                                    caregiver_id=visit["caregiver_id"])
 
     def funded():  # type: ignore[no-untyped-def]
         # the ledger's answer reaches dispatch first: no consumer write races the check-in
-        state = httpx.get(f"{dispatch}/dispatch/visits/{visit['visit_id']}").json()
+        state = httpx.get(f"{dispatch}/dispatch/visits/{visit['visit_id']}",
+                          headers=dispatcher).json()
         return state["funding"] == "funded"
 
     eventually(funded)
@@ -162,19 +170,22 @@ def test_each_service_process_exposes_the_named_metrics_after_one_visit(distribu
     # short against its plan, so it needs a reviewer's approval before it is verified.
     check_in = now - timedelta(minutes=25)
     r = httpx.post(f"{dispatch}/dispatch/visits/{visit['visit_id']}/check-in",
-                   json={**at, "at": check_in.isoformat()})
+                   headers=caregiver, json={**at, "at": check_in.isoformat()})
     assert r.status_code == 200, r.text
-    r = httpx.post(f"{dispatch}/dispatch/visits/{visit['visit_id']}/check-out", json={
+    r = httpx.post(f"{dispatch}/dispatch/visits/{visit['visit_id']}/check-out", headers=caregiver,
+                   json={
         **at, "at": (check_in + timedelta(minutes=20)).isoformat(),
         "confirmation_code": "4821", "tasks_done": ["扫地拖地"]})
     assert r.status_code == 200, r.text
     if r.json()["state"] != "verified":
-        r = httpx.post(f"{dispatch}/dispatch/visits/{visit['visit_id']}/review", json={
+        r = httpx.post(f"{dispatch}/dispatch/visits/{visit['visit_id']}/review",
+                       headers=dispatcher, json={
             "decision": "approve", "by": "supervisor", "reason": "confirmed by phone"})
     assert r.status_code == 200 and r.json()["state"] == "verified", r.text
 
     def charged():  # type: ignore[no-untyped-def]
-        answer = httpx.get(f"{ledger}/ledger/visits/{visit['visit_id']}/charge")
+        answer = httpx.get(f"{ledger}/ledger/visits/{visit['visit_id']}/charge",
+                           headers=auditor)
         return answer.json() if answer.status_code == 200 else None
 
     assert eventually(charged)["charged_minutes"] == 20

@@ -27,6 +27,7 @@ from services.runtime.broker import LocalBroker
 from services.runtime.host import Host, create_http_app
 from services.runtime.settings import SharedSettings
 from services.system import build_units
+from tests.support.auth import bearer_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,8 @@ async def system(request, broker, tmp_path) -> AsyncIterator[dict[str, Any]]:
     host = Host(units, settings, bootstrap_servers=broker.bootstrap_servers)
     app = create_http_app(host)
     await host.start()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                               headers=bearer_for(app, "admin"))
     try:
         yield {"client": client, "host": host, "bootstrap": broker.bootstrap_servers,
                "apps": {u.name: u.application for u in units}}
