@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,10 @@ def _format_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# A JSON escape of a UTF-16 surrogate: paired ones are fine, a lone one is not text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _decode(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(raw, dict):
         return copy.deepcopy(raw)  # upcasters may edit it; the caller's dict stays as it was
@@ -65,6 +70,15 @@ def _decode(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ContractError(f"message is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ContractError("message is JSON nested too deeply to read") from exc
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            lone = ord(exc.object[exc.start])
+            raise ContractError(f"message has a lone surrogate (\\u{lone:x}), which is not "
+                                "text") from exc
     if not isinstance(data, dict):
         raise ContractError(f"message must be a JSON object, not {type(data).__name__}")
     return data
@@ -139,6 +153,13 @@ def parse_event(raw: bytes | str | dict[str, Any], *, topic: str | None = None) 
     except ValidationError as exc:
         raise ContractError(
             f"invalid {event_type} v{current}: {_format_validation_error(exc)}",
+            event_type=event_type,
+            event_id=event_id,
+        ) from exc
+    except (ValueError, ArithmeticError, TypeError, RecursionError) as exc:
+        # What a validator raised that pydantic does not wrap (a date out of range in UTC...).
+        raise ContractError(
+            f"invalid {event_type} v{current}: {type(exc).__name__}: {exc}",
             event_type=event_type,
             event_id=event_id,
         ) from exc

@@ -23,7 +23,10 @@ Id = Annotated[str, Field(min_length=1)]
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00 is before the first UTC instant
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
 
 # An instant: must carry an offset, is normalised to UTC so that consumers never see local time.

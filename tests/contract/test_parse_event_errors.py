@@ -135,3 +135,28 @@ def _reason_on(raw: Any, topic: str) -> str:
     with pytest.raises(ContractError) as caught:
         parse_event(raw, topic=topic)
     return caught.value.reason
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000])
+def test_json_nested_too_deeply(raw: bytes) -> None:
+    """JSON nested deeper than the decoder can go is a contract error, not a RecursionError
+    escaping to the consumer (which would redeliver it forever)."""
+    assert "nested too deeply" in _reason(raw).reason
+
+
+def test_lone_surrogate_is_not_text(message: Any) -> None:
+    """A lone UTF-16 surrogate escape is valid JSON but not text (no store can keep it): it is
+    refused; a surrogate pair (an emoji) is fine."""
+    raw = message("VisitCancelled")
+    raw["payload"]["reason"] = "\ud800"
+    assert "lone surrogate" in _reason(json.dumps(raw)).reason
+    raw["payload"]["reason"] = "\U0001f600"
+    assert parse_event(json.dumps(raw)).payload.reason == "\U0001f600"
+
+
+def test_instant_out_of_range_in_utc_names_the_field(message: Any) -> None:
+    """An instant that exists in its own offset but not in UTC (year 1 at +14:00) is refused
+    with the field's name, not an OverflowError."""
+    raw = message("VisitCancelled", occurred_at="0001-01-01T00:00:00+14:00")
+    reason = _reason(json.dumps(raw)).reason
+    assert "occurred_at" in reason and "out of range in UTC" in reason
