@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.values import CaregiverKind, CheckMethod, OrderSource, Priority, ServiceType
+from services.dispatch.access import DispatchAccess
 from services.dispatch.application import DispatchApplication, PlaceOrder
 from services.dispatch.domain.alerts import Alert
 from services.dispatch.domain.catalogue import CatalogueEntry
@@ -404,61 +405,63 @@ STREAM_VIEWS: dict[str, Callable[[Any], dict[str, Any]]] = {
 
 def build_router(app: DispatchApplication) -> APIRouter:
     router = APIRouter(prefix="/dispatch", tags=["dispatch"], route_class=_Route)
+    grants = DispatchAccess(app)  # who may call what: services/dispatch/access.py
 
     def _now(at: datetime | None) -> datetime:
         return at or app.clock()
 
     # Elders, caregivers, providers -----------------------------------------------------------
-    @router.post("/elders", status_code=201)
+    @router.post("/elders", status_code=201, dependencies=[grants.elder_register])
     def register_elder(body: ElderIn) -> dict[str, Any]:
         return elder_view(app.register_elder(**body.model_dump()))
 
-    @router.get("/elders/{elder_id}")
+    @router.get("/elders/{elder_id}", dependencies=[grants.elder_read])
     def get_elder(elder_id: str) -> dict[str, Any]:
         return elder_view(app.get_elder(elder_id))
 
-    @router.post("/elders/{elder_id}/erasure")
+    @router.post("/elders/{elder_id}/erasure", dependencies=[grants.admin_only])
     def erase_elder(elder_id: str, body: ErasureIn) -> dict[str, Any]:
         """Erase the elder's personal data (crypto-shredding): name, address, phones and ID
         number read as "[erased]" from now on, everywhere; visits and ledger totals stay."""
         return elder_view(app.erase_elder(elder_id, by=body.by))
 
-    @router.put("/elders/{elder_id}/preferences")
+    @router.put("/elders/{elder_id}/preferences", dependencies=[grants.elder_preferences])
     def change_preferences(elder_id: str, body: PreferencesIn) -> dict[str, Any]:
         return elder_view(app.change_preferences(elder_id, **body.model_dump()))
 
-    @router.post("/elders/{elder_id}/assessment")
+    @router.post("/elders/{elder_id}/assessment", dependencies=[grants.elder_manage])
     def assess(elder_id: str, body: AssessmentIn) -> dict[str, Any]:
         return elder_view(app.assess_elder(elder_id, body.capability_level, body.assessed_on))
 
-    @router.post("/caregivers", status_code=201)
+    @router.post("/caregivers", status_code=201, dependencies=[grants.caregiver_register])
     def register_caregiver(body: CaregiverIn) -> dict[str, Any]:
         return caregiver_view(app.register_caregiver(**body.model_dump()))
 
-    @router.get("/caregivers/{caregiver_id}")
+    @router.get("/caregivers/{caregiver_id}", dependencies=[grants.caregiver_read])
     def get_caregiver(caregiver_id: str) -> dict[str, Any]:
         return caregiver_view(app.get_caregiver(caregiver_id))
 
-    @router.post("/caregivers/{caregiver_id}/certificate")
+    @router.post("/caregivers/{caregiver_id}/certificate", dependencies=[grants.caregiver_manage])
     def renew_certificate(caregiver_id: str, body: CertificateIn) -> dict[str, Any]:
         return caregiver_view(app.renew_certificate(caregiver_id, body.expires, body.level))
 
-    @router.put("/caregivers/{caregiver_id}/shift")
+    @router.put("/caregivers/{caregiver_id}/shift", dependencies=[grants.caregiver_manage])
     def change_shift(caregiver_id: str, body: ShiftIn) -> dict[str, Any]:
         return caregiver_view(app.change_shift(caregiver_id, body.shift_start, body.shift_end,
                                                list(body.work_days)))
 
-    @router.post("/caregivers/{caregiver_id}/sick", status_code=201)
+    @router.post("/caregivers/{caregiver_id}/sick", status_code=201,
+                 dependencies=[grants.caregiver_manage])
     def report_sick(caregiver_id: str, body: SickIn) -> dict[str, Any]:
         """The caregiver stops for the day: a replanning proposal of their later visits."""
         return proposal_view(app.report_sick(caregiver_id, at=_now(body.at), reason=body.reason))
 
-    @router.post("/caregivers/{caregiver_id}/pending-sync")
+    @router.post("/caregivers/{caregiver_id}/pending-sync", dependencies=[grants.caregiver_self])
     def pending_sync(caregiver_id: str, body: PendingSyncIn) -> dict[str, Any]:
         """The phone holds queued check-ins for these visits: alerts about them wait."""
         return app.report_pending_sync(caregiver_id, body.visit_ids)
 
-    @router.get("/caregivers/{caregiver_id}/route")
+    @router.get("/caregivers/{caregiver_id}/route", dependencies=[grants.caregiver_read])
     def caregiver_route(caregiver_id: str, day: date = Query(alias="date")) -> dict[str, Any]:
         """The caregiver's visits of the day in order, with everything the phone page needs."""
         caregiver, visits = app.caregiver_route(caregiver_id, day)
@@ -471,100 +474,104 @@ def build_router(app: DispatchApplication) -> APIRouter:
                        for v in visits],
         }
 
-    @router.post("/providers", status_code=201)
+    @router.post("/providers", status_code=201, dependencies=[grants.admin_only])
     def register_provider(body: ProviderIn) -> dict[str, Any]:
         return provider_view(app.register_provider(**body.model_dump()))
 
-    @router.get("/providers/{provider_id}")
+    @router.get("/providers/{provider_id}", dependencies=[grants.provider_read])
     def get_provider(provider_id: str) -> dict[str, Any]:
         return provider_view(app.get_provider(provider_id))
 
-    @router.post("/providers/{provider_id}/blacklist")
+    @router.post("/providers/{provider_id}/blacklist", dependencies=[grants.admin_only])
     def blacklist(provider_id: str, body: DecisionIn) -> dict[str, Any]:
         """Its caregivers get no subsidised visits from now on."""
         return provider_view(app.blacklist_provider(provider_id, body.reason, body.by))
 
-    @router.post("/providers/{provider_id}/reinstate")
+    @router.post("/providers/{provider_id}/reinstate", dependencies=[grants.admin_only])
     def reinstate(provider_id: str, body: DecisionIn) -> dict[str, Any]:
         return provider_view(app.reinstate_provider(provider_id, body.reason, body.by))
 
     # Areas -----------------------------------------------------------------------------------
-    @router.get("/areas/{service_area_id}/caregivers")
+    @router.get("/areas/{service_area_id}/caregivers", dependencies=[grants.area_read])
     def list_caregivers(service_area_id: str) -> list[dict[str, Any]]:
         return [caregiver_view(c) for c in app.list_caregivers(service_area_id)]
 
-    @router.get("/areas/{service_area_id}/elders")
+    @router.get("/areas/{service_area_id}/elders", dependencies=[grants.area_read])
     def list_elders(service_area_id: str) -> list[dict[str, Any]]:
         return [elder_view(e) for e in app.list_elders(service_area_id)]
 
-    @router.get("/areas/{service_area_id}/settings")
+    @router.get("/areas/{service_area_id}/settings", dependencies=[grants.area_read])
     def get_settings(service_area_id: str) -> dict[str, Any]:
         return app.rules(service_area_id).as_dict()
 
-    @router.patch("/areas/{service_area_id}/settings")
+    @router.patch("/areas/{service_area_id}/settings", dependencies=[grants.area_write])
     def change_settings(service_area_id: str, body: AreaSettingsIn) -> dict[str, Any]:
         changes = body.model_dump(exclude_none=True, exclude={"changed_by"})
         return app.configure_area(service_area_id, changes, body.changed_by).as_dict()
 
-    @router.get("/areas/{service_area_id}/catalogue")
+    @router.get("/areas/{service_area_id}/catalogue", dependencies=[grants.area_open_tasks])
     def get_catalogue(service_area_id: str) -> list[dict[str, Any]]:
         return [catalogue_view(e) for e in app.catalogue(service_area_id).values()]
 
-    @router.patch("/areas/{service_area_id}/catalogue/{service_type}")
+    @router.patch("/areas/{service_area_id}/catalogue/{service_type}",
+                 dependencies=[grants.area_write])
     def change_catalogue(service_area_id: str, service_type: ServiceType,
                          body: CatalogueEntryIn) -> dict[str, Any]:
         changes = body.model_dump(exclude_none=True, exclude={"changed_by"})
         return catalogue_view(app.change_catalogue_entry(service_area_id, service_type, changes,
                                                          body.changed_by))
 
-    @router.get("/areas/{service_area_id}/visits")
+    @router.get("/areas/{service_area_id}/visits", dependencies=[grants.area_read])
     def list_visits(service_area_id: str, day: date = Query(alias="date"),
                     caregiver_id: str | None = None) -> list[dict[str, Any]]:
         return [visit_view(v) for v in app.list_visits(service_area_id, day, caregiver_id)]
 
-    @router.get("/areas/{service_area_id}/orders")
+    @router.get("/areas/{service_area_id}/orders", dependencies=[grants.area_open_tasks])
     def list_orders(service_area_id: str, day: date = Query(alias="date")) -> list[dict[str, Any]]:
         return [order_view(o) for o in app.list_orders(service_area_id, day)]
 
-    @router.post("/areas/{service_area_id}/plans", status_code=201)
+    @router.post("/areas/{service_area_id}/plans", status_code=201,
+                 dependencies=[grants.area_write])
     def plan_day(service_area_id: str, day: date = Query(alias="date"),
                  time_limit_s: float | None = Query(default=None, gt=0, le=60)) -> dict[str, Any]:
         """Run the router over the day's orders and not-started visits."""
         return app.plan_day(service_area_id, day, time_limit_s=time_limit_s)
 
-    @router.post("/areas/{service_area_id}/replans", status_code=201)
+    @router.post("/areas/{service_area_id}/replans", status_code=201,
+                 dependencies=[grants.area_write])
     def replan(service_area_id: str, body: ReplanIn) -> dict[str, Any]:
         """Replan the rest of the day (a cancellation, a visit running long...)."""
         return proposal_view(app.propose_replan(service_area_id, body.date, reason=body.reason))
 
-    @router.get("/areas/{service_area_id}/proposals")
+    @router.get("/areas/{service_area_id}/proposals", dependencies=[grants.area_read])
     def list_proposals(service_area_id: str) -> list[dict[str, Any]]:
         return [proposal_view(p) for p in app.list_proposals(service_area_id)]
 
-    @router.post("/proposals/{proposal_id}/accept")
+    @router.post("/proposals/{proposal_id}/accept", dependencies=[grants.proposal_decide])
     def accept_proposal(proposal_id: str, body: AcknowledgeIn) -> dict[str, Any]:
         return proposal_view(app.decide_proposal(proposal_id, accept=True, by=body.by))
 
-    @router.post("/proposals/{proposal_id}/reject")
+    @router.post("/proposals/{proposal_id}/reject", dependencies=[grants.proposal_decide])
     def reject_proposal(proposal_id: str, body: DecisionIn) -> dict[str, Any]:
         return proposal_view(app.decide_proposal(proposal_id, accept=False, by=body.by,
                                                  reason=body.reason))
 
-    @router.post("/areas/{service_area_id}/sweep")
+    @router.post("/areas/{service_area_id}/sweep", dependencies=[grants.area_write])
     def sweep(service_area_id: str) -> list[dict[str, Any]]:
         """Raise the time-driven alerts now (late start, missed, overrun, certificates)."""
         return [alert_view(a) for a in app.sweep(service_area_id)]
 
-    @router.get("/areas/{service_area_id}/alerts")
+    @router.get("/areas/{service_area_id}/alerts", dependencies=[grants.area_read])
     def list_alerts(service_area_id: str, open_only: bool = Query(False, alias="open")
                     ) -> list[dict[str, Any]]:
         return [alert_view(a) for a in app.list_alerts(service_area_id, open_only)]
 
-    @router.post("/alerts/{alert_id:path}/acknowledge")
+    @router.post("/alerts/{alert_id:path}/acknowledge", dependencies=[grants.alert_acknowledge])
     def acknowledge(alert_id: str, body: AcknowledgeIn) -> dict[str, Any]:
         return alert_view(app.acknowledge_alert(alert_id, by=body.by, note=body.note))
 
-    @router.get("/areas/{service_area_id}/stream", response_class=StreamingResponse)
+    @router.get("/areas/{service_area_id}/stream", response_class=StreamingResponse,
+                 dependencies=[grants.area_stream])
     async def stream(service_area_id: str, request: Request,
                      last_event_id: str | None = Header(default=None),
                      after: int | None = Query(default=None, ge=0,
@@ -585,7 +592,7 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                           "X-Accel-Buffering": "no"})
 
     # Orders and care plans -------------------------------------------------------------------
-    @router.post("/orders", status_code=201)
+    @router.post("/orders", status_code=201, dependencies=[grants.order_place])
     def place_order(body: OrderIn) -> dict[str, Any]:
         """Take an order; scheduled at once to the first free caregiver (emergencies by urgent
         insertion), or left to the daily plan with await_plan."""
@@ -595,54 +602,55 @@ def build_router(app: DispatchApplication) -> APIRouter:
         order, visit = app.place_order(PlaceOrder(**data))
         return {"order": order_view(order), "visit": visit_view(visit) if visit else None}
 
-    @router.get("/orders/{order_id}")
+    @router.get("/orders/{order_id}", dependencies=[grants.order_read])
     def get_order(order_id: str) -> dict[str, Any]:
         return order_view(app.get_order(order_id))
 
-    @router.post("/orders/{order_id}/claim", status_code=201)
+    @router.post("/orders/{order_id}/claim", status_code=201, dependencies=[grants.order_claim])
     def claim_order(order_id: str, body: ClaimIn) -> dict[str, Any]:
         """A volunteer takes an open mutual-aid task or welfare check (the page's 接单)."""
         order, visit = app.claim_order(order_id, body.caregiver_id)
         return {"order": order_view(order), "visit": visit_view(visit)}
 
-    @router.post("/orders/{order_id}/cancel")
+    @router.post("/orders/{order_id}/cancel", dependencies=[grants.order_cancel])
     def cancel_order(order_id: str, body: CancelIn) -> dict[str, Any]:
         return order_view(app.cancel_order(order_id, body.reason, body.cancelled_by))
 
-    @router.post("/care-plans", status_code=201)
+    @router.post("/care-plans", status_code=201, dependencies=[grants.care_plan_create])
     def create_care_plan(body: CarePlanIn) -> dict[str, Any]:
         return care_plan_view(app.create_care_plan(
             care_plan_id=body.care_plan_id, elder_id=body.elder_id,
             items=[i.model_dump(mode="json") for i in body.items], valid_from=body.valid_from,
             created_by=body.created_by, monthly_minutes=body.monthly_minutes))
 
-    @router.get("/care-plans/{care_plan_id}")
+    @router.get("/care-plans/{care_plan_id}", dependencies=[grants.care_plan_read])
     def get_care_plan(care_plan_id: str) -> dict[str, Any]:
         return care_plan_view(app.get_care_plan(care_plan_id))
 
-    @router.put("/care-plans/{care_plan_id}")
+    @router.put("/care-plans/{care_plan_id}", dependencies=[grants.care_plan_write])
     def change_care_plan(care_plan_id: str, body: CarePlanChangeIn) -> dict[str, Any]:
         """A new version from effective_from: future visits change, the past does not."""
         return care_plan_view(app.change_care_plan(
             care_plan_id, items=[i.model_dump(mode="json") for i in body.items],
             effective_from=body.effective_from, by=body.by))
 
-    @router.post("/care-plans/{care_plan_id}/weeks", status_code=201)
+    @router.post("/care-plans/{care_plan_id}/weeks", status_code=201,
+                 dependencies=[grants.care_plan_write])
     def generate_week(care_plan_id: str, week_of: date = Query()) -> list[dict[str, Any]]:
         """The plan's orders for the week containing week_of (idempotent)."""
         return [order_view(o) for o in app.generate_week(care_plan_id, week_of)]
 
     # Visits ----------------------------------------------------------------------------------
-    @router.get("/visits/{visit_id}")
+    @router.get("/visits/{visit_id}", dependencies=[grants.visit_read])
     def get_visit(visit_id: str) -> dict[str, Any]:
         return visit_view(app.get_visit(visit_id))
 
-    @router.post("/visits/{visit_id}/depart")
+    @router.post("/visits/{visit_id}/depart", dependencies=[grants.visit_step])
     def depart(visit_id: str, body: StepIn) -> dict[str, Any]:
         return visit_view(app.depart(visit_id, at=_now(body.at), caregiver_id=body.caregiver_id,
                                      idempotency_key=body.idempotency_key))
 
-    @router.post("/visits/{visit_id}/check-in")
+    @router.post("/visits/{visit_id}/check-in", dependencies=[grants.visit_step])
     def check_in(visit_id: str, body: CheckInIn) -> dict[str, Any]:
         """Check in (possibly synced late from the phone's queue, with its original time)."""
         return visit_view(app.check_in(
@@ -650,7 +658,7 @@ def build_router(app: DispatchApplication) -> APIRouter:
             caregiver_id=body.caregiver_id, accuracy_m=body.accuracy_m, notes=body.notes,
             idempotency_key=body.idempotency_key))
 
-    @router.post("/visits/{visit_id}/check-out")
+    @router.post("/visits/{visit_id}/check-out", dependencies=[grants.visit_step])
     def check_out(visit_id: str, body: CheckOutIn) -> dict[str, Any]:
         """Check out; verified at once when every rule holds, else it needs review."""
         return visit_view(app.check_out(
@@ -660,7 +668,7 @@ def build_router(app: DispatchApplication) -> APIRouter:
             accuracy_m=body.accuracy_m, notes=body.notes, signature=body.signature,
             idempotency_key=body.idempotency_key))
 
-    @router.post("/visits/{visit_id}/no-show")
+    @router.post("/visits/{visit_id}/no-show", dependencies=[grants.visit_step])
     def no_show(visit_id: str, body: NoShowIn) -> dict[str, Any]:
         """The elder was not at home (a welfare check escalates to the family, then the
         centre)."""
@@ -668,21 +676,21 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                       reason=body.reason, lat=body.lat, lon=body.lon,
                                       idempotency_key=body.idempotency_key))
 
-    @router.post("/visits/{visit_id}/escalation")
+    @router.post("/visits/{visit_id}/escalation", dependencies=[grants.visit_escalation])
     def escalation(visit_id: str, body: EscalationIn) -> dict[str, Any]:
         return visit_view(app.record_escalation(visit_id, outcome=body.outcome, by=body.by))
 
-    @router.post("/visits/{visit_id}/verify")
+    @router.post("/visits/{visit_id}/verify", dependencies=[grants.visit_manage])
     def verify(visit_id: str, body: VerifyIn) -> dict[str, Any]:
         return visit_view(app.verify(visit_id, by=body.by, override_reason=body.override_reason))
 
-    @router.post("/visits/{visit_id}/review")
+    @router.post("/visits/{visit_id}/review", dependencies=[grants.visit_manage])
     def review(visit_id: str, body: ReviewIn) -> dict[str, Any]:
         """A reviewer's decision on a visit that needs review."""
         return visit_view(app.review(visit_id, decision=body.decision, by=body.by,
                                      reason=body.reason))
 
-    @router.post("/visits/{visit_id}/cancel")
+    @router.post("/visits/{visit_id}/cancel", dependencies=[grants.visit_manage])
     def cancel_visit(visit_id: str, body: CancelVisitIn) -> dict[str, Any]:
         return visit_view(app.cancel_visit(visit_id, reason=body.reason,
                                            cancelled_by=body.cancelled_by, replan=body.replan))

@@ -59,6 +59,16 @@ class NotFound(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Whose a record is, for access checks: its service area, the caregivers on it and the
+    elder it is for."""
+
+    service_area_id: str
+    caregiver_ids: frozenset[str] = frozenset()
+    elder_id: str | None = None
+
+
 @dataclass
 class PlaceOrder:
     """The command behind every order, whatever its source."""
@@ -1372,6 +1382,38 @@ class DispatchApplication(ServiceApplication):
                         | CreditsReservationRejected):
             processing.collect_events(*self._funding_answer(event))
 
+    # Owners (for access checks: None when there is no such record) ---------------------------
+    def owner_of_elder(self, elder_id: str) -> Owner | None:
+        elder = self.get_or_none(Elder.create_id(elder_id))
+        return None if elder is None else Owner(elder.service_area_id, elder_id=elder.elder_id)
+
+    def owner_of_caregiver(self, caregiver_id: str) -> Owner | None:
+        caregiver = self.get_or_none(Caregiver.create_id(caregiver_id))
+        return None if caregiver is None else Owner(caregiver.service_area_id,
+                                                    frozenset({caregiver.caregiver_id}))
+
+    def owner_of_order(self, order_id: str) -> Owner | None:
+        order = self.get_or_none(ServiceOrder.create_id(order_id))
+        return None if order is None else Owner(order.service_area_id, elder_id=order.elder_id)
+
+    def owner_of_visit(self, visit_id: str) -> Owner | None:
+        """The visit's area, its caregivers (two for two-person care) and elder."""
+        visit = self.get_or_none(Visit.create_id(visit_id))
+        return None if visit is None else Owner(visit.service_area_id,
+                                                frozenset(visit.caregiver_ids), visit.elder_id)
+
+    def owner_of_care_plan(self, care_plan_id: str) -> Owner | None:
+        plan = self.get_or_none(CarePlan.create_id(care_plan_id))
+        return None if plan is None else Owner(plan.service_area_id, elder_id=plan.elder_id)
+
+    def owner_of_proposal(self, proposal_id: str) -> Owner | None:
+        proposal = self.get_or_none(ReplanProposal.create_id(proposal_id))
+        return None if proposal is None else Owner(proposal.service_area_id)
+
+    def owner_of_alert(self, alert_id: str) -> Owner | None:
+        alert = self.get_or_none(Alert.create_id(alert_id))
+        return None if alert is None else Owner(alert.service_area_id, elder_id=alert.elder_id)
+
     # Helpers ---------------------------------------------------------------------------------
     def _get(self, aggregate_id: UUID, message: str) -> Any:
         try:
@@ -1383,5 +1425,5 @@ class DispatchApplication(ServiceApplication):
         return translate(self, domain_event)
 
 
-__all__ = ["DispatchApplication", "PlaceOrder", "NotFound", "DispatchError", "InvalidInput",
-           "IllegalTransition", "stable_id", "CaregiverKind"]
+__all__ = ["DispatchApplication", "PlaceOrder", "NotFound", "Owner", "DispatchError",
+           "InvalidInput", "IllegalTransition", "stable_id", "CaregiverKind"]

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from services.dispatch.access import DispatchAccess
 from services.dispatch.web import dashboard
 from services.dispatch.web.sync import SyncIn, apply_batch, chain_break
 from services.runtime.http import add_page
@@ -19,11 +20,13 @@ from services.runtime.http import add_page
 STATIC = Path(__file__).resolve().parent / "static"
 def build_router(app: Any) -> APIRouter:
     router = APIRouter(tags=["caregiver page"])
+    grants = DispatchAccess(app)
 
     add_page(router, "/dispatch/app", STATIC, "The caregiver page (zh-CN first, English toggle).")
 
     @router.post("/dispatch/sync", responses={409: {"description": "the queue's hash chain is "
-                                                                    "broken; nothing applied"}})
+                                                                    "broken; nothing applied"}},
+                 dependencies=[grants.sync])
     def sync(body: SyncIn) -> Any:
         """Apply a phone's queued check-ins/check-outs in order, after verifying their chain.
 

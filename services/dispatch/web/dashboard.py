@@ -28,6 +28,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from contracts.values import ServiceType
 from services.dispatch import routing
+from services.dispatch.access import DispatchAccess
 from services.dispatch.api import alert_view, proposal_view, visit_view
 from services.dispatch.domain.people import Caregiver
 from services.dispatch.domain.visits import (
@@ -435,11 +436,13 @@ def move_visit(app: Any, visit_id: str, caregiver_id: str, start: datetime, by: 
 # Routes --------------------------------------------------------------------------------------
 def build_router(app: Any) -> APIRouter:
     router = APIRouter(tags=["dispatcher dashboard"])
+    grants = DispatchAccess(app)
 
     add_page(router, "/dispatch/dashboard", STATIC,
              "The dispatcher dashboard (zh-CN first, English toggle).")
 
-    @router.get("/dispatch/dashboard/api/areas/{service_area_id}/day")
+    @router.get("/dispatch/dashboard/api/areas/{service_area_id}/day",
+                dependencies=[grants.area_read])
     def area_day(service_area_id: str, day: date | None = Query(default=None, alias="date")
                  ) -> Any:
         """The area's day for the dashboard: caregivers with colours and last positions, visits
@@ -449,7 +452,8 @@ def build_router(app: Any) -> APIRouter:
         return jsonable_encoder(day_view(app, service_area_id, day))
 
     @router.post("/dispatch/dashboard/api/visits/{visit_id}/move",
-                 responses={409: {"description": "refused: the checker's reasons"}})
+                 responses={409: {"description": "refused: the checker's reasons"}},
+                 dependencies=[grants.visit_manage])
     def move(visit_id: str, body: MoveIn) -> Any:
         """Move a not-started visit to a caregiver and start time. The day with the move is
         checked by the router's independent checker: applied (Visit.Rescheduled) when it adds

@@ -14,6 +14,7 @@ from services.dispatch import api
 from services.dispatch.application import DispatchApplication, NotFound
 from services.dispatch.domain.visits import DispatchError
 from services.runtime.http import install_error_handlers
+from tests.support.auth import bearer, install_test_auth
 
 AREA = "test-area"
 HOME = {"E-1": (29.3069, 120.0760), "E-2": (29.3121, 120.0822), "E-3": (29.2987, 120.0701),
@@ -22,11 +23,11 @@ STATION = (29.3050, 120.0745)
 
 
 def http_app(app: DispatchApplication) -> FastAPI:
-    """The dispatch router with the same error mapping the host installs."""
+    """The dispatch router with the same error mapping and token check the host installs."""
     web = FastAPI()
     web.include_router(api.build_router(app))
     install_error_handlers(web, not_found=(NotFound,), conflict=(DispatchError,))
-    return web
+    return install_test_auth(web)
 
 
 @pytest.fixture
@@ -39,7 +40,8 @@ def dispatch_app() -> Iterator[DispatchApplication]:
 
 @pytest.fixture
 def client(dispatch_app: DispatchApplication) -> Iterator[TestClient]:
-    with TestClient(http_app(dispatch_app)) as c:
+    """An administrator's client (tests of who may do what send their own headers)."""
+    with TestClient(http_app(dispatch_app), headers=bearer("admin")) as c:
         yield c
 
 

@@ -16,6 +16,8 @@ from services.runtime.broker import LocalBroker
 from services.runtime.host import Host, create_http_app
 from services.runtime.settings import SharedSettings
 from services.system import build_units
+from tests.support.auth import bearer
+from tests.support.auth import test_auth as signing_auth
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +36,11 @@ async def system(tmp_path) -> AsyncIterator[dict[str, Any]]:
     for unit in units:
         SEEDERS[unit.name](unit.application)
     host = Host(units, settings, bootstrap_servers=broker.bootstrap_servers)
-    app = create_http_app(host)
+    app = create_http_app(host, auth=signing_auth())
     await host.start()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    # The area's dispatcher places the orders and reads the answers.
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                               headers=bearer("dispatcher", service_areas=["yiwu-choucheng"]))
     try:
         yield {"client": client}
     finally:

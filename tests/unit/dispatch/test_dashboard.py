@@ -17,6 +17,7 @@ from services.dispatch.domain.visits import DispatchError
 from services.dispatch.web import dashboard
 from services.runtime.http import install_error_handlers
 from services.system import with_pages
+from tests.support.auth import bearer, install_test_auth
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 3, 10)  # a Tuesday
@@ -163,12 +164,18 @@ def test_overrun_when_checked_in_past_the_planned_end(app) -> None:  # type: ign
 
 
 def test_http_move_answers_409_with_reasons_and_pages_are_served(app) -> None:  # type: ignore[no-untyped-def]
-    """Over HTTP: a refused move answers 409 with the reasons, an allowed one the visit; the
-    page and its assets are served, anything else under the page is 404."""
+    """Over HTTP, as the area's dispatcher: a refused move answers 409 with the reasons, an
+    allowed one the visit; another area's dispatcher gets 403. The page and its assets are
+    served without a token, anything else under the page is 404."""
     http = FastAPI()
     http.include_router(with_pages("dispatch", app, api.build_router(app)))
     install_error_handlers(http, not_found=(NotFound,), conflict=(DispatchError,))
-    client = TestClient(http)
+    install_test_auth(http)
+    client = TestClient(http, headers=bearer("dispatcher", service_areas=[AREA]))
+    elsewhere = TestClient(http, headers=bearer("dispatcher", service_areas=["other-area"]))
+    assert elsewhere.post("/dispatch/dashboard/api/visits/V-O-meal/move", json={
+        "caregiver_id": "C-2", "planned_start": at("09:00").isoformat()}).status_code == 403
+    assert elsewhere.get(f"/dispatch/dashboard/api/areas/{AREA}/day").status_code == 403
     refused = client.post("/dispatch/dashboard/api/visits/V-O-meal/move",
                           json={"caregiver_id": "C-2", "planned_start": at("09:00").isoformat()})
     assert refused.status_code == 409 and refused.json()["reasons"]
@@ -176,14 +183,18 @@ def test_http_move_answers_409_with_reasons_and_pages_are_served(app) -> None:  
     moved = client.post("/dispatch/dashboard/api/visits/V-O-clean/move",
                         json={"caregiver_id": target, "planned_start": at("11:00").isoformat()})
     assert moved.status_code == 200 and moved.json()["caregiver_id"] == target
-    assert client.post("/dispatch/dashboard/api/visits/nope/move", json={
-        "caregiver_id": "C-1", "planned_start": at("11:00").isoformat()}).status_code == 404
+    assert TestClient(http, headers=bearer()).post("/dispatch/dashboard/api/visits/nope/move",
+                                                   json={"caregiver_id": "C-1",
+                                                         "planned_start": at("11:00").isoformat()}
+                                                   ).status_code == 404
     day = client.get(f"/dispatch/dashboard/api/areas/{AREA}/day", params={"date": "2026-03-10"})
     assert day.status_code == 200 and len(day.json()["visits"]) == 2
-    assert client.get("/dispatch/dashboard/").headers["content-type"].startswith("text/html")
-    assert client.get("/dispatch/dashboard/map.js").status_code == 200
-    assert client.get("/dispatch/dashboard/..%2F__init__.py").status_code == 404
-    assert client.get("/dispatch/dashboard/missing.js").status_code == 404
+    public = TestClient(http)
+    assert public.get("/dispatch/dashboard/").headers["content-type"].startswith("text/html")
+    assert public.get("/dispatch/dashboard/map.js").status_code == 200
+    assert public.get("/dispatch/dashboard/..%2F__init__.py").status_code == 404
+    assert public.get("/dispatch/dashboard/missing.js").status_code == 404
+    assert public.get(f"/dispatch/dashboard/api/areas/{AREA}/day").status_code == 401
 
 
 def test_month_kpis_add_the_earlier_days_to_today(app) -> None:  # type: ignore[no-untyped-def]
