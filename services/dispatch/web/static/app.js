@@ -6,6 +6,11 @@ import { deviceId, enqueue, exclusive, getMeta, pending, remove, setMeta } from 
 import { label, lang, setLang, t } from "./i18n.js";
 
 const TZ = "Asia/Shanghai"; // the area's local time; the route may say otherwise
+// Log-in (/auth/login.js, cached by the service worker): every request carries the token; a
+// 401 asks for user name and password and sends the request again. Without it (a server that
+// does not check callers) the page works as before.
+const auth = window.homecareAuth ?? { fetch: (url, options) => fetch(url, options),
+  streamUrl: (url) => url, claims: () => null, logout() {}, login: async () => null };
 const $ = (selector) => document.querySelector(selector);
 const state = { caregiverId: localStorage.getItem("caregiver_id"), route: null, savedAt: null,
   queue: [], syncing: null, resync: false, blocked: null, skew: 0, rejected: [],
@@ -45,7 +50,7 @@ function checkClock(response) {
 }
 
 async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  const response = await auth.fetch(url, { headers: { Accept: "application/json" } });
   checkClock(response);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -177,7 +182,9 @@ async function sendQueue() {
   if (!records.length || !state.caregiverId) return true;
   let response;
   try {
-    response = await fetch("/dispatch/sync", { method: "POST",
+    // A 401 (the token expired on a long shift) logs in and sends the same batch again; the
+    // queue is only emptied by the server's answer to each record.
+    response = await auth.fetch("/dispatch/sync", { method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ device_id: await deviceId(), caregiver_id: state.caregiverId,
         records: records.map(({ prev, payload, hash }) => ({ prev, payload, hash })) }) });
@@ -186,6 +193,10 @@ async function sendQueue() {
     return false;
   }
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) { // log-in put off ("later"): the records stay queued
+    notify(t("needLogin"), "warn");
+    return false;
+  }
   if (response.status === 409 && body.broken_at !== undefined) {
     state.blocked = { n: body.broken_at + 1, reason: body.detail };
     notify("");
@@ -220,7 +231,7 @@ async function reportPending() {
   const visitIds = [...new Set((await pending()).map((r) => JSON.parse(r.payload).visit_id))];
   if (!visitIds.length && !state.reportedPending) return;
   const id = encodeURIComponent(state.caregiverId);
-  await fetch(`/dispatch/caregivers/${id}/pending-sync`, { method: "POST",
+  await auth.fetch(`/dispatch/caregivers/${id}/pending-sync`, { method: "POST",
     headers: { "Content-Type": "application/json" }, body: JSON.stringify({ visit_ids: visitIds }) })
     .then((r) => { state.reportedPending = r.ok && visitIds.length > 0; }, () => undefined);
 }
@@ -244,15 +255,40 @@ function refresh() {
   })().finally(() => { reloading = null; });
 }
 
+// Why the server closed the stream: a 401 logs in here (auth.fetch); true when it refuses this
+// caller the stream for good (403) or has none (404).
+async function streamRefused(url) {
+  const abort = new AbortController();
+  try {
+    const response = await auth.fetch(url, { signal: abort.signal,
+      headers: { Accept: "text/event-stream" } });
+    return response.status === 403 || response.status === 404;
+  } catch {
+    return false; // no network: try the stream again later
+  } finally {
+    abort.abort();
+  }
+}
+
+// Without the stream, changes of the route are picked up by reading it now and then.
+const POLL_MS = 30000;
+let polling = null;
+
+function poll() {
+  polling ??= setInterval(() => {
+    if (state.caregiverId && navigator.onLine && !document.hidden) refresh();
+  }, POLL_MS);
+}
+
 function follow() {
   const area = state.route?.area;
   if (!area || !("EventSource" in window) || stream?.area === area) return;
-  stream?.source.close();
+  stream?.source?.close();
   // Resume after the last event this phone saw, so a reload does not replay the area's day.
   const seen = `stream:${area}`;
   const after = Number(localStorage.getItem(seen)) || 0;
-  const source = new EventSource(`/dispatch/areas/${encodeURIComponent(area)}/stream`
-    + (after ? `?after=${after}` : ""));
+  const url = `/dispatch/areas/${encodeURIComponent(area)}/stream` + (after ? `?after=${after}` : "");
+  const source = new EventSource(auth.streamUrl(url));
   const remember = (event) => { if (event.lastEventId) localStorage.setItem(seen, event.lastEventId); };
   for (const kind of ["alert", "proposal"]) source.addEventListener(kind, remember);
   source.addEventListener("visit", (event) => {
@@ -261,9 +297,17 @@ function follow() {
     if (visit.caregiver_id === state.caregiverId
         || state.route?.visits.some((v) => v.visit_id === visit.visit_id)) refresh();
   });
-  // Reconnect by hand: the browser's own retry would resend the first ?after= again.
-  source.addEventListener("error", () => {
+  // Reconnect by hand: the browser's own retry would resend the first ?after= again. A stream
+  // the server closed at once (CLOSED: it answered with an error) is asked why first.
+  source.addEventListener("error", async () => {
+    const closed = source.readyState === EventSource.CLOSED;
     source.close();
+    if (stream?.source !== source) return;
+    if (closed && await streamRefused(url)) {
+      stream = { area, source: null }; // not for this caller: read the route now and then
+      poll();
+      return;
+    }
     if (stream?.source !== source) return;
     stream = null;
     setTimeout(() => { if (!stream) follow(); }, 3000);
@@ -460,6 +504,32 @@ function renderRejected() {
     } }, t("dismiss")));
 }
 
+// Who: the log-in's caregiver id (the token's claim) when it has one; otherwise the id typed
+// in the sign-in form (an administrator or dispatcher acting on a caregiver's behalf).
+function fromToken() {
+  const id = auth.claims()?.caregiver_id;
+  return typeof id === "string" && id ? id : null;
+}
+
+function forget() {
+  state.caregiverId = null;
+  state.route = null;
+  stream?.source?.close();
+  stream = null;
+  localStorage.removeItem("caregiver_id");
+}
+
+async function adopt() {
+  const id = fromToken();
+  if (!id || id === state.caregiverId) return;
+  forget();
+  state.caregiverId = id;
+  localStorage.setItem("caregiver_id", id);
+  await loadRoute();
+  render();
+  sync();
+}
+
 // Start --------------------------------------------------------------------------------------
 async function start() {
   setLang(lang());
@@ -478,15 +548,15 @@ async function start() {
     render();
     sync();
   });
-  $("#signout").addEventListener("click", () => {
+  $("#signout").addEventListener("click", async () => {
     if (state.queue.length) return notify(t("unsyncedSignOut"), "warn");
-    state.caregiverId = null;
-    state.route = null;
-    stream?.source.close();
-    stream = null;
-    localStorage.removeItem("caregiver_id");
+    forget();
+    auth.logout();
     render();
+    if (await auth.login()) await adopt(); // the next caregiver on this phone
   });
+  // Logged in again (an expired token, or after signing out): the token may name the caregiver.
+  addEventListener("homecare:login", () => { if (!state.queue.length) adopt(); });
   $("#sync-now").addEventListener("click", () => sync());
   addEventListener("online", () => { render(); sync(); });
   addEventListener("offline", () => render());
@@ -500,10 +570,18 @@ async function start() {
   }
   state.queue = await pending();
   state.rejected = (await getMeta("rejected")) || [];
-  if (state.caregiverId) await loadRoute();
+  const mine = fromToken();
+  // Records queued by another caregiver on this phone are sent under their id first.
+  if (mine && (!state.caregiverId || !state.queue.length)) state.caregiverId = mine;
+  if (state.caregiverId) {
+    localStorage.setItem("caregiver_id", state.caregiverId);
+    await loadRoute();
+  }
   render();
   document.body.dataset.ready = "1";
   sync();
+  // Nobody known and no token yet: log in first (the id form stays as the fallback).
+  if (!state.caregiverId && !auth.token?.() && navigator.onLine && await auth.login()) await adopt();
 }
 
 start();

@@ -1,10 +1,13 @@
 // Service worker of the caregiver page: the app shell and the last route stay usable offline.
 // Network first (a caregiver should see today's changes when there is signal), the cache when
 // the network fails. Only GETs are touched: check-ins travel through the page's own queue.
-const SHELL = "caregiver-shell-v3";
-const DATA = "caregiver-data-v3";
+const SHELL = "caregiver-shell-v4";
+const DATA = "caregiver-data-v4";
+// The log-in script is shared by every page of the service (outside this scope): kept here
+// too, so that the page starts offline with the token it has.
+const LOGIN = "/auth/login.js";
 const ASSETS = ["./", "app.js", "queue.js", "i18n.js", "map.js", "app.css", "icon.svg",
-  "manifest.webmanifest"];
+  "manifest.webmanifest", LOGIN];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(ASSETS)).then(() => self.skipWaiting()));
@@ -43,7 +46,8 @@ self.addEventListener("fetch", (event) => {
   const request = event.request;
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== location.origin) return;
-  const shell = url.pathname.startsWith(new URL("./", self.registration.scope).pathname);
+  const shell = url.pathname.startsWith(new URL("./", self.registration.scope).pathname)
+    || url.pathname === LOGIN;
   if (!shell && !isRoute(url)) return;
   // The shell ignores the query (?date=); a route is kept per caregiver and date.
   const key = shell ? url.pathname : request;

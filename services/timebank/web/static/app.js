@@ -21,8 +21,16 @@ function reasonZh(reason) {
   return reason;
 }
 const STATES = { assigned: "待服务", done: "已完成", cancelled: "已取消" };
-let person = null;
+let person = null;  // the time-bank account (the token's volunteer_id)
 let member = null;
+// Log-in (/auth/login.js): every call carries the token; a 401 asks for user name and password
+// and sends the call again. Without it (a server that checks nobody) the page works as before.
+const auth = window.homecareAuth ?? { fetch: (url, options) => fetch(url, options),
+  claims: () => null };
+// In dispatch a volunteer is a caregiver of kind volunteer, under the token's caregiver_id.
+function caregiverId() {
+  return auth.claims()?.caregiver_id || person;
+}
 
 // Days are the service area's days (China: Asia/Shanghai), whatever the phone's setting.
 const AREA_TIME_ZONE = "Asia/Shanghai";
@@ -51,7 +59,7 @@ function say(text, error = false) {
 }
 
 async function call(method, url, body) {
-  const response = await fetch(url, {
+  const response = await auth.fetch(url, {
     method, headers: body ? { "Content-Type": "application/json" } : {},
     body: body ? JSON.stringify(body) : undefined,
   });
@@ -119,7 +127,7 @@ async function checkIn(task) {
   const position = await here();
   try {
     await call("POST", `/dispatch/visits/${encodeURIComponent(task.visit_id)}/check-in`,
-               { caregiver_id: person, ...(position || {}) });
+               { caregiver_id: caregiverId(), ...(position || {}) });
     say("已签到");
   } catch (error) {
     say(error.status === 404 ? "签到需要调度服务（此处未连接）" : "签到失败：" + error.message, true);
@@ -142,7 +150,7 @@ async function checkOut(task, code, proxy, tasksDone) {
   try {
     const visit = await call("POST",
       `/dispatch/visits/${encodeURIComponent(task.visit_id)}/check-out`,
-      { caregiver_id: person, confirmation_code: code || null, family_proxy_confirmed: proxy,
+      { caregiver_id: caregiverId(), confirmation_code: code || null, family_proxy_confirmed: proxy,
         tasks_done: tasksDone, ...(position || {}) });
     say(visit.state === "verified" ? "已签退，服务已确认，时间将记入账户" : "已签退，等待审核");
     setTimeout(refresh, 1500);
@@ -195,7 +203,7 @@ async function claim(orderId, button) {
   button.disabled = true;
   try {
     const answer = await call("POST", `/dispatch/orders/${encodeURIComponent(orderId)}/claim`,
-      { caregiver_id: member.person_id });
+      { caregiver_id: caregiverId() });
     const start = new Date(answer.visit.planned_start);
     say(`已接单：${start.toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit" })} 上门`);
     await loadOpenTasks();
@@ -213,8 +221,8 @@ async function loadOpenTasks() {
     const orders = await call("GET",
       `/dispatch/areas/${encodeURIComponent(member.bank_id)}/orders?date=${today}`);
     const open = orders.filter((o) => o.state === "placed" || o.state === "unassigned");
-    $("#open-note").textContent = open.length ? "今天还没有人接的服务（由调度分配），近的在前" : "今天附近没有开放任务";
-    // Nearest first when the phone shares its position (elders' homes from dispatch).
+    // Nearest first when the phone shares its position and dispatch lets this caller read the
+    // elders' homes (staff; a volunteer's token may not: then in dispatch's order).
     const [position, elders] = await Promise.all([
       open.length ? here() : null,
       open.length ? call("GET", `/dispatch/areas/${encodeURIComponent(member.bank_id)}/elders`)
@@ -227,6 +235,9 @@ async function loadOpenTasks() {
         ? metres(position, { lat: home.lat, lon: home.lon }) : null;
     }
     open.sort((a, b) => (a.distance ?? Infinity) - (b.distance ?? Infinity));
+    const near = open.some((o) => o.distance != null);
+    $("#open-note").textContent = !open.length ? "今天附近没有开放任务"
+      : "今天还没有人接的服务（由调度分配）" + (near ? "，近的在前" : "");
     for (const o of open) {
       const away = o.distance == null ? "" : ` · 约 ${o.distance < 1000
         ? Math.round(o.distance) + " 米" : (o.distance / 1000).toFixed(1) + " 公里"}`;
@@ -242,7 +253,8 @@ async function loadOpenTasks() {
       list.append(li);
     }
   } catch (error) {
-    $("#open-note").textContent = "开放任务来自调度服务，此处未连接";
+    $("#open-note").textContent = error.status === 403 ? "没有查看开放任务的权限"
+      : "开放任务来自调度服务，此处未连接";
   }
 }
 
@@ -250,7 +262,9 @@ async function refresh() {
   try {
     await loadBalance();
   } catch (error) {
-    say(error.status === 404 ? "没有找到这个编号的账户" : error.message, true);
+    say(error.status === 404 ? "没有找到这个编号的账户"
+      : error.status === 403 ? "这个账户不是您的（请用自己的账号登录）"
+      : error.status === 401 ? "请先登录" : error.message, true);
     $("#main").hidden = true;
     return;
   }
@@ -297,10 +311,25 @@ $("#redeem").addEventListener("submit", async (e) => {
 });
 
 $("#redeem").requested_date.value = localDay(1);
-const remembered = new URLSearchParams(location.search).get("person")
-  || localStorage.getItem("timebank.person");
-if (remembered) {
-  $("#person").value = remembered;
-  person = remembered;
-  refresh();
+
+// Whose page: the log-in's time-bank id when the token has one (the number form is then
+// hidden); otherwise the number typed or remembered (staff helping a volunteer).
+function start() {
+  const mine = auth.claims()?.volunteer_id;
+  $("#who").hidden = Boolean(mine);
+  const remembered = mine || new URLSearchParams(location.search).get("person")
+    || localStorage.getItem("timebank.person");
+  if (remembered) {
+    $("#person").value = remembered;
+    person = remembered;
+    refresh();
+  } else if (window.homecareAuth && !auth.token()) {
+    auth.login();  // nobody yet: log in (the number form stays as the fallback)
+  }
 }
+
+if (window.homecareAuth) {
+  auth.logoutButton($("#logout"));
+  addEventListener("homecare:login", () => { say(""); start(); });
+}
+start();

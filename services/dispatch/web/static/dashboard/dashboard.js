@@ -9,9 +9,13 @@ const params = new URLSearchParams(location.search);
 const state = { view: null, stream: null, streamKey: null, chosenElder: null, reloadTimer: null,
   proposal: null, selected: null, focus: null };
 window.dashboard = state; // for the browser tests and the curious: what is drawn
+// Log-in (/auth/login.js): every call carries the token; a 401 asks for user name and password
+// and sends the call again. Without it (a server that checks nobody) the page works as before.
+const auth = window.homecareAuth ?? { fetch: (url, options) => fetch(url, options),
+  streamUrl: (url) => url, claims: () => null, recheck: async () => {} };
 
 async function call(method, url, body) {
-  const response = await fetch(url, { method, headers: body ? { "Content-Type": "application/json" } : {},
+  const response = await auth.fetch(url, { method, headers: body ? { "Content-Type": "application/json" } : {},
     body: body ? JSON.stringify(body) : undefined });
   let data = null;
   try { data = await response.json(); } catch { data = null; }
@@ -79,11 +83,23 @@ function follow(view) {
   if (state.streamKey === key && state.stream) return;
   if (state.stream) state.stream.close();
   state.streamKey = key;
-  const source = new EventSource(`/dispatch/areas/${encodeURIComponent(key)}/stream?after=${view.stream_position}`);
+  // EventSource sends no headers: the token goes in the query string.
+  const source = new EventSource(auth.streamUrl(
+    `/dispatch/areas/${encodeURIComponent(key)}/stream?after=${view.stream_position}`));
   state.stream = source;
   const live = $("live");
   source.onopen = () => { live.className = "live on"; live.textContent = t("live"); };
-  source.onerror = () => { live.className = "live off"; live.textContent = t("offline"); };
+  source.onerror = async () => {
+    live.className = "live off"; live.textContent = t("offline");
+    if (source.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+    // Refused (an expired token, typically): log in if need be, then read the day and follow
+    // again with the new token.
+    source.close();
+    if (state.stream !== source) return;
+    state.stream = null;
+    await auth.recheck();
+    setTimeout(() => { if (!state.stream) scheduleReload(); }, 3000);
+  };
   for (const kind of ["visit", "alert", "proposal"]) {
     source.addEventListener(kind, (e) => {
       const data = JSON.parse(e.data);
@@ -277,7 +293,8 @@ function renderKpis(view) {
 
 async function served(path) {
   // A probe that only answers when that service runs in this process (same origin).
-  try { return (await fetch(path)).ok; } catch { return false; }
+  // 403: the service is here but this caller may not read that (its KPIs say unavailable).
+  try { return (await auth.fetch(path)).status !== 404; } catch { return false; }
 }
 
 async function kpisFromOtherServices(view) {
@@ -516,7 +533,11 @@ async function placeOrder(event) {
 function start() {
   setLanguage(params.get("lang") === "en" ? "en" : language());
   translatePage();
-  $("area").value = params.get("area") || localStorage.getItem("homecare-dashboard-area") || "yiwu-choucheng";
+  // The area asked for, else the last one shown if it is still this dispatcher's, else theirs.
+  const mine = auth.claims()?.service_areas || [];
+  const last = localStorage.getItem("homecare-dashboard-area");
+  $("area").value = params.get("area") || (last && (!mine.length || mine.includes(last)) ? last : null)
+    || mine[0] || "yiwu-choucheng";
   if (params.get("date")) $("day").value = params.get("date");
   $("lang").addEventListener("click", () => {
     setLanguage(language() === "zh" ? "en" : "zh");
@@ -528,6 +549,13 @@ function start() {
     load().catch((e) => toast(t("failed", { reason: e.message }), "error"));
   };
   $("area").addEventListener("change", reload);
+  if (window.homecareAuth) auth.logoutButton($("logout"));
+  // Logged in (again, or as someone else): follow the stream with the new token.
+  addEventListener("homecare:login", () => {
+    state.stream?.close();
+    state.stream = null;
+    reload();
+  });
   $("day").addEventListener("change", reload);
   $("plan-day").addEventListener("click", planDay);
   $("replan").addEventListener("click", replan);
