@@ -6,6 +6,7 @@ connections would only fail) and work as root in CI.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -31,6 +32,18 @@ def chromium() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
+
+
+TOKEN_KEY = "homecare.token"  # where services/runtime/login.js keeps the bearer token
+
+
+def log_in_as(page, token: str) -> None:  # type: ignore[no-untyped-def]
+    """The page's origin starts with this token in localStorage, as if its user had logged in
+    (kept across reloads unless the page replaces it, e.g. after a log-in through the form)."""
+    key = json.dumps(TOKEN_KEY)
+    page.context.add_init_script(  # about:blank has no storage: nothing to do there
+        f"try {{ if (!localStorage.getItem({key})) localStorage.setItem({key}, "
+        f"{json.dumps(token)}); }} catch (e) {{}}")
 
 
 @pytest.fixture

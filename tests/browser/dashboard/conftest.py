@@ -26,6 +26,8 @@ from services.dispatch.application import DispatchApplication, NotFound, PlaceOr
 from services.dispatch.domain.visits import DispatchError
 from services.runtime.http import install_error_handlers
 from services.system import with_pages
+from tests.browser.conftest import log_in_as
+from tests.support.auth import install_test_auth, token
 
 TZ = ZoneInfo("Asia/Shanghai")
 STATION = (29.3050, 120.0745)
@@ -80,6 +82,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     http = FastAPI()
     http.include_router(with_pages("dispatch", app, api.build_router(app)))
     install_error_handlers(http, not_found=(NotFound,), conflict=(DispatchError,))
+    install_test_auth(http)
     port = _free_port()
     served.base_url = f"http://127.0.0.1:{port}"
     server = uvicorn.Server(uvicorn.Config(http, host="127.0.0.1", port=port, log_level="warning"))
@@ -132,7 +135,9 @@ def seed_day(site: Site, name: str) -> SeededDay:
 
 
 def open_dashboard(page, site: Site, seeded: SeededDay) -> None:  # type: ignore[no-untyped-def]
-    """The dashboard on an office screen, showing the seeded area's day."""
+    """The dashboard on an office screen, showing the seeded area's day, for a dispatcher of
+    that area."""
+    log_in_as(page, token("dispatcher", service_areas=[seeded.area]))
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{site.base_url}/dispatch/dashboard/?area={seeded.area}")
     page.wait_for_selector("#gantt .bar.planned")

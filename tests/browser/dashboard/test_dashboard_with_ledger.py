@@ -11,12 +11,15 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from services.runtime.broker import free_port
+from tests.browser.conftest import log_in_as
 from tests.browser.dashboard.conftest import TZ
+from tests.support.auth import bearer_for_data_dir
 
 pytestmark = pytest.mark.browser
 
@@ -25,8 +28,17 @@ CODES = {"E-1001": "4821", "E-1002": "7315", "E-1003": "2290"}
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("dashboard-up")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dashboard-up")
+
+
+def headers(workdir: Path, role: str, **scopes: object) -> dict[str, str]:
+    """A token that `homecare up` started in `workdir` accepts (its data directory: ./var)."""
+    return bearer_for_data_dir(workdir / "var", role, **scopes)
+
+
+@pytest.fixture(scope="module")
+def system(workdir: Path) -> Iterator[str]:
     port = free_port()
     log = workdir / "homecare.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMECARE_", "KAFKA_"))}
@@ -125,17 +137,21 @@ def _settled(client: httpx.Client, visits: list[dict],
         time.sleep(0.3)
 
 
-def test_kpis_read_from_the_ledger_and_the_time_bank(page, system: str, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
-    """Served by `homecare up`, the dashboard shows the hours by funding source as the ledger
-    charged them (the day's visits; the month's statements), the month's entitlement use and
-    the credits the time bank gave the volunteer: not "unavailable"."""
-    client = httpx.Client(base_url=system, timeout=30)
+def test_kpis_read_from_the_ledger_and_the_time_bank(page, system: str, workdir: Path,  # type: ignore[no-untyped-def]
+                                                     screenshot_dir) -> None:
+    """Served by `homecare up`, the dashboard of a dispatcher of the area shows the hours by
+    funding source as the ledger charged them (the day's visits; the month's statements), the
+    month's entitlement use and the credits the time bank gave the volunteer: not
+    "unavailable" (the dispatcher may read all of them for their own area)."""
+    client = httpx.Client(base_url=system, timeout=30, headers=headers(workdir, "admin"))
     day, visits = _serve_yesterday(client)
     assert [v["caregiver_kind"] for v in visits if v["elder_id"] == "E-1003"] == ["volunteer"]
     by_source, on_statements, credits = _settled(client, visits, day[:7])
     assert by_source.get("entitlement") and credits > 0
 
     page.set_viewport_size({"width": 1440, "height": 900})
+    token = headers(workdir, "dispatcher", service_areas=[AREA])["authorization"]
+    log_in_as(page, token.removeprefix("Bearer "))
     page.goto(f"{system}/dispatch/dashboard/?area={AREA}&date={day}")
     page.wait_for_function("['kpi-sources-day', 'kpi-sources-month', 'kpi-entitlement',"
                            " 'kpi-credits'].every(id => {"

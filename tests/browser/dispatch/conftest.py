@@ -2,7 +2,8 @@
 
 No broker: the page talks HTTP only, and its router and the API act on the application directly.
 The server counts the requests it receives so that a test can tell "served by the service
-worker" from "served by the network".
+worker" from "served by the network". Callers are checked with the test key (tests/support/
+auth.py tokens); the same issuer also logs in the users of `site.users` through the page's form.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from contracts.values import CaregiverKind, ServiceType
 from services.dispatch import api
 from services.dispatch.application import DispatchApplication, NotFound, PlaceOrder
 from services.dispatch.domain.visits import DispatchError
+from services.runtime.access import install_auth
+from services.runtime.auth import Auth, UserStore
 from services.runtime.http import install_error_handlers
 from services.system import with_pages
+from tests.support.auth import test_auth
 
 TZ = ZoneInfo("Asia/Shanghai")
 STATION = (29.3050, 120.0745)
@@ -42,6 +46,7 @@ SERVICES = [ServiceType.MEAL_HELP, ServiceType.CLEANING, ServiceType.MOBILITY]
 class Site:
     base_url: str
     app: DispatchApplication
+    users: UserStore
     requests: list[str] = field(default_factory=list)
     route_delay_s: float = 0.0  # a weak signal: route answers that take this long
 
@@ -61,14 +66,18 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    db = Path(tmp_path_factory.mktemp("dispatch")) / "dispatch.sqlite"
+    folder = Path(tmp_path_factory.mktemp("dispatch"))
+    db = folder / "dispatch.sqlite"
     app = DispatchApplication({"PERSISTENCE_MODULE": "eventsourcing.sqlite",
                                "SQLITE_DBNAME": str(db), "SQLITE_LOCK_TIMEOUT": "10"})
     http = FastAPI()
     http.include_router(with_pages("dispatch", app, api.build_router(app)))
     install_error_handlers(http, not_found=(NotFound,), conflict=(DispatchError,))
+    # The test key's issuer (bearer()/token() tokens are accepted) with users who log in.
+    users = UserStore(folder / "auth" / "users.json")
+    install_auth(http, Auth(test_auth().verifier, test_auth().issuer, users))
     port = _free_port()
-    served = Site(f"http://127.0.0.1:{port}", app)
+    served = Site(f"http://127.0.0.1:{port}", app, users)
 
     @http.middleware("http")
     async def count(request: Request, call_next):  # type: ignore[no-untyped-def]

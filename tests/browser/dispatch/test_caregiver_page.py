@@ -1,4 +1,8 @@
-"""The caregiver page in headless Chromium: route, check-in online, offline queue, sync, tamper."""
+"""The caregiver page in headless Chromium: route, check-in online, offline queue, sync, tamper.
+
+The page is logged in as the caregiver (a token naming them, as after the log-in form): it takes
+the caregiver id from the token; `sign_in(..., by_form=True)` uses the id form instead, with a
+token that names no caregiver (an administrator on the caregiver's phone)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ import httpx
 import pytest
 
 from services.dispatch.domain.sync_chain import GENESIS, link, record_hash
+from tests.browser.conftest import log_in_as
 from tests.browser.dispatch.conftest import TZ, Day, Site, seed_day
+from tests.support.auth import bearer, token
 
 pytestmark = pytest.mark.browser
 
@@ -43,11 +49,16 @@ ROUTE_SAVED_BY_WORKER = """async (id) => {
 }"""
 
 
-def sign_in(page, site: Site, day: Day) -> None:  # type: ignore[no-untyped-def]
+def sign_in(page, site: Site, day: Day, by_form: bool = False) -> None:  # type: ignore[no-untyped-def]
     page.on("pageerror", lambda error: UNCAUGHT.append(str(error)))
-    page.goto(f"{site.base_url}/dispatch/app/")
-    page.fill("#signin-id", day.caregiver_id)
-    page.click("#signin-go")
+    if by_form:
+        log_in_as(page, token("admin"))
+        page.goto(f"{site.base_url}/dispatch/app/")
+        page.fill("#signin-id", day.caregiver_id)
+        page.click("#signin-go")
+    else:
+        log_in_as(page, token("caregiver", caregiver_id=day.caregiver_id))
+        page.goto(f"{site.base_url}/dispatch/app/")
     page.wait_for_selector(f".visit[data-visit-id='{day.visit_ids[-1]}']")
 
 
@@ -184,8 +195,9 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     batch = {"device_id": "D-retry", "caregiver_id": day.caregiver_id,
              "records": [{k: r[k] for k in ("prev", "payload", "hash")} for r in queued]}
     again = page.evaluate("""async (batch) => (await fetch("/dispatch/sync", {method: "POST",
-        headers: {"Content-Type": "application/json"}, body: JSON.stringify(batch)})).json()""",
-        batch)
+        headers: {"Content-Type": "application/json",
+                  "Authorization": "Bearer " + homecareAuth.token()},
+        body: JSON.stringify(batch)})).json()""", batch)
     assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
     assert site.app.get_visit(day.visit_ids[0]).version == v1.version
 
@@ -196,7 +208,7 @@ def test_tampered_queue_record_is_refused(page, site: Site, screenshot_dir) -> N
     day = seed_day(site.app, "tamper")
     page.context.grant_permissions(["geolocation"], origin=site.base_url)
     stand_at(page, day.homes[0])
-    sign_in(page, site, day)
+    sign_in(page, site, day, by_form=True)  # the fallback: the caregiver id typed in
     page.context.set_offline(True)
     page.click(f"{card(day.visit_ids[0])} .check-in")
     page.click(f"{card(day.visit_ids[1])} .check-in")
@@ -304,11 +316,13 @@ def test_sync_answers_each_record_and_refuses_a_broken_chain(site: Site) -> None
              "records": [vars(r) for r in records]}
 
     broken = {**batch, "records": [vars(records[0]), vars(records[2])]}
-    refused = httpx.post(f"{site.base_url}/dispatch/sync", json=broken)
+    mine = bearer("caregiver", caregiver_id=day.caregiver_id)
+    refused = httpx.post(f"{site.base_url}/dispatch/sync", json=broken, headers=mine)
     assert refused.status_code == 409 and refused.json()["broken_at"] == 1
     assert site.app.get_visit(day.visit_ids[0]).state == "scheduled"
 
-    answers = httpx.post(f"{site.base_url}/dispatch/sync", json=batch).json()["results"]
+    answers = httpx.post(f"{site.base_url}/dispatch/sync", json=batch,
+                         headers=mine).json()["results"]
     assert [a["status"] for a in answers] == [
         "applied", "rejected", "rejected", "rejected", "applied"]
     assert "not assigned" in answers[1]["reason"]
@@ -336,7 +350,8 @@ def test_the_same_batch_sent_concurrently_is_applied_once(site: Site) -> None:
              "records": [vars(r) for r in records]}
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(
-            lambda _: httpx.post(f"{site.base_url}/dispatch/sync", json=batch, timeout=30),
+            lambda _: httpx.post(f"{site.base_url}/dispatch/sync", json=batch, timeout=30,
+                                 headers=bearer("caregiver", caregiver_id=day.caregiver_id)),
             range(8)))
     assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
     for index in range(3):

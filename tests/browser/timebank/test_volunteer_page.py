@@ -24,6 +24,8 @@ from services.system import with_pages
 from services.timebank import api
 from services.timebank.application import TimebankApplication
 from services.timebank.domain.credits import Redemption
+from tests.browser.conftest import log_in_as
+from tests.support.auth import install_test_auth, token
 
 pytestmark = pytest.mark.browser
 
@@ -76,6 +78,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     _seed(app)
     http = FastAPI()
     http.include_router(with_pages("timebank", app, api.build_router(app)))
+    install_test_auth(http)
     port = _free_port()
     served = Site(f"http://127.0.0.1:{port}", app)
 
@@ -101,7 +104,9 @@ def test_volunteer_sees_balance_tasks_gives_and_redeems(page, site: Site, screen
     """The whole page on a phone: every number comes from the time bank's books."""
     outside: list[str] = []
     page.on("request", lambda r: None if r.url.startswith(site.base_url) else outside.append(r.url))
-    page.goto(f"{site.base_url}/timebank/app/?person=V-301")
+    log_in_as(page, token("volunteer", caregiver_id="V-301", volunteer_id="V-301"))
+    page.goto(f"{site.base_url}/timebank/app/")
+    assert page.locator("#who").is_hidden()  # whose page: the log-in says
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     page.wait_for_selector("#main:not([hidden])")
     assert page.locator("#available").inner_text() == "可用 1 小时 30 分钟"
@@ -140,7 +145,9 @@ def test_volunteer_sees_balance_tasks_gives_and_redeems(page, site: Site, screen
 
 
 def test_unknown_person_is_told_so(page, site: Site):  # type: ignore[no-untyped-def]
-    """A mistyped number shows a message in Chinese, not a blank page."""
+    """A mistyped number (staff helping a volunteer: a token naming no account) shows a
+    message in Chinese, not a blank page."""
+    log_in_as(page, token("admin"))
     page.goto(f"{site.base_url}/timebank/app/")
     page.fill("#person", "nobody")
     page.click("#who button")
