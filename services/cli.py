@@ -307,6 +307,33 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_export(args: argparse.Namespace) -> int:
+    from services.runtime.audit import trail_csv
+    from services.runtime.audit_api import fetch_trails
+
+    token = args.token or os.environ.get("HOMECARE_TOKEN")
+    if not token:  # local mode: an auditor's token from the same data directory
+        auth = _auth(args)
+        assert auth.issuer is not None
+        from services.runtime.auth import Principal
+
+        token = auth.issuer.issue(Principal(subject="cli-audit-export", role="auditor"),
+                                  ttl_s=600)
+    try:
+        rows = fetch_trails(args.url or ["http://127.0.0.1:8000"], args.elder,
+                            {"authorization": f"Bearer {token}"},
+                            [s for s in args.services.split(",") if s])
+    except (RuntimeError, OSError) as error:
+        print(f"homecare: {error}", file=sys.stderr)
+        return 1
+    text = (trail_csv(rows) if args.format == "csv" else
+            json.dumps({"elder_id": args.elder, "events": rows}, ensure_ascii=False, indent=1))
+    out = Path(args.out or f"audit-{args.elder}.{args.format}")
+    out.write_text(text, encoding="utf-8")
+    print(f"homecare: {len(rows)} events of {args.elder} written to {out}")
+    return 0
+
+
 def _security_table(args: argparse.Namespace) -> int:
     from services.runtime.access import access_table_markdown
 
@@ -452,6 +479,25 @@ def build_parser() -> argparse.ArgumentParser:
     table = ssub.add_parser("table", help="write the endpoint x role access table")
     table.add_argument("--out", default=str(REPO_ROOT / "docs" / "security" / "access.md"))
     table.set_defaults(func=_security_table)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    export_trail = asub.add_parser(
+        "export", help="one elder's audit trail from every service, merged (CSV or JSON)")
+    export_trail.add_argument("--elder", required=True, help="the elder's id")
+    export_trail.add_argument("--url", action="append",
+                              help="a server's base URL (repeat for one process per service; "
+                                   "default http://127.0.0.1:8000)")
+    export_trail.add_argument("--token", default=None,
+                              help="bearer token (default $HOMECARE_TOKEN, else an auditor's "
+                                   "token from the local data directory)")
+    export_trail.add_argument("--services", default=",".join(SERVICE_NAMES))
+    export_trail.add_argument("--format", choices=("csv", "json"), default="csv")
+    export_trail.add_argument("--out", default=None,
+                              help="file to write (default audit-<elder>.<format>)")
+    export_trail.add_argument("--data-dir", default=None,
+                              help="data directory of the local token issuer (default ./var)")
+    export_trail.set_defaults(func=_audit_export)
 
     contracts = sub.add_parser("contracts", help="integration event contracts")
     csub = contracts.add_subparsers(dest="contracts_command", required=True)

@@ -117,7 +117,8 @@ class AuditEntry:
 
 
 # Fields of every event that say nothing about what changed.
-_BOOKKEEPING = {"originator_id", "originator_version", "timestamp", AUDIT_KEY, "class_version"}
+_BOOKKEEPING = {"originator_id", "originator_version", "timestamp", AUDIT_KEY, "class_version",
+                "originator_topic"}
 PERSONAL = "(personal)"
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -236,8 +237,9 @@ class AuditIndex:
     """Which aggregates belong to which elder, following the service's notification log.
 
     An aggregate belongs to an elder once any of its events names the elder (see
-    :func:`elders_named`). Built on first use by reading the log once (events decrypted, personal
-    fields left sealed), then kept up to date incrementally at every query.
+    :func:`elders_named`), or names by id (``*_account_id``) an account that belongs to the
+    elder (the transfers of a double-entry ledger). Built on first use by reading the log once
+    (events decrypted, personal fields left sealed), then kept up to date at every query.
     """
 
     def __init__(self, recorder: Any, mapper: AuditedMapper, batch_size: int = 1000) -> None:
@@ -247,6 +249,7 @@ class AuditIndex:
         self.position = 0
         self._aggregates: dict[str, dict[UUID, None]] = {}  # elder -> ordered set of ids
         self._areas: dict[str, str] = {}
+        self._owners: dict[UUID, set[str]] = {}  # elder-owned aggregate -> elders
         self._lock = threading.Lock()
 
     def catch_up(self) -> None:
@@ -256,7 +259,14 @@ class AuditIndex:
                                                                    self.batch_size)
                 for notification in notifications:
                     state = self.mapper._sealed_state(notification)
-                    for elder in elders_named(state):
+                    elders = elders_named(state)
+                    for name, value in state.items():
+                        if (name.endswith("_account_id") and isinstance(value, UUID)
+                                and value in self._owners):
+                            elders |= self._owners[value]
+                    if elders and ":Account." in notification.topic:
+                        self._owners.setdefault(notification.originator_id, set()).update(elders)
+                    for elder in elders:
                         self._aggregates.setdefault(elder, {})[notification.originator_id] = None
                         area = state.get("service_area_id")
                         if isinstance(area, str) and state.get("elder_id") == elder:

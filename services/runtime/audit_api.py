@@ -49,3 +49,30 @@ def audit_router(service: str, app: ServiceApplication) -> APIRouter:
         return {"service": service, "elder_id": elder_id, "events": rows}
 
     return router
+
+
+def fetch_trails(urls: list[str], elder_id: str, headers: dict[str, str],
+                 services: list[str], timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """Every service's trail of the elder, merged in time order (what ``homecare audit export``
+    writes). Each service is asked at each URL (one process may serve all, or each its own); a
+    404 means that process does not serve it. Raises RuntimeError for a refusal (401/403) or a
+    service that no URL serves."""
+    import httpx
+
+    rows: list[dict[str, Any]] = []
+    for service in services:
+        found = False
+        for url in urls:
+            r = httpx.get(f"{url.rstrip('/')}/{service}/elders/{elder_id}/audit",
+                          headers=headers, timeout=timeout_s)
+            if r.status_code == 404:
+                continue
+            if r.status_code != 200:
+                raise RuntimeError(f"{service} at {url} answered {r.status_code}: {r.text[:300]}")
+            rows.extend(r.json()["events"])
+            found = True
+            break
+        if not found:
+            raise RuntimeError(f"no server at {', '.join(urls)} serves {service}")
+    rows.sort(key=lambda row: (row["time"], row["service"], row["aggregate_id"], row["version"]))
+    return rows

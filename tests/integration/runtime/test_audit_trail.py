@@ -162,7 +162,7 @@ def test_elders_trail_names_dispatcher_caregiver_and_ledger_consumer_with_its_ca
         events = r.json()["events"]
     charged = [e for e in events if e["actor"] == "system:ledger-consumer"
                and e["cause"] == f"VisitVerified:{verified.event_id}"]
-    assert {e["aggregate_type"] for e in charged} >= {"Charge", "Reservation"}
+    assert {e["aggregate_type"] for e in charged} >= {"Charge", "Reservation", "Transfer"}
     assert any(e["record_id"] == visit["visit_id"] for e in charged)
     scheduled = [e for e in events if (e["cause"] or "").startswith("VisitScheduled:")]
     assert scheduled and all(e["actor"] == "system:ledger-consumer" for e in scheduled)
