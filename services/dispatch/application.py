@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -150,6 +151,10 @@ class DispatchApplication(ServiceApplication):
     def __init__(self, env: dict[str, str] | None = None, timezone: str = "Asia/Shanghai"):
         super().__init__(env)
         self.tz = ZoneInfo(timezone)
+        # Orders taken one by one are assigned one at a time: two requests at the same moment
+        # would both see the same caregiver free and book the same time twice (each visit is
+        # a new aggregate, so no optimistic-concurrency conflict stops the second).
+        self._placing = threading.Lock()
         self._elders_by_area: dict[str, set[str]] = defaultdict(set)
         self._caregivers_by_area: dict[str, set[str]] = defaultdict(set)
         self._providers: set[str] = set()
@@ -369,11 +374,13 @@ class DispatchApplication(ServiceApplication):
     # Orders ----------------------------------------------------------------------------------
     def place_order(self, command: PlaceOrder,
                     now: datetime | None = None) -> tuple[ServiceOrder, Visit | None]:
-        aggregates = self._place(command, now)
+        with self._placing:
+            aggregates = self._place(command, now)
+            if aggregates:
+                self.save(*aggregates)
         if not aggregates:
             order = self.get_order(command.order_id)
             return order, self._first_visit(order)
-        self.save(*aggregates)
         order = aggregates[0]
         visit = next((a for a in aggregates if isinstance(a, Visit)), None)
         return order, visit
@@ -629,7 +636,12 @@ class DispatchApplication(ServiceApplication):
     def list_visits(self, service_area_id: str, day: date,
                     caregiver_id: str | None = None) -> list[Visit]:
         self.index.catch_up()
-        visits = [self.get_visit(v) for v in sorted(self._visits_by_day[(service_area_id, day)])]
+        ids = sorted(self._visits_by_day[(service_area_id, day)])
+        if caregiver_id is not None:
+            # The read model knows each visit's caregivers: load only theirs (a check-out
+            # otherwise loaded every visit of the area's day to find the overlapping ones).
+            ids = [v for v in ids if caregiver_id in self._bookings[v].caregiver_ids]
+        visits = [self.get_visit(v) for v in ids]
         if caregiver_id is not None:
             visits = [v for v in visits if caregiver_id in v.caregiver_ids]
         return sorted(visits, key=lambda v: (v.planned_start, v.visit_id))
@@ -768,6 +780,8 @@ class DispatchApplication(ServiceApplication):
 
     def verify(self, visit_id: str, *, by: str, override_reason: str | None = None) -> Visit:
         visit = self.get_visit(visit_id)
+        if visit.state is VisitState.VERIFIED:
+            return visit  # verified already (a retried request): nothing changes
         overlapping = self._overlapping(visit) if visit.checked_out_at else []
         visit.verify(by=by, override_reason=override_reason,
                      rules=self.rules(visit.service_area_id), overlapping=overlapping)
