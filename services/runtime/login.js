@@ -12,7 +12,11 @@
 (function () {
   "use strict";
   const KEY = "homecare.token";
+  // "Later" puts off the form for requests the page makes by itself (periodic syncs, stream
+  // reconnects) for this long; the page's own login() calls still show it.
+  const LATER_MS = 5 * 60 * 1000;
   let pending = null;
+  let laterUntil = 0;
 
   function token() { return localStorage.getItem(KEY); }
   function logout() { localStorage.removeItem(KEY); }
@@ -75,7 +79,10 @@
       const f = box.querySelector("form");
       const done = (value) => { box.remove(); pending = null; resolve(value); };
       f.username.focus();
-      box.querySelector(".login-later").addEventListener("click", () => done(null));
+      box.querySelector(".login-later").addEventListener("click", () => {
+        laterUntil = Date.now() + LATER_MS;
+        done(null);
+      });
       f.addEventListener("submit", async (event) => {
         event.preventDefault();
         const error = box.querySelector(".login-error");
@@ -95,6 +102,7 @@
             return;
           }
           localStorage.setItem(KEY, data.access_token);
+          laterUntil = 0;
           done(data.access_token);
           window.dispatchEvent(new CustomEvent("homecare:login", { detail: claims() }));
         } catch (e) {
@@ -122,6 +130,7 @@
       // Another request may have logged in meanwhile: then only send it again.
       if (token() === sent) {
         if (sent) logout();
+        if (Date.now() < laterUntil) return answer; // the user said "later"
         if (!(await login(sent ? TEXT.expired : ""))) return answer;
       }
       answer = await fetch(url, withToken(options));

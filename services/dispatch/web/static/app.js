@@ -194,9 +194,11 @@ async function sendQueue() {
   }
   const body = await response.json().catch(() => ({}));
   if (response.status === 401) { // log-in put off ("later"): the records stay queued
+    state.needLogin = true;
     notify(t("needLogin"), "warn");
     return false;
   }
+  state.needLogin = false;
   if (response.status === 409 && body.broken_at !== undefined) {
     state.blocked = { n: body.broken_at + 1, reason: body.detail };
     notify("");
@@ -255,16 +257,18 @@ function refresh() {
   })().finally(() => { reloading = null; });
 }
 
-// Why the server closed the stream: a 401 logs in here (auth.fetch); true when it refuses this
-// caller the stream for good (403) or has none (404).
+// Why the server closed the stream: a 401 logs in here (auth.fetch). "refused" when it refuses
+// this caller the stream for good (403) or has none (404); "login" when the log-in was put
+// off; "retry" otherwise (no network, or logged in again).
 async function streamRefused(url) {
   const abort = new AbortController();
   try {
     const response = await auth.fetch(url, { signal: abort.signal,
       headers: { Accept: "text/event-stream" } });
-    return response.status === 403 || response.status === 404;
+    if (response.status === 403 || response.status === 404) return "refused";
+    return response.status === 401 ? "login" : "retry";
   } catch {
-    return false; // no network: try the stream again later
+    return "retry";
   } finally {
     abort.abort();
   }
@@ -303,9 +307,11 @@ function follow() {
     const closed = source.readyState === EventSource.CLOSED;
     source.close();
     if (stream?.source !== source) return;
-    if (closed && await streamRefused(url)) {
-      stream = { area, source: null }; // not for this caller: read the route now and then
-      poll();
+    const why = closed ? await streamRefused(url) : "retry";
+    if (why !== "retry") {
+      // Not for this caller (read the route now and then), or until the next log-in.
+      stream = { area, source: null };
+      if (why === "refused") poll();
       return;
     }
     if (stream?.source !== source) return;
@@ -517,6 +523,8 @@ function forget() {
   stream?.source?.close();
   stream = null;
   localStorage.removeItem("caregiver_id");
+  $("#visits").replaceChildren(); // the next person on this phone sees nothing of it
+  $("#map").replaceChildren();
 }
 
 async function adopt() {
@@ -556,8 +564,15 @@ async function start() {
     if (await auth.login()) await adopt(); // the next caregiver on this phone
   });
   // Logged in again (an expired token, or after signing out): the token may name the caregiver.
-  addEventListener("homecare:login", () => { if (!state.queue.length) adopt(); });
-  $("#sync-now").addEventListener("click", () => sync());
+  addEventListener("homecare:login", () => {
+    if (!stream?.source) { stream = null; follow(); } // the stream, with the new token
+    if (!state.queue.length) adopt();
+  });
+  $("#sync-now").addEventListener("click", async () => {
+    if (state.needLogin && !(await auth.login())) return; // asked by hand: show the form
+    await sync();
+    if (state.caregiverId) refresh(); // and today's route as the centre has it now
+  });
   addEventListener("online", () => { render(); sync(); });
   addEventListener("offline", () => render());
   setInterval(() => { if (state.queue.length && navigator.onLine) sync(); }, 20000);
