@@ -77,8 +77,9 @@ def card(visit_id: str) -> str:
 
 
 def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
-    """Today's route renders in order (zh-CN, English on demand) and follows the area's event
-    stream; a departure and a check-in online reach the server at once; offline,
+    """Today's route renders in order (zh-CN, English on demand) and shows the dispatcher's
+    changes (立即同步 reads it again; a caregiver may not follow the area's event stream, so the
+    page also reads it every 30 s); a departure and a check-in online reach the server at once; offline,
     check-out and check-in are queued with the pending indicator showing, survive a reload with
     no network (service worker + IndexedDB), and are applied with their original times when the
     phone is back online; the visit is verified on the server; sending them again is harmless."""
@@ -109,9 +110,10 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     page.click("#lang")
     assert page.inner_text(f"{card(day.visit_ids[0])} .check-in") == "签到"
 
-    # The dispatcher cancels the last visit: the area's event stream updates the page (the
-    # route shows it cancelled or drops it).
+    # The dispatcher cancels the last visit: the route read again shows it cancelled or drops
+    # it.
     site.app.cancel_visit(day.visit_ids[2], reason="老人住院", cancelled_by="dispatcher")
+    page.click("#sync-now")
     page.wait_for_function("id => !document.querySelector("
                            "`.visit[data-visit-id='${id}']:not([data-state='cancelled'])`)",
                            arg=day.visit_ids[2])
