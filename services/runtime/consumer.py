@@ -8,8 +8,10 @@ For each message it writes, in ONE transaction of the service's event store:
   same offset (a consumer killed between its database commit and its Kafka commit) is skipped.
 
 Kafka's own idempotence and transactions are not relied on. A message that is not a valid
-contract goes to ``<topic>.dlq`` at once; one whose handler keeps failing goes there after bounded
-retries with backoff, with the error in the headers; then the partition moves on. Failures of the
+contract (or whose key or headers contradict its body) goes to ``<topic>.dlq`` at once; one whose
+handler keeps failing goes there after bounded retries with backoff, with the error in the
+headers; then the partition moves on. A dead letter too large to publish whole is cut short and
+marked so. Failures of the
 store itself (database down) are not the message's fault: they are retried without dead-lettering,
 and the message is not acknowledged until they pass.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import traceback
 from collections.abc import Callable
@@ -27,6 +30,11 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import (
@@ -44,6 +52,39 @@ from services.runtime.eventstore import ServiceApplication, stable_id
 from services.runtime.observability import DEAD_LETTERS, MESSAGES_CONSUMED, correlation_id_var
 
 log = logging.getLogger(__name__)
+
+# A dead letter too large to publish whole keeps this much of the message.
+TRUNCATED_BYTES = 64 * 1024
+# The producer's (or broker's) answer to a message over its size limit.
+TOO_LARGE: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
+
+def check_delivery(message: ConsumedMessage, event: IntegrationEvent) -> None:
+    """How a message travelled must agree with what it says: its key is the event's partition
+    key (the service area, so one elder's events stay in one partition, in order), and the
+    ``type`` and ``schema_version`` headers, when present, name the body's type and version.
+    A message that contradicts itself is not acted on; ContractError says why."""
+    key = event.key()
+    if message.key != key:
+        found = "no key" if message.key is None else f"key {message.key!r}"
+        raise ContractError(
+            f"message has {found}, not the partition key {key!r} "
+            f"({event.partition_key_field} of the {event.type})",
+            event_type=event.type, event_id=str(event.event_id))
+    header_type = message.headers.get("type")
+    if header_type is not None and header_type != event.type:
+        raise ContractError(f"header type {header_type!r} contradicts the body's type "
+                            f"{event.type!r}", event_type=event.type, event_id=str(event.event_id))
+    header_version = message.headers.get("schema_version")
+    if header_version is not None:
+        body_version = json.loads(message.value).get("schema_version")  # before any upcast
+        if header_version != str(body_version):
+            raise ContractError(
+                f"header schema_version {header_version!r} contradicts the body's "
+                f"schema_version {body_version!r}", event_type=event.type,
+                event_id=str(event.event_id))
+
 
 class ConcurrentWrite(RuntimeError):
     """Another writer changed an aggregate this message changes; try the message again."""
@@ -142,7 +183,13 @@ class IdempotentConsumer:
     async def consume(self, message: ConsumedMessage) -> Outcome:
         try:
             integration_event = parse_event(message.value, topic=message.topic)
-        except ContractError as error:
+            check_delivery(message, integration_event)
+        except Exception as error:  # noqa: BLE001 - whatever is wrong, it is the message's
+            # A ContractError says what is wrong; anything else escaping the parser is the
+            # message's fault all the same: raising would redeliver it forever (a stalled
+            # partition), so it is dead-lettered with its type and trace.
+            if await asyncio.to_thread(self._seen, message):
+                return Outcome.REDELIVERED  # dead-lettered already, before a crash or rebalance
             await self._dead_letter(message, error, attempts=1, type_name="invalid")
             await asyncio.to_thread(self._track_only, message)
             return Outcome.DEAD_LETTERED
@@ -237,6 +284,10 @@ class IdempotentConsumer:
         with contextlib.suppress(IntegrityError):
             self.app.process_recorder.insert_tracking(tracking)
 
+    def _seen(self, message: ConsumedMessage) -> bool:
+        return bool(self.app.process_recorder.has_tracking_id(
+            f"{self.name}:{message.source}", message.position))
+
     def _track_only(self, message: ConsumedMessage) -> None:
         self._insert_tracking(Tracking(f"{self.name}:{message.source}", message.position))
 
@@ -257,8 +308,19 @@ class IdempotentConsumer:
                 "x-failed-at": datetime.now(UTC).isoformat(),
             }
         )
-        await self.dead_letters.publish(dlq(message.topic), message.key or b"", message.value,
-                                        headers)
+        try:
+            await self.dead_letters.publish(dlq(message.topic), message.key or b"",
+                                            message.value, headers)
+        except TOO_LARGE:
+            # The copy (message + error headers) is over the producer's or broker's limit:
+            # dead-letter its beginning instead, marked as cut; the whole message stays on its
+            # source topic at the offset named. Raising would redeliver it forever.
+            ours = {k: v for k, v in headers.items() if k.startswith("x-")}
+            ours.update({"x-value-truncated": "true",
+                         "x-original-size": str(len(message.value)),
+                         "x-original-headers": ",".join(sorted(message.headers))[:1000]})
+            await self.dead_letters.publish(dlq(message.topic), (message.key or b"")[:1024],
+                                            message.value[:TRUNCATED_BYTES], ours)
         DEAD_LETTERS.labels(self.name, message.topic).inc()
         MESSAGES_CONSUMED.labels(self.name, type_name, Outcome.DEAD_LETTERED.value).inc()
         log.error(
