@@ -158,6 +158,8 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     assert page.get_attribute("#pending", "data-count") == "2"
     assert page.locator(f"{card(day.visit_ids[1])}[data-state='checked_in']").count() == 1
     assert site.requests[seen:] == [], "offline page reached the server"
+    # The log-in script came from the worker's cache too: the page still sends its token.
+    assert page.evaluate("typeof window.homecareAuth?.fetch") == "function"
     assert page.is_visible("#saved")  # "offline: route saved at ..."
     queued = page.evaluate(READ_QUEUE)
     page.screenshot(path=str(screenshot_dir / "caregiver-offline-reloaded.png"), full_page=True)
