@@ -7,10 +7,11 @@ end-to-end tests; here the store's transaction is what is under test.
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 from eventsourcing.persistence import OperationalError
 
 from contracts.events.visits import VisitVerified
-from services.ledger.application import LedgerApplication
+from services.ledger.application import LedgerApplication, NotFound
 from services.ledger.domain.books import entitlement_account, provider_payable_account
 from services.ledger.domain.entitlement import ElderFacts
 from services.runtime.consumer import ConsumedMessage, IdempotentConsumer, Outcome
@@ -169,3 +170,96 @@ async def test_a_concurrent_writer_makes_the_message_retry_not_vanish(ledger, mo
     assert raced["done"] and dlq.sent == []
     assert _posted(ledger) == 80
 
+
+
+# Messages that contradict themselves, and what the parser or the dead-letter topic cannot take --
+
+
+@pytest.mark.parametrize(("key", "headers", "reason"), [
+    (b"A2", {}, "not the partition key b'A1'"),
+    (None, {}, "message has no key"),
+    (b"A1", {"type": "VisitCancelled"}, "header type 'VisitCancelled' contradicts"),
+    (b"A1", {"type": "VisitVerified", "schema_version": "2"},
+     "header schema_version '2' contradicts"),
+], ids=["wrong key", "no key", "type header", "schema_version header"])
+async def test_a_message_contradicting_its_body_is_dead_lettered(ledger, key, headers, reason):
+    """A valid event under the wrong partition key (one elder's events would leave their
+    partition and their order), or whose type/schema_version headers disagree with the body,
+    is dead-lettered with the contradiction named, and nothing is posted."""
+    dlq = RecordingPublisher()
+    consumer = _consumer(ledger, dlq)
+    message = ConsumedMessage(topic="homecare.visits", partition=0, offset=0, key=key,
+                              value=_verified().to_bytes(), headers=headers)
+    assert await consumer.consume(message) is Outcome.DEAD_LETTERED
+    (_, sent_key, _, sent_headers), = dlq.sent
+    assert reason in sent_headers["x-error"] and sent_key == (key or b"")
+    with pytest.raises(NotFound):  # the provider's account was never even opened
+        _posted(ledger)
+
+
+async def test_headers_that_agree_with_the_body_are_fine(ledger):
+    """The outbox relay's own headers (type, schema_version, correlation_id) pass."""
+    consumer = _consumer(ledger, RecordingPublisher())
+    event = _verified()
+    message = ConsumedMessage(topic="homecare.visits", partition=0, offset=0, key=b"A1",
+                              value=event.to_bytes(), headers={
+                                  "type": "VisitVerified", "schema_version": "1",
+                                  "correlation_id": str(event.correlation_id)})
+    assert await consumer.consume(message) is Outcome.PROCESSED
+    assert _posted(ledger) == 50
+
+
+async def test_a_redelivered_bad_message_is_not_dead_lettered_twice(ledger):
+    """After a restart the same bad offset comes again: its tracking record says it was
+    dead-lettered already, so the dead-letter topic gets one copy, not two."""
+    dlq = RecordingPublisher()
+    assert await _consumer(ledger, dlq).consume(_message(b"{not json", 3)) \
+        is Outcome.DEAD_LETTERED
+    assert await _consumer(ledger, dlq).consume(_message(b"{not json", 3)) \
+        is Outcome.REDELIVERED
+    assert len(dlq.sent) == 1
+
+
+async def test_whatever_the_parser_lets_out_is_dead_lettered_not_raised(ledger, monkeypatch):
+    """An exception other than ContractError from parsing (a parser bug yet unknown) would
+    make the broker redeliver the message forever; it is dead-lettered with its type."""
+    import services.runtime.consumer as consumer_module
+
+    def broken_parser(raw, topic=None):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(consumer_module, "parse_event", broken_parser)
+    dlq = RecordingPublisher()
+    assert await _consumer(ledger, dlq).consume(_message(b"[[[[", 0)) is Outcome.DEAD_LETTERED
+    (_, _, _, headers), = dlq.sent
+    assert headers["x-error-type"] == "RecursionError"
+
+
+class SizeLimitedPublisher(RecordingPublisher):
+    """Refuses what a producer with a 1 MiB max_request_size refuses (aiokafka's own error)."""
+
+    async def publish(self, topic, key, value, headers):
+        size = len(value) + len(key) + sum(len(k) + len(v) for k, v in headers.items())
+        if size > 1024 * 1024:
+            raise MessageSizeTooLargeError(f"The message is {size} bytes")
+        await super().publish(topic, key, value, headers)
+
+
+async def test_a_dead_letter_too_large_to_publish_whole_is_cut_short_and_marked(ledger):
+    """A message near the size limit no longer fits once the error headers are added: its
+    beginning is dead-lettered, marked as truncated with the original size (the whole message
+    stays on its source topic at the offset named), and the next message is processed."""
+    dlq = SizeLimitedPublisher()
+    consumer = _consumer(ledger, dlq)
+    big = b'{"type": "Padding", "padding": "' + b"x" * (1024 * 1024 - 40) + b'"}'
+    message = ConsumedMessage(topic="homecare.visits", partition=0, offset=0, key=b"A1",
+                              value=big, headers={"trace": "t"})
+    assert await consumer.consume(message) is Outcome.DEAD_LETTERED
+    (_, key, value, headers), = dlq.sent
+    assert key == b"A1" and big.startswith(value) and len(value) == 64 * 1024
+    assert headers["x-value-truncated"] == "true"
+    assert headers["x-original-size"] == str(len(big))
+    assert headers["x-original-headers"] == "trace"
+    assert "unknown event type 'Padding'" in headers["x-error"]
+    assert headers["x-source-offset"] == "0"
+    assert await consumer.consume(_message(_verified().to_bytes(), 1)) is Outcome.PROCESSED
