@@ -107,6 +107,7 @@ def test_volunteer_sees_balance_tasks_gives_and_redeems(page, site: Site, screen
     log_in_as(page, token("volunteer", caregiver_id="V-301", volunteer_id="V-301"))
     page.goto(f"{site.base_url}/timebank/app/")
     assert page.locator("#who").is_hidden()  # whose page: the log-in says
+    assert page.inner_text("#logout") == "退出登录 (test-volunteer)"  # who is logged in
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     page.wait_for_selector("#main:not([hidden])")
     assert page.locator("#available").inner_text() == "可用 1 小时 30 分钟"
