@@ -882,6 +882,10 @@ def main(argv: list[str] | None = None) -> int:
         broker_bounces=args.broker_restarts or 2 * scale,
         connection_drops=args.connection_drops or 2 * scale,
         workdir=Path(args.workdir or f"var/faults/{time.strftime('%Y%m%d-%H%M%S')}"),
+        pg_host=os.environ.get("HOMECARE_TEST_PG_HOST", "127.0.0.1"),
+        pg_port=int(os.environ.get("HOMECARE_TEST_PG_PORT", "5432")),
+        pg_user=os.environ.get("HOMECARE_TEST_PG_USER", "postgres"),
+        pg_password=os.environ.get("HOMECARE_TEST_PG_PASSWORD", ""),
         quiesce_timeout_s=600.0)
     print(f"faults: seed {args.seed}", flush=True)
     report = asyncio.run(run(config, log=lambda text: print(text, flush=True)))
