@@ -66,6 +66,11 @@ lint: $(VENV)/.installed-test
 contracts: $(VENV)/.installed-test
 	$(BIN)/homecare contracts export
 
+# Performance (issue 9): event-store appends, pipeline, check-in load, memory; ~10-15 min on
+# 2 cores against the machine's PostgreSQL; one table, JSON in bench/results/bench.json.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.perf.suite $(ARGS)
+
 bench-router: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.router.solomon --time-limit 10 $(ARGS)
 

@@ -92,12 +92,12 @@ def plain_inserts_per_second(dbname: str, rows: int, writers: int) -> float:
     return per_writer * writers / (time.perf_counter() - started)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=3000)
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     dbname = f"homecare_appends_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
@@ -122,6 +122,7 @@ def main() -> None:
               f"{r['plain_inserts_per_s']} | {r['ratio']} |")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return rows
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.perf.common import admin_headers, prepare_data_dir
 from services.runtime.broker import free_port
 
 AREA = "bench-area"
@@ -31,6 +32,7 @@ HOME = (29.3069, 120.0760)
 
 
 def start_dispatch(store: str, workdir: Path) -> tuple[subprocess.Popen, str]:
+    prepare_data_dir(workdir)  # keys made once, before the process starts
     port = free_port()
     env = {**os.environ, "HOMECARE_STORE": store, "HOMECARE_LOG_LEVEL": "WARNING",
            "HOMECARE_POSTGRES_DBNAME": f"homecare_load_{uuid.uuid4().hex[:8]}"}
@@ -51,10 +53,11 @@ def start_dispatch(store: str, workdir: Path) -> tuple[subprocess.Popen, str]:
         time.sleep(0.3)
 
 
-async def create_visits(base: str, count: int) -> list[tuple[str, str, str]]:
+async def create_visits(base: str, count: int,
+                        headers: dict[str, str]) -> list[tuple[str, str, str]]:
     """(visit id, caregiver id, planned start) of short visits spread over past days."""
     caregivers = max(1, count // 80)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
         await client.post("/dispatch/elders", json={
             "elder_id": "E-load", "name": "压测老人", "service_area_id": AREA, "lat": HOME[0],
             "lon": HOME[1], "confirmation_code": "1234"})
@@ -90,11 +93,12 @@ async def create_visits(base: str, count: int) -> list[tuple[str, str, str]]:
 
 
 async def load(base: str, visits: list[tuple[str, str, str]],
-               rate: float) -> dict[str, float]:
+               rate: float, headers: dict[str, str]) -> dict[str, float]:
     latencies: list[float] = []
     failures = 0
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits,
+                                 headers=headers) as client:
         async def check_in(visit_id: str, caregiver_id: str, at: str) -> None:
             nonlocal failures
             started = time.perf_counter()
@@ -127,19 +131,20 @@ async def load(base: str, visits: list[tuple[str, str, str]],
             "mean_ms": round(1000 * statistics.fmean(ordered), 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=300)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         process, base = start_dispatch(args.store, Path(folder))
         try:
             count = int(args.rate * args.seconds)
-            visits = asyncio.run(create_visits(base, count))
-            result = asyncio.run(load(base, visits, args.rate))
+            headers = admin_headers(Path(folder))
+            visits = asyncio.run(create_visits(base, count, headers))
+            result = asyncio.run(load(base, visits, args.rate, headers))
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -151,6 +156,7 @@ def main() -> None:
           f"{result['p99_ms']} | {result['failures']} |")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 if __name__ == "__main__":

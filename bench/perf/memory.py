@@ -169,6 +169,8 @@ def build(args: argparse.Namespace, data_dir: Path, dbname: str,
           say: Any) -> dict[str, int]:
     from services.dispatch.api import CaregiverIn, ElderIn
     from services.dispatch.application import PlaceOrder
+    from services.dispatch.domain.people import Elder
+    from services.ledger.domain.books import ElderProfile
     from services.ledger.domain.entitlement import ElderFacts
     from services.runtime.settings import SharedSettings
     from services.system import build_units
@@ -178,17 +180,25 @@ def build(args: argparse.Namespace, data_dir: Path, dbname: str,
     dispatch, ledger, timebank = (units[n].application for n in SERVICES)
     city = City(args.elders, args.caregivers, args.areas, args.volunteers)
     started = time.monotonic()
+    # Registered a hundred at a time (one transaction each): the same events as one by one.
+    batch: list[Any] = []
+    profiles: list[Any] = []
     for i in range(args.elders):
         area = city.area_of(i, args.elders)
         lat, lon = city.position(i)
         elder_id = f"E{i:05d}"
-        dispatch.register_elder(**ElderIn(
+        batch.append(Elder(**ElderIn(
             elder_id=elder_id, name=f"老人{i}", service_area_id=area, lat=lat, lon=lon,
             confirmation_code=CODE, address=f"{area} 村 {i} 号", phone="13800000000",
-            gender="female" if i % 3 else "male", capability_level=i % 4).model_dump())
-        birth = date(1924 + i % 30, 1 + i % 12, 1)
-        ledger.register_elder(elder_id, area, ElderFacts(
-            birth_date=birth, dibao=i % 25 == 0, disability_qualifies=i % 10 == 0))
+            gender="female" if i % 3 else "male", capability_level=i % 4).model_dump()))
+        facts = ElderFacts(birth_date=date(1924 + i % 30, 1 + i % 12, 1), dibao=i % 25 == 0,
+                           disability_qualifies=i % 10 == 0)
+        profiles.append(ElderProfile(elder_id=elder_id, service_area_id=area,
+                                     facts=facts.to_json()))
+        if len(batch) == 100 or i == args.elders - 1:
+            dispatch.save(*batch)
+            ledger.save(*profiles)
+            batch, profiles = [], []
     say(f"{args.elders} elders in {time.monotonic() - started:.0f} s")
     caregivers: dict[str, list[str]] = {}
     for i in range(args.caregivers):
