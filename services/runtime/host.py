@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
-from services.runtime.access import install_auth
+from services.runtime.access import check_every_route_guarded, install_auth
 from services.runtime.audit import acting_as, task_actor
 from services.runtime.auth import Auth, auth_from_settings
 from services.runtime.consumer import IdempotentConsumer
@@ -228,4 +228,8 @@ def create_http_app(host: Host, title: str = "homecare", auth: Auth | None = Non
 
     app.mount("/metrics", metrics_app(host.metrics))
     install_auth(app, auth or auth_from_settings(host.settings))
+    # Nothing is open by accident: an endpoint that declares no access rule stops the start.
+    unguarded = check_every_route_guarded(app)
+    if unguarded:
+        raise RuntimeError(f"endpoints without an access rule (allow(...)): {unguarded}")
     return app

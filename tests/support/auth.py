@@ -26,6 +26,9 @@ def test_auth() -> Auth:
     return Auth(TokenVerifier.for_issuer(issuer), issuer, None)
 
 
+test_auth.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 def principal(role: str = "admin", subject: str | None = None, **scopes: Any) -> Principal:
     for name in ("service_areas", "elder_ids"):
         if isinstance(scopes.get(name), str):
