@@ -16,9 +16,12 @@ from services.ledger.application import LedgerApplication
 from services.ledger.domain.entitlement import ElderFacts
 from services.ledger.domain.settlement import statement_rows
 from services.ledger.exports import to_csv, to_xlsx
+from services.runtime.auth import Principal
 from services.runtime.double_entry import Account, Transfer
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# Who did it is the caller the token names (Principal.actor), never what the body says.
+IGNORED_BY = "Ignored (kept for older clients): the caller named by the token is recorded"
 
 
 class ElderFactsIn(BaseModel):
@@ -54,12 +57,12 @@ class RuleVersionIn(BaseModel):
     unsupported_age: int = 70
     stack_with_nursing_subsidy: bool = False
     unused_entitlement: Literal["lapse", "carry_over"] = "lapse"
-    added_by: str = Field(min_length=1)
+    added_by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 class ReasonIn(BaseModel):
     reason: str = Field(min_length=1)
-    by: str = Field(default="dispatcher", min_length=1)
+    by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 def transfer_view(t: Transfer, app: LedgerApplication) -> dict[str, Any]:
@@ -127,12 +130,13 @@ def build_router(app: LedgerApplication) -> APIRouter:
     def rules() -> dict[str, Any]:
         return app.rules.to_json()
 
-    @router.post("/rules/versions", status_code=201, dependencies=[access.admin_only])
-    def add_rule_version(body: RuleVersionIn) -> dict[str, Any]:
+    @router.post("/rules/versions", status_code=201)
+    def add_rule_version(body: RuleVersionIn,
+                         principal: Principal = access.admin_only) -> dict[str, Any]:
         """A new version of the entitlement rules, in force from its effective date."""
         data = body.model_dump(exclude={"added_by"})
         data["effective_from"] = body.effective_from.isoformat()
-        return app.add_rule_version(data, body.added_by).to_json()
+        return app.add_rule_version(data, principal.actor).to_json()
 
     @router.post("/providers/{provider_id}/blacklist", dependencies=[access.admin_only])
     def blacklist(provider_id: str, body: ReasonIn) -> dict[str, Any]:
@@ -184,10 +188,11 @@ def build_router(app: LedgerApplication) -> APIRouter:
                 "blocked": c.blocked, "reversed": c.reversed, "transfer_ids": c.transfer_ids,
                 "cause_event_id": c.cause_event_id}
 
-    @router.post("/visits/{visit_id}/reversal", dependencies=[access.visit_reverse])
-    def reverse(visit_id: str, body: ReasonIn) -> dict[str, Any]:
+    @router.post("/visits/{visit_id}/reversal")
+    def reverse(visit_id: str, body: ReasonIn,
+                principal: Principal = access.visit_reverse) -> dict[str, Any]:
         """Correct a charge with reversing postings (postings are never edited)."""
-        c = app.reverse_charge(visit_id, body.reason, body.by)
+        c = app.reverse_charge(visit_id, body.reason, principal.actor)
         return {"visit_id": visit_id, "reversed": c.reversed,
                 "reversal_transfer_ids": c.reversal_transfer_ids}
 
@@ -222,10 +227,11 @@ def build_router(app: LedgerApplication) -> APIRouter:
                         media_type="application/vnd.openxmlformats-officedocument."
                                    "spreadsheetml.sheet", headers=headers)
 
-    @router.post("/areas/{area}/months/{month}/close", dependencies=[access.month_close])
-    def close(area: str, month: str, body: ReasonIn) -> dict[str, Any]:
+    @router.post("/areas/{area}/months/{month}/close")
+    def close(area: str, month: str, body: ReasonIn,
+              principal: Principal = access.month_close) -> dict[str, Any]:
         """Close the month: statements are fixed; unused entitlement lapses per the rules."""
-        c = app.close_month(area, _month(month, app), body.by)
+        c = app.close_month(area, _month(month, app), principal.actor)
         return {"service_area_id": area, "month": c.month, "closed_by": c.closed_by,
                 "lapsed_minutes": c.lapsed_minutes, "statements": c.statements}
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from services.ledger.api import build_router
 from services.ledger.application import LedgerApplication, NotFound, UnknownElder
+from services.ledger.domain.books import RuleBookRecord
 from services.ledger.domain.entitlement import ElderFacts
 from services.runtime.access import check_every_route_guarded, endpoints, is_public
 from services.runtime.double_entry import LedgerError
@@ -185,3 +186,25 @@ async def test_caregivers_and_volunteers_have_nothing_in_the_ledger(books) -> No
             r = await client.request(e.method, _url(e.path), headers=headers, json={})
             assert r.status_code == 403, (e.method, e.path)
         assert (await client.request(e.method, _url(e.path), json={})).status_code == 401
+
+
+async def test_who_closed_reversed_or_added_rules_is_the_caller_of_the_token(books) -> None:
+    """The month close, a charge reversal and a new rules version record the token's caller
+    (role:subject), not the name the body gives; a body without a name is accepted."""
+    app, _, client = books
+    finance = bearer("finance", "wang", service_areas=[AREA])
+    r = await client.post("/ledger/visits/V1/reversal", headers=finance,
+                          json={"reason": "visit did not take place", "by": "someone else"})
+    assert r.status_code == 200, r.text
+    assert app.charge_for("V1").reversed_by == "finance:wang"
+
+    r = await client.post(f"/ledger/areas/{AREA}/months/{MONTH}/close", headers=finance,
+                          json={"reason": "month end"})
+    assert r.status_code == 200 and r.json()["closed_by"] == "finance:wang", r.text
+
+    r = await client.post("/ledger/rules/versions", headers=bearer("admin", "bureau-li"),
+                          json={"version": "2027", "effective_from": "2027-01-01",
+                                "added_by": "not me"})
+    assert r.status_code == 201, r.text
+    record = app.repository.get(RuleBookRecord.create_id(app.region))
+    assert record.last_added_by == "admin:bureau-li"
