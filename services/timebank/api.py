@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
+from services.runtime.auth import Principal
 from services.runtime.double_entry import LedgerError
 from services.timebank.access import TimebankAccess
 from services.timebank.application import NotFound, TimebankApplication
@@ -59,7 +60,8 @@ class RedemptionBody(BaseModel):
 
 class CancelBody(BaseModel):
     reason: str = Field(min_length=1)
-    by: str = Field(min_length=1)  # who withdraws it (the redeemer, a relative, staff)
+    by: str | None = Field(default=None, description=(
+        "Ignored (kept for older clients): the caller named by the token is recorded"))
 
 
 class GrantBody(BaseModel):
@@ -154,10 +156,12 @@ def build_router(app: TimebankApplication) -> APIRouter:
                 "account_id": r.account_code, "elder_id": r.elder_id, "minutes": r.minutes,
                 "requested_date": r.requested_date.isoformat()}
 
-    @router.post("/redemptions/{redemption_id}/cancel", dependencies=[access.cancel_redemption])
-    def cancel_redemption(redemption_id: str, body: CancelBody) -> dict[str, Any]:
-        """Withdraw a redemption: the order placed for it is cancelled in dispatch."""
-        r = answer(lambda: app.cancel_redemption(redemption_id, body.reason, body.by))
+    @router.post("/redemptions/{redemption_id}/cancel")
+    def cancel_redemption(redemption_id: str, body: CancelBody,
+                          principal: Principal = access.cancel_redemption) -> dict[str, Any]:
+        """Withdraw a redemption: the order placed for it is cancelled in dispatch (who
+        withdrew it is the caller the token names)."""
+        r = answer(lambda: app.cancel_redemption(redemption_id, body.reason, principal.actor))
         return {"redemption_id": r.redemption_id, "order_id": r.order_id, "state": r.state}
 
     @router.post("/banks/{bank_id}/grants", status_code=201, dependencies=[access.admin_only])

@@ -126,6 +126,22 @@ async def test_a_volunteer_redeems_and_withdraws_only_with_their_own_credits(ban
     assert r.status_code == 200 and r.json()["state"] != "placed", r.text
 
 
+async def test_who_withdrew_a_redemption_is_the_caller_of_the_token(bank) -> None:
+    """The withdrawal records the token's caller (role:subject), whatever name the body gives
+    (and the body may give none)."""
+    app, _, client = bank
+    order = {"redeemer_id": "V-1", "elder_id": "E-7", "minutes": 30,
+             "requested_date": (date.today() + timedelta(days=2)).isoformat(),
+             "service_area_id": AREA, "beneficiary_birth_date": "1940-03-01",
+             "redemption_id": "R-2"}
+    li = bearer("volunteer", "li", volunteer_id="V-1", caregiver_id="V-1")
+    assert (await client.post("/timebank/redemptions", json=order, headers=li)).status_code == 201
+    r = await client.post("/timebank/redemptions/R-2/cancel", headers=li,
+                          json={"reason": "no longer needed", "by": "the bank manager"})
+    assert r.status_code == 200, r.text
+    assert app.redemption("R-2").cancelled_by == "volunteer:li"
+
+
 async def test_a_volunteer_reads_what_their_own_visits_earned(bank) -> None:
     """The earning of V-1's visit is V-1's (by time-bank person or by caregiver id), not V-2's;
     an unknown visit is nobody's; volunteers cannot read holds or the banks."""
