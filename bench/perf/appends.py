@@ -1,9 +1,12 @@
 """Event-store appends per second on PostgreSQL next to a plain insert loop in the same run.
 
-An append is one new event of one aggregate in its own transaction (what a command does). The
-plain loop is one INSERT and one COMMIT per row through psycopg: the physical limit here.
-Configurations: eventsourcing as it comes (no database functions), and the store the services
-run on (services/runtime/pgstore.py: database functions, tracking kept). Run:
+An append is one new event of one aggregate in its own transaction (what a command does): an
+elder of dispatch's domain is assessed again and saved, through the services' own application
+base and mapper (audit stamp, personal fields, zlib, AES-GCM) configured exactly as the services
+configure their store (``event_store_env``), acting as an HTTP caller would. The plain loop is one
+INSERT and one COMMIT per row through psycopg: the physical limit here. Stores: eventsourcing's
+PostgreSQL recorder as it comes (no database functions; same mapper), and the store the services
+run on (services/runtime/pgstore.py). Run:
 `python -m bench.perf.appends [--appends 3000] [--writers 4] [--out FILE.json]`.
 """
 
@@ -11,58 +14,78 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import psycopg
-from eventsourcing.domain import Aggregate, event
 
-from services.runtime.eventstore import ServiceApplication
+from services.dispatch.application import PERSONAL_DATA
+from services.dispatch.domain.people import Elder
+from services.runtime.audit import acting_as
+from services.runtime.cipher import new_key
+from services.runtime.eventstore import ServiceApplication, event_store_env
+from services.runtime.settings import SharedSettings
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-CONFIGS = {
+SERVICE = "appendbench"
+# What differs from the services' configuration (None: exactly as the services run).
+STORES: dict[str, dict[str, str] | None] = {
     "eventsourcing (untuned)": {"PERSISTENCE_MODULE": "eventsourcing.postgres",
                                 "POSTGRES_ENABLE_DB_FUNCTIONS": "n"},
-    "services' store (pgstore)": {
-        "PERSISTENCE_MODULE": "services.runtime.pgstore:TrackedPostgresFactory",
-        "POSTGRES_ENABLE_DB_FUNCTIONS": "y"},
+    "services' store (pgstore)": None,
 }
 
 
-class Counter(Aggregate):
-    @event("Started")
-    def __init__(self) -> None:
-        self.n = 0
-
-    @event("Counted")
-    def count(self) -> None:
-        self.n += 1
-
-
 class Store(ServiceApplication):
+    """An application with dispatch's personal-data declarations (elders' fields sealed)."""
+
     name = "AppendBench"
+    personal_data = PERSONAL_DATA
 
 
-def appends_per_second(dbname: str, config: dict[str, str], appends: int, writers: int) -> float:
-    env = {**config, "POSTGRES_DBNAME": dbname, "POSTGRES_HOST": PG["host"],
-           "POSTGRES_PORT": str(PG["port"]), "POSTGRES_USER": PG["user"],
-           "POSTGRES_PASSWORD": "", "POSTGRES_POOL_SIZE": str(max(2, writers)),
-           "POSTGRES_SCHEMA": "s" + uuid.uuid4().hex[:8]}
+def store_env(dbname: str, changes: dict[str, str] | None, writers: int) -> dict[str, str]:
+    """The services' event-store settings for this database (a schema of its own), with the
+    store's changes applied, and a pool no smaller than the writers."""
+    settings = SharedSettings(store="postgres", postgres_dbname=dbname,
+                              postgres_host=PG["host"], postgres_port=PG["port"],
+                              postgres_user=PG["user"], cipher_key=new_key())
+    prefix = SERVICE.upper() + "_"
+    env = {k.removeprefix(prefix): v for k, v in event_store_env(SERVICE, settings).items()}
+    env.update(changes or {})
+    env["POSTGRES_SCHEMA"] = "s" + uuid.uuid4().hex[:8]
+    env["POSTGRES_POOL_SIZE"] = str(max(int(env.get("POSTGRES_POOL_SIZE", "1")), writers))
+    return env
+
+
+def new_elder(i: int) -> Elder:
+    return Elder(elder_id=f"E-{uuid.uuid4().hex[:8]}-{i}", name="王秀英", service_area_id="A-1",
+                 lat=31.2, lon=121.4, confirmation_code="4821", address="上海市静安区某路 1 号",
+                 phone="13800000000", family_phone="13900000000", id_number="310101194001010000",
+                 capability_level=2)
+
+
+def appends_per_second(dbname: str, changes: dict[str, str] | None, appends: int,
+                       writers: int) -> float:
+    env = store_env(dbname, changes, writers)
     with psycopg.connect(dbname=dbname, autocommit=True, **PG) as conn:
         conn.execute(f"CREATE SCHEMA {env['POSTGRES_SCHEMA']}")
     store = Store(env=env)
-    counters = [Counter() for _ in range(writers)]
-    store.save(*counters)
+    elders = [new_elder(i) for i in range(writers)]
+    store.save(*elders)
     per_writer = appends // writers
+    day = date(2025, 1, 1)
 
     def run(i: int) -> None:
-        counter = counters[i]
-        for _ in range(per_writer):
-            counter.count()
-            store.save(counter)
+        elder = elders[i]
+        with acting_as("dispatcher:D-1"):
+            for n in range(per_writer):
+                elder.assess(capability_level=n % 4, assessed_on=day)
+                store.save(elder)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=writers) as pool:
@@ -104,22 +127,29 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     rows = []
     try:
         for writers in (1, args.writers):
-            plain = plain_inserts_per_second(dbname, args.appends, writers)
-            for name, config in CONFIGS.items():
-                rate = appends_per_second(dbname, config, args.appends, writers)
+            # The plain loop before and after the stores: the machine may be shared, so the
+            # ratio is taken to the mean of the two.
+            before = plain_inserts_per_second(dbname, args.appends, writers)
+            rates = {name: appends_per_second(dbname, changes, args.appends, writers)
+                     for name, changes in STORES.items()}
+            after = plain_inserts_per_second(dbname, args.appends, writers)
+            plain = (before + after) / 2
+            for name, rate in rates.items():
                 rows.append({"writers": writers, "store": name, "appends_per_s": round(rate),
                              "plain_inserts_per_s": round(plain),
-                             "ratio": round(rate / plain, 2)})
+                             "plain_before_after": [round(before), round(after)],
+                             "ratio": round(rate / plain, 2),
+                             "loadavg_1min": round(os.getloadavg()[0], 2)})
     finally:
         with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     print(f"machine: {platform.machine()}, {platform.python_implementation()} "
           f"{platform.python_version()}, PostgreSQL on 127.0.0.1")
-    print("| writers | store | appends/s | plain inserts/s | ratio |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| writers | store | appends/s | plain inserts/s | ratio | load avg |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['writers']} | {r['store']} | {r['appends_per_s']} | "
-              f"{r['plain_inserts_per_s']} | {r['ratio']} |")
+              f"{r['plain_inserts_per_s']} | {r['ratio']} | {r['loadavg_1min']} |")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return rows
