@@ -1,4 +1,6 @@
-"""Events on `homecare.visits`: the visit lifecycle, published by dispatch."""
+"""Events on `homecare.visits`: the visit lifecycle, published by dispatch, and an elder's
+erasure (on this topic, keyed by the elder's area, it arrives after every earlier visit event of
+the elder, so whoever consumes it has seen all of them)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ __all__ = [
     "VisitVerifiedPayload",
     "VisitDisputed",
     "VisitDisputedPayload",
+    "ElderErased",
+    "ElderErasedPayload",
 ]
 
 
@@ -203,3 +207,20 @@ class VisitDisputed(IntegrationEvent):
     type: Literal["VisitDisputed"] = "VisitDisputed"
     schema_version: Literal[1] = 1
     payload: VisitDisputedPayload
+
+
+class ElderErasedPayload(EventPayload):
+    elder_id: Id
+    erased_by: str = Field(min_length=1)
+    erased_at: UtcDateTime
+
+
+class ElderErased(IntegrationEvent):
+    """The elder asked to be forgotten (PIPL art. 47) and dispatch erased their personal data:
+    every service shreds its own key of the elder. Ids, who and when only; nothing about the
+    person."""
+
+    topic: ClassVar[str] = VISITS
+    type: Literal["ElderErased"] = "ElderErased"
+    schema_version: Literal[1] = 1
+    payload: ElderErasedPayload

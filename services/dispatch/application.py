@@ -413,6 +413,11 @@ class DispatchApplication(ServiceApplication):
         if self.get_or_none(ServiceOrder.create_id(command.order_id)) is not None:
             return []
         elder = self.get_elder(command.elder_id)
+        if elder.erased:
+            # The person asked to be forgotten: serving them again needs them to register anew.
+            raise DispatchError(f"elder {elder.elder_id} was erased on request on "
+                                f"{elder.erased_at:%Y-%m-%d}: no new orders (register the "
+                                "person again if they want care)")
         entry = self.catalogue(elder.service_area_id)[ServiceType(command.service_type)]
         order = self._order(command, elder, entry)
         if order.emergency:

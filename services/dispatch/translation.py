@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from uuid import uuid5
 
 from contracts.envelope import IntegrationEvent
 from contracts.events.orders import OrderCancelled, OrderPlaced
 from contracts.events.visits import (
+    ElderErased,
     VisitCancelled,
     VisitCheckedIn,
     VisitCheckedOut,
@@ -34,6 +36,19 @@ def translate(app: Any, domain_event: Any) -> Iterable[IntegrationEvent]:
         yield from _order_events(app, name, domain_event)
     elif name.startswith("Visit."):
         yield from _visit_events(app, name, domain_event)
+    elif name == "Elder.Erased":
+        yield from _erasure_events(app, domain_event)
+
+
+def _erasure_events(app: Any, domain_event: Any) -> Iterable[IntegrationEvent]:
+    """An erasure goes to every service, which shreds its own key of the elder."""
+    elder = aggregate_at(app, domain_event)
+    yield ElderErased(
+        **envelope(domain_event, ElderErased, elder.service_area_id, uuid5(
+            domain_event.originator_id, "erasure")),
+        payload={"elder_id": elder.elder_id, "erased_by": domain_event.by,
+                 "erased_at": domain_event.at},
+    )
 
 
 def _order_events(app: Any, name: str, domain_event: Any) -> Iterable[IntegrationEvent]:

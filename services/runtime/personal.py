@@ -44,10 +44,17 @@ class PersonalFields:
     fields: tuple[str, ...]
     kind: str = "person"
     erased: Any = ERASED  # what an attribute reads as after erasure
+    # Attributes that read as something else after erasure, e.g. ``(("hardship", False),)``: a
+    # flag or a date the domain reads must not become the truthy text "[erased]".
+    erased_as: tuple[tuple[str, Any], ...] = ()
 
     def subject(self, state: Mapping[str, Any]) -> str | None:
         value = state.get(self.subject_field)
         return None if value is None else f"{self.kind}:{value}"
+
+    def erased_value(self, field: str) -> Any:
+        """What ``field`` reads as once the subject's key is deleted."""
+        return dict(self.erased_as).get(field, self.erased)
 
 
 def is_sealed(value: Any) -> bool:
@@ -114,5 +121,6 @@ class PersonalDataMapper(Mapper):  # type: ignore[type-arg]
             return domain_event
         for name in spec.fields:
             if is_sealed(state.get(name)):
-                state[name] = self.open_value(subject, name, state[name], spec.erased)
+                state[name] = self.open_value(subject, name, state[name],
+                                              spec.erased_value(name))
         return domain_event

@@ -114,6 +114,7 @@ SAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
         "reason": "caregiver left after 20 minutes",
         "raised_by": "family",
     },
+    "ElderErased": {"elder_id": "e1", "erased_by": "admin:zhang", "erased_at": T0},
     "HoursReserved": {
         "reservation_id": "r1",
         "visit_id": "v1",
