@@ -40,6 +40,7 @@ from contracts.events.funding import (
 )
 from contracts.events.orders import OrderCancelled, OrderPlaced
 from contracts.events.visits import (
+    ElderErased,
     VisitCancelled,
     VisitRescheduled,
     VisitScheduled,
@@ -58,6 +59,7 @@ from services.runtime.double_entry import (
 )
 from services.runtime.eventstore import ServiceApplication
 from services.runtime.outbox import integration_event_id
+from services.runtime.personal import PersonalFields
 from services.runtime.readmodel import FollowingReadModel
 from services.timebank.domain.credits import (
     SOURCE_KINDS,
@@ -180,10 +182,26 @@ class _Books:
         return transfer
 
 
+# Personal data, sealed per person (crypto-shredded on erasure): a member's birth date, hardship
+# (a poor family's flag) and display name; elders join with their name, volunteers are persons too.
+# After erasure the birth date reads as unknown and hardship as not claimed, so the age rule
+# refuses to redeem for the person rather than guess.
+MEMBER_PII = ("birth_date", "hardship", "display_name")
+MEMBER_ERASED_AS = (("birth_date", None), ("hardship", False))
+PERSONAL_DATA: dict[type | str, PersonalFields] = {
+    Member.Joined: PersonalFields(  # type: ignore[attr-defined]
+        "person_id", MEMBER_PII, kind="person", erased_as=MEMBER_ERASED_AS),
+    Member.DetailsChanged: PersonalFields(  # type: ignore[attr-defined]
+        "person_id", MEMBER_PII, kind="person", erased_as=MEMBER_ERASED_AS),
+}
+
+
 class TimebankApplication(ServiceApplication):
     name = "Timebank"
+    personal_data = PERSONAL_DATA
     subscriptions: dict[str, set[str]] = {
-        VISITS: {"VisitScheduled", "VisitRescheduled", "VisitVerified", "VisitCancelled"},
+        VISITS: {"VisitScheduled", "VisitRescheduled", "VisitVerified", "VisitCancelled",
+                 "ElderErased"},
         FUNDING: {"CreditsHoldRequested", "VisitCharged", "ReservationRejected",
                   "ReservationReleased"},
     }
@@ -270,11 +288,15 @@ class TimebankApplication(ServiceApplication):
                                 hardship=hardship, display_name=display_name)
                 books.account(member.account_code)
                 books.add(member)
+            elif member.erased:
+                raise RuleError(f"{person_id} was erased on request: their account is kept "
+                                "under the id, but no details are recorded again")
             elif (member.birth_date, member.hardship, member.display_name) != (
                     birth_date or member.birth_date, hardship, display_name or member.display_name):
                 member.change_details(birth_date=birth_date or member.birth_date,
                                       hardship=hardship,
-                                      display_name=display_name or member.display_name)
+                                      display_name=display_name or member.display_name,
+                                      person_id=person_id)
                 books.add(member)
             return member
         return self._run(build)
@@ -285,6 +307,18 @@ class TimebankApplication(ServiceApplication):
         if found is not None:
             return found
         return self.join(person_id, bank_id or self.rules.default_bank_id)
+
+    def erase_member(self, person_id: str, by: str, at: datetime) -> Member | None:
+        """Crypto-shred a member's details (birth date, hardship, name): record who and when,
+        then delete the person's key. The account, its transfers and balances stay.
+
+        Idempotent: erasing again deletes the key again (in case that step failed before)."""
+        member = self.get_or_none(Member.create_id(person_id))
+        if member is not None and not member.erased:
+            member.erase(by=by, at=at)
+            self.save(member)
+        self.erase_subject(f"person:{person_id}")
+        return member
 
     def member(self, person_id: str) -> Member:
         found = self.get_or_none(Member.create_id(person_id))
@@ -917,7 +951,17 @@ class TimebankApplication(ServiceApplication):
         books = _Books(self)
         cause, correlation = str(event.event_id), str(event.correlation_id)
         self._follow_task(books, event)
-        if isinstance(event, VisitVerified):
+        if isinstance(event, ElderErased):
+            # The elder asked dispatch to forget them: shred their key here too. The key goes
+            # first; the Erased event is saved with the message's tracking record (a redelivery
+            # deletes the key again, harmlessly).
+            p = event.payload
+            self.erase_subject(f"person:{p.elder_id}")
+            member = books.get(Member.create_id(p.elder_id))
+            if member is not None and not member.erased:
+                member.erase(by=p.erased_by, at=p.erased_at)
+                books.add(member)
+        elif isinstance(event, VisitVerified):
             p = event.payload
             if p.caregiver_kind is CaregiverKind.VOLUNTEER:
                 found = self._open_hold(books, p.visit_id)

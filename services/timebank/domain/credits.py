@@ -90,7 +90,11 @@ def bank_of_account(code: str) -> str:
 
 
 class Member(Aggregate):
-    """A person with a time-bank account: volunteer, elder, relative (any person id)."""
+    """A person with a time-bank account: volunteer, elder, relative (any person id).
+
+    Birth date, hardship and display name are personal data: the application seals them with
+    the person's own key, which an erasure deletes (they then read as None, False and
+    "[erased]")."""
 
     @staticmethod
     def create_id(person_id: str, **_: object) -> UUID:  # type: ignore[override]
@@ -105,13 +109,28 @@ class Member(Aggregate):
         self.birth_date = birth_date
         self.hardship = hardship
         self.display_name = display_name
+        self.erased_at: datetime | None = None
+        self.erased_by: str | None = None
 
     @event("DetailsChanged")
     def change_details(self, birth_date: date | None, hardship: bool,
-                       display_name: str | None) -> None:
+                       display_name: str | None, person_id: str | None = None) -> None:
+        # person_id: the event names whose details these are, so they are sealed with that
+        # person's key (None in events stored before details were sealed).
         self.birth_date = birth_date
         self.hardship = hardship
         self.display_name = display_name
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
+
+    @event("Erased")
+    def erase(self, by: str, at: datetime) -> None:
+        """The person's details erased on request: who and when, nothing about the person.
+        The account and every transfer stay (balances are kept under the id)."""
+        self.erased_at, self.erased_by = at, by
+        self.birth_date, self.hardship, self.display_name = None, False, "[erased]"
 
 
 class Tally(Aggregate):
