@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError
 from contracts.envelope import IntegrationEvent
 from contracts.events.funding import CreditsReservationRejected, CreditsReserved
 from contracts.events.visits import (
+    ElderErased,
     VisitCancelled,
     VisitRescheduled,
     VisitScheduled,
@@ -26,6 +27,7 @@ from contracts.events.visits import (
 from contracts.topics import FUNDING, VISITS
 from contracts.values import CaregiverKind, FundingSource
 from services.ledger.domain.books import (
+    ERASED_FACTS,
     Charge,
     ElderProfile,
     FamilyPackage,
@@ -72,11 +74,24 @@ from services.runtime.double_entry import (
     void_pending,
 )
 from services.runtime.eventstore import ServiceApplication
+from services.runtime.personal import ERASED, PersonalFields
 from services.runtime.readmodel import FollowingReadModel
 
 
 class NotFound(LookupError):
     pass
+
+
+# Sensitive personal data, sealed per elder (crypto-shredded when dispatch erases the elder):
+# the facts entitlement is computed from (birth date, 低保, disability ...), and the reason of a
+# monthly grant, which spells them out ("aged 92", "低保 family with qualifying disability").
+PERSONAL_DATA: dict[type | str, PersonalFields] = {
+    ElderProfile.Registered: PersonalFields(  # type: ignore[attr-defined]
+        "elder_id", ("facts",), kind="elder", erased=ERASED_FACTS),
+    ElderProfile.FactsChanged: PersonalFields(  # type: ignore[attr-defined]
+        "elder_id", ("facts",), kind="elder", erased=ERASED_FACTS),
+    Transfer.Created: PersonalFields("about", ("reason",), kind="elder"),  # type: ignore[attr-defined]
+}
 
 
 class UnknownElder(LookupError):
@@ -146,9 +161,11 @@ class _Books:
 class LedgerApplication(ServiceApplication):
     name = "Ledger"
     subscriptions: dict[str, set[str]] = {
-        VISITS: {"VisitScheduled", "VisitRescheduled", "VisitCancelled", "VisitVerified"},
+        VISITS: {"VisitScheduled", "VisitRescheduled", "VisitCancelled", "VisitVerified",
+                 "ElderErased"},
         FUNDING: {"CreditsReserved", "CreditsReservationRejected"},
     }
+    personal_data = PERSONAL_DATA
 
     def __init__(self, env: dict[str, str] | None = None, timezone: str = "Asia/Shanghai",
                  rules: RuleBook | None = None, region: str = "yiwu") -> None:
@@ -211,8 +228,20 @@ class LedgerApplication(ServiceApplication):
         return book
 
     def entitlement_for(self, elder_id: str, month: str) -> Entitlement:
-        profile = self.get_profile(elder_id)
-        return self.rules.entitlement(profile.elder_facts(), date.fromisoformat(month + "-01"))
+        return self._entitled(self.get_profile(elder_id), month)
+
+    def _entitled(self, profile: ElderProfile, month: str) -> Entitlement:
+        """The elder's entitlement for the month, from their facts.
+
+        An erased elder's facts are gone: a month granted before the erasure keeps the minutes
+        granted (the books say how many), its reason and category read as erased; a month not
+        granted before gets nothing (dispatch takes no new orders for an erased elder)."""
+        start = date.fromisoformat(month + "-01")
+        if not profile.erased:
+            return self.rules.entitlement(profile.elder_facts(), start)
+        grant = self.get_or_none(Transfer.create_id(f"grant:{profile.elder_id}:{month}"))
+        return Entitlement(grant.amount if grant is not None else 0, ERASED,
+                           self.rules.in_force(start).name, "erased")
 
     # Elders, providers, packages ---------------------------------------------------------------
     def register_elder(self, elder_id: str, service_area_id: str,
@@ -222,8 +251,11 @@ class LedgerApplication(ServiceApplication):
         if profile is None:
             profile = ElderProfile(elder_id=elder_id, service_area_id=service_area_id,
                                    facts=stored)
+        elif profile.erased:
+            raise LedgerError(f"elder {elder_id} was erased on request; the ledger keeps their "
+                              "accounts under the id, not new facts")
         elif profile.facts != stored:
-            profile.change_facts(facts=stored)
+            profile.change_facts(facts=stored, elder_id=elder_id)
         self.save(profile)
         return profile
 
@@ -296,15 +328,15 @@ class LedgerApplication(ServiceApplication):
                                 debits_must_not_exceed_credits=True,
                                 owner_id=profile.elder_id, kind="entitlement")
         if account.id in books.opened:
-            entitled = self.rules.entitlement(profile.elder_facts(),
-                                              date.fromisoformat(month + "-01"))
-            if entitled.minutes > 0:
+            entitled = self._entitled(profile, month)
+            if entitled.minutes > 0 and not profile.erased:
                 books.open(f"grant:{profile.elder_id}:{month}",
                            books.account(city_funding_account(self.region), kind="funding"),
                            account, entitled.minutes, pending=False,
                            facts=TransferFacts(
                                f"monthly entitlement ({entitled.category}): {entitled.reason} "
-                               f"[{entitled.rule_set}]", funding_source=FundingSource.ENTITLEMENT))
+                               f"[{entitled.rule_set}]", funding_source=FundingSource.ENTITLEMENT,
+                               about=profile.elder_id))
         return account
 
     # Reservations: phase one -------------------------------------------------------------------
@@ -631,9 +663,35 @@ class LedgerApplication(ServiceApplication):
         self.save(charge, *books.aggregates())
         return charge
 
+    # Erasure ---------------------------------------------------------------------------------
+    def erase_elder(self, elder_id: str, by: str, at: datetime) -> ElderProfile | None:
+        """Crypto-shred the elder's facts and grant reasons: record who and when (if the ledger
+        knows the elder), then delete the elder's key. Accounts, transfers and every total stay.
+
+        Idempotent: erasing again deletes the key again (in case that step failed before)."""
+        profile = self.get_or_none(ElderProfile.create_id(elder_id))
+        if profile is not None and profile.erased_at is None:
+            profile.erase(by=by, at=at)
+            self.save(profile)
+        self.erase_subject(f"elder:{elder_id}")
+        return profile
+
+    def _erased(self, event: ElderErased) -> list[Any]:
+        """The consumer's erasure: the Erased event is saved with the message's tracking record;
+        the key is deleted first (deleting it again on a redelivery is harmless)."""
+        p = event.payload
+        self.erase_subject(f"elder:{p.elder_id}")
+        profile = self.get_or_none(ElderProfile.create_id(p.elder_id))
+        if profile is None or profile.erased_at is not None:
+            return []
+        profile.erase(by=p.erased_by, at=p.erased_at)
+        return [profile]
+
     # Consumer policy -------------------------------------------------------------------------
     def policy(self, event: IntegrationEvent, processing: ProcessingEvent) -> None:
-        if isinstance(event, VisitScheduled):
+        if isinstance(event, ElderErased):
+            processing.collect_events(*self._erased(event))
+        elif isinstance(event, VisitScheduled):
             processing.collect_events(*self._reserve(event))
         elif isinstance(event, VisitVerified):
             processing.collect_events(*self._charge(event))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -77,8 +77,20 @@ def next_month(month: str) -> str:
     return f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}"
 
 
+# What an erased elder's facts read as (the same words as the stores' erased fields).
+ERASED_FACTS = "[erased]"
+
+
+class FactsErased(LookupError):
+    """The elder's facts were erased on request: nothing can be computed from them any more."""
+
+
 class ElderProfile(Aggregate):
-    """What the ledger knows of an elder: the facts entitlement is computed from."""
+    """What the ledger knows of an elder: the facts entitlement is computed from.
+
+    The facts (birth date, 低保, disability ...) are sensitive personal data: the application
+    seals them with the elder's own key, which an erasure deletes; they then read as
+    ``"[erased]"``."""
 
     @staticmethod
     def create_id(elder_id: str, **_: object) -> UUID:  # type: ignore[override]
@@ -88,13 +100,29 @@ class ElderProfile(Aggregate):
     def __init__(self, elder_id: str, service_area_id: str, facts: dict[str, Any]) -> None:
         self.elder_id = elder_id
         self.service_area_id = service_area_id
-        self.facts = facts
+        self.facts: dict[str, Any] | str = facts
+        self.erased_at: datetime | None = None
+        self.erased_by: str | None = None
 
     @event("FactsChanged")
-    def change_facts(self, facts: dict[str, Any]) -> None:
+    def change_facts(self, facts: dict[str, Any], elder_id: str | None = None) -> None:
+        # elder_id: the event names whose facts these are, so they are sealed with that
+        # elder's key (None in events stored before facts were sealed).
         self.facts = facts
 
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None or self.facts == ERASED_FACTS
+
+    @event("Erased")
+    def erase(self, by: str, at: datetime) -> None:
+        """The elder's facts erased on request: who and when, nothing about the person."""
+        self.erased_at, self.erased_by = at, by
+        self.facts = ERASED_FACTS
+
     def elder_facts(self) -> ElderFacts:
+        if self.erased or not isinstance(self.facts, dict):
+            raise FactsErased(f"the facts of elder {self.elder_id} were erased on request")
         return ElderFacts.from_json(self.facts)
 
 

@@ -51,7 +51,8 @@ class ElderFacts:
         return cls(**values)
 
 
-Category = Literal["high", "low", "none"]
+# "erased": the elder's facts were erased on request; the category is no longer known.
+Category = Literal["high", "low", "none", "erased"]
 
 
 @dataclass(frozen=True)
