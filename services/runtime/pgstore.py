@@ -6,6 +6,13 @@ record passed with the events, and effectively-once processing depends on it bei
 same transaction. This recorder writes both together: the tracking row first, then the function
 call, in one transaction. Selected with
 ``PERSISTENCE_MODULE=services.runtime.pgstore:TrackedPostgresFactory``.
+
+The library's function also takes no table lock, unlike its statement path: two writers could
+commit notification ids out of order, and a reader following the log (the outbox relay, which
+records how far it got) would pass over the lower id for good. The function here locks the
+events table (EXCLUSIVE: reads go on, inserts queue) before inserting, as the statement path
+does, so ids become visible in the order they were issued. ``CREATE OR REPLACE`` at start-up
+replaces the library's function in an existing schema.
 """
 
 from __future__ import annotations
@@ -14,11 +21,36 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent, Tracking
-from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from eventsourcing.utils import retry
+from psycopg.sql import SQL, Identifier
 
 
 class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_pg_function_insert_events = SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{insert_events}(events {schema}.{event}[]) "
+            "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ BEGIN"
+            "    SET LOCAL lock_timeout = '{lock_timeout}s';"
+            "    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+            "    NOTIFY {channel};"
+            "    RETURN QUERY"
+            "    INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+            "    SELECT originator_id, originator_version, topic, state FROM unnest(events)"
+            "    RETURNING notification_id;"
+            " END; $BODY$"
+        ).format(
+            insert_events=Identifier(self.pg_function_name_insert_events),
+            lock_timeout=self.datastore.lock_timeout,
+            channel=Identifier(self.channel_name),
+            event=Identifier(self.stored_event_type_name),
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+        )
+        self.sql_create_statements[self.create_insert_function_statement_index] = (
+            self.sql_create_pg_function_insert_events)
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

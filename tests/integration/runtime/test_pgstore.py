@@ -1,5 +1,7 @@
 """The PostgreSQL store with database functions keeps tracking in the events' transaction."""
 
+import threading
+
 import pytest
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -47,3 +49,35 @@ def test_a_conflicting_write_leaves_neither_events_nor_tracking(store):
     with pytest.raises(IntegrityError):
         store._record(processing)
     assert store.process_recorder.max_tracking_id("consumer:topic:0") is None
+
+
+def test_events_become_visible_in_notification_order(store):
+    """An append waits while another transaction holds a lower notification id uncommitted, so a
+    reader following the log (the outbox relay) never sees a later id first and passes over the
+    earlier one for good (eventsourcing 9.5.6's database function takes no table lock)."""
+    store.save(Account(code="first"))
+    recorder = store.process_recorder
+    held = Account(code="held")
+    pending = [recorder.construct_pg_stored_event(originator_id=e.originator_id,
+                                                  originator_version=e.originator_version,
+                                                  topic=e.topic, state=e.state)
+               for e in map(store.mapper.to_stored_event, held.collect_events())]
+    saved = threading.Event()
+
+    def save_another() -> None:
+        store.save(Account(code="later"))
+        saved.set()
+
+    # The tracked path's transaction (tracking row, then the function), held open before COMMIT.
+    with recorder.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        curs.execute(recorder.sql_invoke_pg_function_insert_events, (pending,))
+        held_id = curs.fetchall()[0][recorder.pg_function_name_insert_events]
+        writer = threading.Thread(target=save_another)
+        writer.start()
+        saved.wait(1.0)
+        visible = [n.id for n in recorder.select_notifications(1, 100)]
+        assert max(visible) < held_id, f"id {max(visible)} visible before {held_id} committed"
+    writer.join(10)
+    assert saved.is_set()
+    ids = [n.id for n in recorder.select_notifications(1, 100)]
+    assert ids == sorted(ids) and len(ids) == 3 and held_id in ids
