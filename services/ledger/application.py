@@ -83,14 +83,15 @@ class NotFound(LookupError):
 
 
 # Sensitive personal data, sealed per elder (crypto-shredded when dispatch erases the elder):
-# the facts entitlement is computed from (birth date, 低保, disability ...), and the reason of a
-# monthly grant, which spells them out ("aged 92", "低保 family with qualifying disability").
+# the facts entitlement is computed from (birth date, 低保, disability ...). They are kept in
+# ElderProfile only: a grant's transfer says the category and rule set, not the facts behind
+# them (the balance recomputes that reason from the facts while they exist). So an erasure
+# reaches every ledger process, cached aggregates too, by the ElderProfile.Erased event.
 PERSONAL_DATA: dict[type | str, PersonalFields] = {
     ElderProfile.Registered: PersonalFields(  # type: ignore[attr-defined]
         "elder_id", ("facts",), kind="elder", erased=ERASED_FACTS),
     ElderProfile.FactsChanged: PersonalFields(  # type: ignore[attr-defined]
         "elder_id", ("facts",), kind="elder", erased=ERASED_FACTS),
-    Transfer.Created: PersonalFields("about", ("reason",), kind="elder"),  # type: ignore[attr-defined]
 }
 
 
@@ -334,9 +335,8 @@ class LedgerApplication(ServiceApplication):
                            books.account(city_funding_account(self.region), kind="funding"),
                            account, entitled.minutes, pending=False,
                            facts=TransferFacts(
-                               f"monthly entitlement ({entitled.category}): {entitled.reason} "
-                               f"[{entitled.rule_set}]", funding_source=FundingSource.ENTITLEMENT,
-                               about=profile.elder_id))
+                               f"monthly entitlement ({entitled.category}) "
+                               f"[{entitled.rule_set}]", funding_source=FundingSource.ENTITLEMENT))
         return account
 
     # Reservations: phase one -------------------------------------------------------------------

@@ -110,9 +110,6 @@ class TransferFacts:
     visit_id: str | None = None
     cause_event_id: str | None = None
     funding_source: str | None = None
-    # The person the reason tells something about (a grant's reason gives the elder's age and
-    # 低保/disability status): the service may seal the reason with that person's key.
-    about: str | None = None
 
 
 class Transfer(Aggregate):
@@ -135,7 +132,6 @@ class Transfer(Aggregate):
         cause_event_id: str | None = None,
         funding_source: str | None = None,
         expires_at: datetime | None = None,
-        about: str | None = None,
     ) -> None:
         self.key = key
         self.debit_account_id = debit_account_id
@@ -148,7 +144,6 @@ class Transfer(Aggregate):
         self.cause_event_id = cause_event_id
         self.funding_source = funding_source
         self.expires_at = expires_at
-        self.about = about
         self.resolved_by: str | None = None
 
     @event("Posted")
@@ -204,7 +199,6 @@ def open_transfer(
         cause_event_id=facts.cause_event_id,
         funding_source=facts.funding_source,
         expires_at=expires_at,
-        about=facts.about,
     )
     if pending:
         debit._change(transfer_id=transfer.id, debits_pending=amount)
