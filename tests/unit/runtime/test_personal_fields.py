@@ -96,3 +96,20 @@ def test_a_sealed_value_cannot_be_moved_to_another_person_or_field():
         mapper.open_value("person:P-2", "name", sealed)
     with pytest.raises(InvalidTag):
         mapper.open_value("person:P-1", "phone", sealed)
+
+
+class Flagged(ServiceApplication):
+    personal_data = {Person.Registered: PersonalFields(  # type: ignore[attr-defined]
+        "person_id", ("name", "born", "phone"), kind="person",
+        erased_as=(("born", None), ("phone", "")))}
+
+
+def test_erased_as_gives_a_field_its_own_erased_value():
+    """A field named in erased_as reads as that value after erasure (a date as None, not the
+    text "[erased]"); the other personal fields still read "[erased]"."""
+    app = Flagged()
+    person = Person(person_id="P-1", name="王秀英", born=date(1940, 1, 1), phone="139")
+    app.save(person)
+    app.erase_subject("person:P-1")
+    gone = app.repository.get(person.id)
+    assert (gone.name, gone.born, gone.phone) == (ERASED, None, "")
