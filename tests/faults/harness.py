@@ -208,6 +208,17 @@ class BrokerProxy:
 # -- the cluster ----------------------------------------------------------------------------------
 
 
+_RUNNING: list[Cluster] = []
+
+
+def _close_all_and_exit(signum: int, _frame: object) -> None:
+    """Ctrl-C or SIGTERM to the harness: no service process, broker or database left behind."""
+    for cluster in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            cluster.close()
+    os._exit(128 + signum)
+
+
 class Cluster:
     """Broker, proxy, one database and one process per service."""
 
@@ -235,6 +246,7 @@ class Cluster:
                                connect_timeout=5)
 
     def start(self) -> None:
+        _RUNNING.append(self)
         self.workdir.mkdir(parents=True, exist_ok=True)
         proxy_port = free_port()
         self.broker = LocalBroker(log_dir=self.workdir, advertised_port=proxy_port).start()
@@ -323,6 +335,8 @@ class Cluster:
         return codes
 
     def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            _RUNNING.remove(self)
         for process in self.processes.values():
             if process.poll() is None:
                 process.kill()
@@ -875,18 +889,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the counts to this file")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
-    scale = max(1, args.visits // 1000)  # more faults in longer runs
+    scale = max(1, args.visits // 2000)  # more faults in longer runs (5 of each at 10,000)
     config = FaultConfig(
         visits=args.visits, concurrency=args.concurrency, seed=args.seed, keep=args.keep,
-        kills_per_service=args.kills_per_service or 2 * scale,
-        broker_bounces=args.broker_restarts or 2 * scale,
-        connection_drops=args.connection_drops or 2 * scale,
+        kills_per_service=args.kills_per_service or scale,
+        broker_bounces=args.broker_restarts or scale,
+        connection_drops=args.connection_drops or scale,
         workdir=Path(args.workdir or f"var/faults/{time.strftime('%Y%m%d-%H%M%S')}"),
         pg_host=os.environ.get("HOMECARE_TEST_PG_HOST", "127.0.0.1"),
         pg_port=int(os.environ.get("HOMECARE_TEST_PG_PORT", "5432")),
         pg_user=os.environ.get("HOMECARE_TEST_PG_USER", "postgres"),
         pg_password=os.environ.get("HOMECARE_TEST_PG_PASSWORD", ""),
         quiesce_timeout_s=600.0)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _close_all_and_exit)
     print(f"faults: seed {args.seed}", flush=True)
     report = asyncio.run(run(config, log=lambda text: print(text, flush=True)))
     print(report.text(), flush=True)
