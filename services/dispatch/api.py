@@ -24,8 +24,11 @@ from services.dispatch.domain.catalogue import CatalogueEntry
 from services.dispatch.domain.people import Caregiver, Elder, Provider
 from services.dispatch.domain.plans import CarePlan, ReplanProposal
 from services.dispatch.domain.visits import InvalidInput, ServiceOrder, Visit
+from services.runtime.auth import Principal
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+# Who did it is the caller the token names (Principal.actor), never what the body says.
+IGNORED_BY = "Ignored (kept for older clients): the caller named by the token is recorded"
 
 
 class _Route(APIRoute):
@@ -70,7 +73,7 @@ class ElderIn(BaseModel):
 
 
 class ErasureIn(BaseModel):
-    by: str = Field(min_length=1, description="Who carries out the erasure request")
+    by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 class PreferencesIn(BaseModel):
@@ -136,7 +139,7 @@ class ProviderIn(BaseModel):
 
 
 class DecisionIn(BaseModel):
-    by: str = Field(min_length=1)
+    by: str | None = Field(default=None, description=IGNORED_BY)
     reason: str = Field(min_length=1)
 
 
@@ -158,7 +161,7 @@ class AreaSettingsIn(BaseModel):
     certificate_warning_days: int | None = Field(default=None, ge=0)
     escalation_minutes: int | None = Field(default=None, gt=0)
     pending_sync_trust_minutes: int | None = Field(default=None, ge=0)
-    changed_by: str | None = None
+    changed_by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 class CatalogueEntryIn(BaseModel):
@@ -172,7 +175,7 @@ class CatalogueEntryIn(BaseModel):
     tasks: list[str] | None = None
     needs_confirmation: bool | None = None
     personal_care: bool | None = None
-    changed_by: str | None = None
+    changed_by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 class OrderIn(BaseModel):
@@ -192,7 +195,7 @@ class OrderIn(BaseModel):
     time_credit_account_id: str | None = None
     out_of_pocket_agreed: bool = False
     notes: str | None = None
-    placed_by: str | None = None
+    placed_by: str | None = Field(default=None, description=IGNORED_BY)
     await_plan: bool = Field(default=False,
                              description="Leave it to the area's daily plan (POST .../plans)")
     emergency_lat: float | None = Field(default=None, ge=-90, le=90)
@@ -214,7 +217,7 @@ class CarePlanIn(BaseModel):
     elder_id: str = Field(min_length=1)
     items: list[CarePlanItemIn] = Field(min_length=1)
     valid_from: date
-    created_by: str | None = None
+    created_by: str | None = Field(default=None, description=IGNORED_BY)
     monthly_minutes: int | None = Field(
         default=None, gt=0, description="Hours the plan may use a month (e.g. the elder's "
                                         "entitlement); visits beyond are not generated")
@@ -223,7 +226,7 @@ class CarePlanIn(BaseModel):
 class CarePlanChangeIn(BaseModel):
     items: list[CarePlanItemIn] = Field(min_length=1)
     effective_from: date
-    by: str | None = None
+    by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 class StepIn(BaseModel):
@@ -261,23 +264,23 @@ class NoShowIn(StepIn):
 
 class EscalationIn(BaseModel):
     outcome: Literal["reached", "not_reached"]
-    by: str = Field(min_length=1)
+    by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 class VerifyIn(BaseModel):
-    by: str = Field(min_length=1)
+    by: str | None = Field(default=None, description=IGNORED_BY)
     override_reason: str | None = None
 
 
 class ReviewIn(BaseModel):
     decision: Literal["approve", "reject"]
-    by: str = Field(min_length=1)
+    by: str | None = Field(default=None, description=IGNORED_BY)
     reason: str = Field(min_length=1)
 
 
 class CancelIn(BaseModel):
     reason: str = Field(min_length=1)
-    cancelled_by: str = Field(min_length=1)
+    cancelled_by: str | None = Field(default=None, description=IGNORED_BY)
 
 
 class CancelVisitIn(CancelIn):
@@ -290,7 +293,7 @@ class ReplanIn(BaseModel):
 
 
 class AcknowledgeIn(BaseModel):
-    by: str = Field(min_length=1)
+    by: str | None = Field(default=None, description=IGNORED_BY)
     note: str | None = None
 
 
@@ -419,11 +422,12 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def get_elder(elder_id: str) -> dict[str, Any]:
         return elder_view(app.get_elder(elder_id))
 
-    @router.post("/elders/{elder_id}/erasure", dependencies=[grants.admin_only])
-    def erase_elder(elder_id: str, body: ErasureIn) -> dict[str, Any]:
+    @router.post("/elders/{elder_id}/erasure")
+    def erase_elder(elder_id: str, body: ErasureIn,
+                    principal: Principal = grants.admin_only) -> dict[str, Any]:
         """Erase the elder's personal data (crypto-shredding): name, address, phones and ID
         number read as "[erased]" from now on, everywhere; visits and ledger totals stay."""
-        return elder_view(app.erase_elder(elder_id, by=body.by))
+        return elder_view(app.erase_elder(elder_id, by=principal.actor))
 
     @router.put("/elders/{elder_id}/preferences", dependencies=[grants.elder_preferences])
     def change_preferences(elder_id: str, body: PreferencesIn) -> dict[str, Any]:
@@ -482,14 +486,16 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def get_provider(provider_id: str) -> dict[str, Any]:
         return provider_view(app.get_provider(provider_id))
 
-    @router.post("/providers/{provider_id}/blacklist", dependencies=[grants.admin_only])
-    def blacklist(provider_id: str, body: DecisionIn) -> dict[str, Any]:
+    @router.post("/providers/{provider_id}/blacklist")
+    def blacklist(provider_id: str, body: DecisionIn,
+                  principal: Principal = grants.admin_only) -> dict[str, Any]:
         """Its caregivers get no subsidised visits from now on."""
-        return provider_view(app.blacklist_provider(provider_id, body.reason, body.by))
+        return provider_view(app.blacklist_provider(provider_id, body.reason, principal.actor))
 
-    @router.post("/providers/{provider_id}/reinstate", dependencies=[grants.admin_only])
-    def reinstate(provider_id: str, body: DecisionIn) -> dict[str, Any]:
-        return provider_view(app.reinstate_provider(provider_id, body.reason, body.by))
+    @router.post("/providers/{provider_id}/reinstate")
+    def reinstate(provider_id: str, body: DecisionIn,
+                  principal: Principal = grants.admin_only) -> dict[str, Any]:
+        return provider_view(app.reinstate_provider(provider_id, body.reason, principal.actor))
 
     # Areas -----------------------------------------------------------------------------------
     @router.get("/areas/{service_area_id}/caregivers", dependencies=[grants.area_read])
@@ -504,22 +510,23 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def get_settings(service_area_id: str) -> dict[str, Any]:
         return app.rules(service_area_id).as_dict()
 
-    @router.patch("/areas/{service_area_id}/settings", dependencies=[grants.area_write])
-    def change_settings(service_area_id: str, body: AreaSettingsIn) -> dict[str, Any]:
+    @router.patch("/areas/{service_area_id}/settings")
+    def change_settings(service_area_id: str, body: AreaSettingsIn,
+                        principal: Principal = grants.area_write) -> dict[str, Any]:
         changes = body.model_dump(exclude_none=True, exclude={"changed_by"})
-        return app.configure_area(service_area_id, changes, body.changed_by).as_dict()
+        return app.configure_area(service_area_id, changes, principal.actor).as_dict()
 
     @router.get("/areas/{service_area_id}/catalogue", dependencies=[grants.area_open_tasks])
     def get_catalogue(service_area_id: str) -> list[dict[str, Any]]:
         return [catalogue_view(e) for e in app.catalogue(service_area_id).values()]
 
-    @router.patch("/areas/{service_area_id}/catalogue/{service_type}",
-                 dependencies=[grants.area_write])
+    @router.patch("/areas/{service_area_id}/catalogue/{service_type}")
     def change_catalogue(service_area_id: str, service_type: ServiceType,
-                         body: CatalogueEntryIn) -> dict[str, Any]:
+                         body: CatalogueEntryIn,
+                         principal: Principal = grants.area_write) -> dict[str, Any]:
         changes = body.model_dump(exclude_none=True, exclude={"changed_by"})
         return catalogue_view(app.change_catalogue_entry(service_area_id, service_type, changes,
-                                                         body.changed_by))
+                                                         principal.actor))
 
     @router.get("/areas/{service_area_id}/visits", dependencies=[grants.area_read])
     def list_visits(service_area_id: str, day: date = Query(alias="date"),
@@ -547,13 +554,15 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def list_proposals(service_area_id: str) -> list[dict[str, Any]]:
         return [proposal_view(p) for p in app.list_proposals(service_area_id)]
 
-    @router.post("/proposals/{proposal_id}/accept", dependencies=[grants.proposal_decide])
-    def accept_proposal(proposal_id: str, body: AcknowledgeIn) -> dict[str, Any]:
-        return proposal_view(app.decide_proposal(proposal_id, accept=True, by=body.by))
+    @router.post("/proposals/{proposal_id}/accept")
+    def accept_proposal(proposal_id: str, body: AcknowledgeIn,
+                        principal: Principal = grants.proposal_decide) -> dict[str, Any]:
+        return proposal_view(app.decide_proposal(proposal_id, accept=True, by=principal.actor))
 
-    @router.post("/proposals/{proposal_id}/reject", dependencies=[grants.proposal_decide])
-    def reject_proposal(proposal_id: str, body: DecisionIn) -> dict[str, Any]:
-        return proposal_view(app.decide_proposal(proposal_id, accept=False, by=body.by,
+    @router.post("/proposals/{proposal_id}/reject")
+    def reject_proposal(proposal_id: str, body: DecisionIn,
+                        principal: Principal = grants.proposal_decide) -> dict[str, Any]:
+        return proposal_view(app.decide_proposal(proposal_id, accept=False, by=principal.actor,
                                                  reason=body.reason))
 
     @router.post("/areas/{service_area_id}/sweep", dependencies=[grants.area_write])
@@ -566,9 +575,10 @@ def build_router(app: DispatchApplication) -> APIRouter:
                     ) -> list[dict[str, Any]]:
         return [alert_view(a) for a in app.list_alerts(service_area_id, open_only)]
 
-    @router.post("/alerts/{alert_id:path}/acknowledge", dependencies=[grants.alert_acknowledge])
-    def acknowledge(alert_id: str, body: AcknowledgeIn) -> dict[str, Any]:
-        return alert_view(app.acknowledge_alert(alert_id, by=body.by, note=body.note))
+    @router.post("/alerts/{alert_id:path}/acknowledge")
+    def acknowledge(alert_id: str, body: AcknowledgeIn,
+                    principal: Principal = grants.alert_acknowledge) -> dict[str, Any]:
+        return alert_view(app.acknowledge_alert(alert_id, by=principal.actor, note=body.note))
 
     @router.get("/areas/{service_area_id}/stream", response_class=StreamingResponse,
                  dependencies=[grants.area_stream])
@@ -592,11 +602,13 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                           "X-Accel-Buffering": "no"})
 
     # Orders and care plans -------------------------------------------------------------------
-    @router.post("/orders", status_code=201, dependencies=[grants.order_place])
-    def place_order(body: OrderIn) -> dict[str, Any]:
+    @router.post("/orders", status_code=201)
+    def place_order(body: OrderIn,
+                    principal: Principal = grants.order_place) -> dict[str, Any]:
         """Take an order; scheduled at once to the first free caregiver (emergencies by urgent
         insertion), or left to the daily plan with await_plan."""
         data = body.model_dump(exclude_none=True, exclude={"emergency_lat", "emergency_lon"})
+        data["placed_by"] = principal.actor
         if body.emergency_lat is not None and body.emergency_lon is not None:
             data["emergency_position"] = {"lat": body.emergency_lat, "lon": body.emergency_lon}
         order, visit = app.place_order(PlaceOrder(**data))
@@ -612,27 +624,30 @@ def build_router(app: DispatchApplication) -> APIRouter:
         order, visit = app.claim_order(order_id, body.caregiver_id)
         return {"order": order_view(order), "visit": visit_view(visit)}
 
-    @router.post("/orders/{order_id}/cancel", dependencies=[grants.order_cancel])
-    def cancel_order(order_id: str, body: CancelIn) -> dict[str, Any]:
-        return order_view(app.cancel_order(order_id, body.reason, body.cancelled_by))
+    @router.post("/orders/{order_id}/cancel")
+    def cancel_order(order_id: str, body: CancelIn,
+                     principal: Principal = grants.order_cancel) -> dict[str, Any]:
+        return order_view(app.cancel_order(order_id, body.reason, principal.actor))
 
-    @router.post("/care-plans", status_code=201, dependencies=[grants.care_plan_create])
-    def create_care_plan(body: CarePlanIn) -> dict[str, Any]:
+    @router.post("/care-plans", status_code=201)
+    def create_care_plan(body: CarePlanIn,
+                         principal: Principal = grants.care_plan_create) -> dict[str, Any]:
         return care_plan_view(app.create_care_plan(
             care_plan_id=body.care_plan_id, elder_id=body.elder_id,
             items=[i.model_dump(mode="json") for i in body.items], valid_from=body.valid_from,
-            created_by=body.created_by, monthly_minutes=body.monthly_minutes))
+            created_by=principal.actor, monthly_minutes=body.monthly_minutes))
 
     @router.get("/care-plans/{care_plan_id}", dependencies=[grants.care_plan_read])
     def get_care_plan(care_plan_id: str) -> dict[str, Any]:
         return care_plan_view(app.get_care_plan(care_plan_id))
 
-    @router.put("/care-plans/{care_plan_id}", dependencies=[grants.care_plan_write])
-    def change_care_plan(care_plan_id: str, body: CarePlanChangeIn) -> dict[str, Any]:
+    @router.put("/care-plans/{care_plan_id}")
+    def change_care_plan(care_plan_id: str, body: CarePlanChangeIn,
+                         principal: Principal = grants.care_plan_write) -> dict[str, Any]:
         """A new version from effective_from: future visits change, the past does not."""
         return care_plan_view(app.change_care_plan(
             care_plan_id, items=[i.model_dump(mode="json") for i in body.items],
-            effective_from=body.effective_from, by=body.by))
+            effective_from=body.effective_from, by=principal.actor))
 
     @router.post("/care-plans/{care_plan_id}/weeks", status_code=201,
                  dependencies=[grants.care_plan_write])
@@ -676,24 +691,29 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                       reason=body.reason, lat=body.lat, lon=body.lon,
                                       idempotency_key=body.idempotency_key))
 
-    @router.post("/visits/{visit_id}/escalation", dependencies=[grants.visit_escalation])
-    def escalation(visit_id: str, body: EscalationIn) -> dict[str, Any]:
-        return visit_view(app.record_escalation(visit_id, outcome=body.outcome, by=body.by))
+    @router.post("/visits/{visit_id}/escalation")
+    def escalation(visit_id: str, body: EscalationIn,
+                   principal: Principal = grants.visit_escalation) -> dict[str, Any]:
+        return visit_view(app.record_escalation(visit_id, outcome=body.outcome, by=principal.actor))
 
-    @router.post("/visits/{visit_id}/verify", dependencies=[grants.visit_manage])
-    def verify(visit_id: str, body: VerifyIn) -> dict[str, Any]:
-        return visit_view(app.verify(visit_id, by=body.by, override_reason=body.override_reason))
+    @router.post("/visits/{visit_id}/verify")
+    def verify(visit_id: str, body: VerifyIn,
+               principal: Principal = grants.visit_manage) -> dict[str, Any]:
+        return visit_view(app.verify(visit_id, by=principal.actor,
+                                     override_reason=body.override_reason))
 
-    @router.post("/visits/{visit_id}/review", dependencies=[grants.visit_manage])
-    def review(visit_id: str, body: ReviewIn) -> dict[str, Any]:
+    @router.post("/visits/{visit_id}/review")
+    def review(visit_id: str, body: ReviewIn,
+               principal: Principal = grants.visit_manage) -> dict[str, Any]:
         """A reviewer's decision on a visit that needs review."""
-        return visit_view(app.review(visit_id, decision=body.decision, by=body.by,
+        return visit_view(app.review(visit_id, decision=body.decision, by=principal.actor,
                                      reason=body.reason))
 
-    @router.post("/visits/{visit_id}/cancel", dependencies=[grants.visit_manage])
-    def cancel_visit(visit_id: str, body: CancelVisitIn) -> dict[str, Any]:
+    @router.post("/visits/{visit_id}/cancel")
+    def cancel_visit(visit_id: str, body: CancelVisitIn,
+                     principal: Principal = grants.visit_manage) -> dict[str, Any]:
         return visit_view(app.cancel_visit(visit_id, reason=body.reason,
-                                           cancelled_by=body.cancelled_by, replan=body.replan))
+                                           cancelled_by=principal.actor, replan=body.replan))
 
     return router
 

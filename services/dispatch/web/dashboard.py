@@ -40,6 +40,7 @@ from services.dispatch.domain.visits import (
     VisitState,
 )
 from services.dispatch.planning import DayProblem, Job
+from services.runtime.auth import Principal
 from services.runtime.http import add_page
 
 STATIC = Path(__file__).resolve().parent / "static" / "dashboard"
@@ -59,7 +60,8 @@ GONE = frozenset({VisitState.CANCELLED})
 class MoveIn(BaseModel):
     caregiver_id: str = Field(min_length=1)
     planned_start: AwareDatetime
-    by: str = Field(default="dispatcher", min_length=1)
+    by: str | None = Field(default=None, description="Ignored (kept for older clients): the "
+                                                     "caller named by the token is recorded")
     replacing: str | None = Field(
         default=None, description="Two-person visit: the caregiver who gives it up (the "
                                   "first one if absent); the other stays, at the new time")
@@ -452,14 +454,15 @@ def build_router(app: Any) -> APIRouter:
         return jsonable_encoder(day_view(app, service_area_id, day))
 
     @router.post("/dispatch/dashboard/api/visits/{visit_id}/move",
-                 responses={409: {"description": "refused: the checker's reasons"}},
-                 dependencies=[grants.visit_manage])
-    def move(visit_id: str, body: MoveIn) -> Any:
+                 responses={409: {"description": "refused: the checker's reasons"}})
+    def move(visit_id: str, body: MoveIn, principal: Principal = grants.visit_manage) -> Any:
         """Move a not-started visit to a caregiver and start time. The day with the move is
         checked by the router's independent checker: applied (Visit.Rescheduled) when it adds
-        no violation, refused with the reasons otherwise."""
+        no violation, refused with the reasons otherwise. The move is recorded as the token's
+        caller's."""
         try:
-            visit = move_visit(app, visit_id, body.caregiver_id, body.planned_start, body.by,
+            visit = move_visit(app, visit_id, body.caregiver_id, body.planned_start,
+                               principal.actor,
                                replacing=body.replacing)
         except MoveRefused as refusal:
             return JSONResponse(status_code=409, content={

@@ -199,8 +199,8 @@ def test_drag_and_drop_move_applied_and_one_refused(page, site: Site) -> None:  
 
 def test_alert_acknowledged(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
     """A check-in far from the elder's home raises "location not verified": it appears in the
-    alerts panel live; acknowledging it records the dispatcher and moves it to the handled
-    list."""
+    alerts panel live; acknowledging it records the logged-in dispatcher (the token's caller)
+    and moves it to the handled list."""
     seeded = seed_day(site, "alert")
     open_dashboard(page, site, seeded)
     visit = site.app.list_visits(seeded.area, seeded.day, seeded.nurse)[0]
@@ -215,7 +215,7 @@ def test_alert_acknowledged(page, site: Site, screenshot_dir) -> None:  # type: 
     item.locator(".ack").click()
     page.wait_for_selector(f"#alerts-done li[data-alert-id='{alert_id}']", state="attached")
     assert item.count() == 0
-    assert site.app.get_alert(alert_id).acknowledged_by == "调度员"
+    assert site.app.get_alert(alert_id).acknowledged_by == "dispatcher:test-dispatcher"
 
 
 def test_emergency_order_placed_and_inserted(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]

@@ -239,3 +239,42 @@ def test_every_dispatch_endpoint_is_guarded(http) -> None:  # type: ignore[no-un
     public = {e.path for e in endpoints(http) if is_public(e) and not e.path.startswith("/auth/")}
     assert public == {"/dispatch/app", "/dispatch/app/", "/dispatch/app/{name}",
                       "/dispatch/dashboard", "/dispatch/dashboard/", "/dispatch/dashboard/{name}"}
+
+
+def test_who_did_it_is_the_caller_of_the_token_not_the_body(http, world,  # type: ignore[no-untyped-def]
+                                                            dispatch_app) -> None:
+    """A dashboard move, an order placed and cancelled, a visit cancelled and a care plan
+    changed record the token's caller (role:subject) as who did it; a name in the body
+    ("by", "placed_by", "cancelled_by"...) is ignored, and may be left out."""
+    li = TestClient(http, headers=bearer("dispatcher", "li", service_areas=[AREA]))
+    dispatch_app.clock = lambda: T9 - timedelta(hours=1)  # before the day's visits start
+    moved = li.post(f"/dispatch/dashboard/api/visits/{world['visit_c1']}/move", json={
+        "caregiver_id": "C-1", "planned_start": (T9 + timedelta(hours=1)).isoformat(),
+        "by": "调度员"})
+    assert moved.status_code == 200, moved.text
+    visit = dispatch_app.get_visit(world["visit_c1"])
+    reasons = [e.reason for e in dispatch_app.events.get(visit.id)
+               if type(e).__name__ == "Rescheduled"]
+    assert reasons and reasons[-1] == "moved by dispatcher:li on the dashboard"
+
+    placed = li.post("/dispatch/orders", json={**MEAL, "elder_id": "E-4", "await_plan": True,
+                                               "placed_by": "somebody"})
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order"]["order_id"]
+    assert dispatch_app.get_order(order_id).placed_by == "dispatcher:li"
+    assert li.post(f"/dispatch/orders/{order_id}/cancel",
+                   json={"reason": "family visiting"}).status_code == 200
+    assert dispatch_app.get_order(order_id).cancelled_by == "dispatcher:li"
+
+    r = li.post(f"/dispatch/visits/{world['visit_c2']}/cancel",
+                json={"reason": "elder in hospital", "cancelled_by": "family"})
+    assert r.status_code == 200, r.text
+    assert dispatch_app.get_visit(world["visit_c2"]).cancelled_by == "dispatcher:li"
+
+    r = li.put("/dispatch/care-plans/CP-E-2", json={
+        "items": [{"service_type": "cleaning", "weekdays": [1]}], "effective_from": DAY,
+        "by": "nobody"})
+    assert r.status_code == 200, r.text
+    plan = dispatch_app.get_care_plan("CP-E-2")
+    changes = [e.by for e in dispatch_app.events.get(plan.id) if type(e).__name__ == "Changed"]
+    assert changes == ["dispatcher:li"]

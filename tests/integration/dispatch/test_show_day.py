@@ -213,7 +213,8 @@ def test_a_whole_day_of_one_area(client, dispatch_app):
     assert {vid: v["state"] for vid, v in final.items()} == {
         cleaning: "verified", bathing: "verified", emergency["visit_id"]: "verified",
         meal: "verified", rehab: "cancelled", welfare: "verified", mobility: "verified"}
-    assert final[meal]["review"] == {"decision": "approve", "by": "dispatcher-li",
+    # Who reviewed and acknowledged is the token's caller (the client's), not the body's "by".
+    assert final[meal]["review"] == {"decision": "approve", "by": "admin:test-admin",
                                      "reason": "elder confirmed by phone"}
     assert final[bathing]["actual_minutes"] == 35
     assert "no replacement" in final[rehab]["cancel_reason"]
@@ -222,7 +223,7 @@ def test_a_whole_day_of_one_area(client, dispatch_app):
     assert late == {f"late_start:{bathing}/15"}
     r = c.post(f"/dispatch/alerts/late_start:{bathing}/15/acknowledge",
                json={"by": "dispatcher-li", "note": "traffic"})
-    assert r.status_code == 200 and r.json()["acknowledged_by"] == "dispatcher-li"
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "admin:test-admin"
     assert f"late_start:{bathing}/15" not in {
         a["alert_id"] for a in c.get(f"/dispatch/areas/{AREA}/alerts?open=true").json()}
     assert not any(a["kind"] == "missed" for a in day.alerts())

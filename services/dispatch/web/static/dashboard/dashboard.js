@@ -4,7 +4,6 @@ import { language, setLanguage, t, translatePage, word } from "/dispatch/dashboa
 import { drawMap } from "/dispatch/dashboard/map.js";
 
 const $ = (id) => document.getElementById(id);
-const DISPATCHER = "调度员";
 const params = new URLSearchParams(location.search);
 const state = { view: null, stream: null, streamKey: null, chosenElder: null, reloadTimer: null,
   proposal: null, selected: null, focus: null };
@@ -188,7 +187,7 @@ function renderAlerts(view) {
     ack.addEventListener("click", async () => {
       ack.disabled = true;
       try {
-        await call("POST", `/dispatch/alerts/${encodeURIComponent(a.alert_id)}/acknowledge`, { by: DISPATCHER });
+        await call("POST", `/dispatch/alerts/${encodeURIComponent(a.alert_id)}/acknowledge`, {});
         await load();
       } catch (e) { ack.disabled = false; toast(t("failed", { reason: e.message }), "error"); }
     });
@@ -360,7 +359,7 @@ async function kpisFromOtherServices(view) {
 async function move(visitId, caregiverId, minute, replacing = null) {
   try {
     const visit = await call("POST", `/dispatch/dashboard/api/visits/${encodeURIComponent(visitId)}/move`,
-      { caregiver_id: caregiverId, planned_start: atMinute(minute), by: DISPATCHER, replacing });
+      { caregiver_id: caregiverId, planned_start: atMinute(minute), replacing });
     toast(t("moved", { visit: visitId, who: nameOf(visit.caregiver_id), time: clock(visit.planned_start) }), "ok");
   } catch (e) {
     toast(t("refused", { reason: e.message }), "error");
@@ -400,7 +399,7 @@ async function replan() {
   try {
     const proposal = await withProgress("replanning", () =>
       call("POST", `/dispatch/areas/${area}/replans`, { date: state.view.date,
-        reason: `${DISPATCHER}: 从现在重排 replan from now` }));
+        reason: "调度员从现在重排 replan from now" }));
     if (proposal.state === "proposed") state.proposal = proposal;
     else toast(t("accepted"), "ok");
   } catch (e) { toast(t("failed", { reason: e.message }), "error"); }
@@ -467,7 +466,7 @@ function renderProposal() {
 async function decide(p, accept) {
   try {
     await call("POST", `/dispatch/proposals/${encodeURIComponent(p.proposal_id)}/${accept ? "accept" : "reject"}`,
-      accept ? { by: DISPATCHER } : { by: DISPATCHER, reason: "dispatcher rejected" });
+      accept ? {} : { reason: "dispatcher rejected" });
     toast(t(accept ? "accepted" : "rejected"), "ok");
     state.proposal = null;
   } catch (e) { toast(t("failed", { reason: e.message }), "error"); }
@@ -504,7 +503,7 @@ async function placeOrder(event) {
   const windows = { morning: ["08:00", "12:00"], afternoon: ["13:00", "17:00"],
     custom: [$("window-from").value, $("window-to").value] };
   const body = { elder_id: state.chosenElder.elder_id, service_type: $("service").value,
-    requested_date: state.view.date, source: "hotline", placed_by: DISPATCHER,
+    requested_date: state.view.date, source: "hotline",
     emergency: $("emergency").checked };
   if (windows[pref]) {
     const [from, to] = windows[pref];
