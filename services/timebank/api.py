@@ -98,11 +98,11 @@ def build_router(app: TimebankApplication) -> APIRouter:
         answer(lambda: app.open_account(person_id, bank_id))
         return _balance(app, person_id)
 
-    @router.get("/accounts/{person_id}", dependencies=[access.member_read])
+    @router.get("/accounts/{person_id}", dependencies=[access.account_read])
     def balance(person_id: str) -> dict[str, Any]:
         return answer(lambda: _balance(app, person_id))
 
-    @router.get("/accounts/{person_id}/history", dependencies=[access.member_read])
+    @router.get("/accounts/{person_id}/history", dependencies=[access.account_read])
     def history(person_id: str, limit: int = 50) -> list[dict[str, Any]]:
         return answer(lambda: app.history(person_id, limit))
 

@@ -182,8 +182,9 @@ async def test_the_auditor_reads_everything_and_writes_nothing(bank) -> None:
 
 
 async def test_finance_reads_the_banks_and_nothing_for_caregivers_or_elders(bank) -> None:
-    """Finance reads liability, positions and totals but no one's account; caregiver and
-    elder tokens open no time-bank endpoint; no token gets 401."""
+    """Finance reads liability, positions and totals but no one's account; caregiver tokens,
+    and an elder's token for someone else's records, open no time-bank endpoint; no token
+    gets 401."""
     _, api, client = bank
     finance = bearer("finance", service_areas=[AREA])
     for url in (f"/timebank/banks/{BANK}/liability", "/timebank/federation/positions",
@@ -198,3 +199,39 @@ async def test_finance_reads_the_banks_and_nothing_for_caregivers_or_elders(bank
             r = await client.request(e.method, _url(e.path), headers=headers, json={})
             assert r.status_code == 403, (e.method, e.path)
         assert (await client.request(e.method, _url(e.path), json={})).status_code == 401
+
+
+async def test_an_elder_member_reads_and_redeems_only_their_own_credits(bank) -> None:
+    """An elder who is a time-bank member (their person id among the token's elder_ids) reads
+    their own account and history, redeems their own credits and withdraws that redemption;
+    another member's account, credits and redemptions, and the volunteers' task lists, stay
+    closed to them."""
+    app, _, client = bank
+    app.join("E-5", BANK, birth_date=date(1940, 3, 1))
+    app.give("V-1", 60, "E-5")
+    elder = bearer("elder", "E-5", elder_ids=["E-5"])
+    for url in ("/timebank/accounts/{}", "/timebank/accounts/{}/history"):
+        assert (await client.get(url.format("E-5"), headers=elder)).status_code == 200, url
+        assert (await client.get(url.format("V-1"), headers=elder)).status_code == 403, url
+    assert (await client.get("/timebank/volunteers/E-5/tasks",
+                             headers=elder)).status_code == 403
+    order = {"elder_id": "E-5", "minutes": 30,
+             "requested_date": (date.today() + timedelta(days=2)).isoformat(),
+             "service_area_id": AREA, "beneficiary_birth_date": "1940-03-01"}
+    theft = {**order, "redeemer_id": "V-1", "redemption_id": "R-E1"}
+    assert (await client.post("/timebank/redemptions", json=theft,
+                              headers=elder)).status_code == 403
+    with pytest.raises(NotFound):
+        app.redemption("R-E1")
+    own_credits = {**order, "redeemer_id": "E-5", "redemption_id": "R-E5"}
+    r = await client.post("/timebank/redemptions", json=own_credits, headers=elder)
+    assert r.status_code == 201, r.text
+    app.redeem("V-1", "E-5", "companionship", 15, date.today() + timedelta(days=2), AREA,
+               redemption_id="R-V1", beneficiary_birth_date=date(1940, 3, 1))
+    assert (await client.post("/timebank/redemptions/R-V1/cancel", json={"reason": "x"},
+                              headers=elder)).status_code == 403
+    assert app.redemption("R-V1").state == "placed"
+    r = await client.post("/timebank/redemptions/R-E5/cancel", json={"reason": "in hospital"},
+                          headers=elder)
+    assert r.status_code == 200, r.text
+    assert app.redemption("R-E5").cancelled_by == "elder:E-5"
