@@ -416,8 +416,8 @@ class DispatchApplication(ServiceApplication):
         if elder.erased:
             # The person asked to be forgotten: serving them again needs them to register anew.
             raise DispatchError(f"elder {elder.elder_id} was erased on request on "
-                                f"{elder.erased_at:%Y-%m-%d}: no new orders (register the "
-                                "person again if they want care)")
+                                f"{elder.erased_at:%Y-%m-%d}: no new orders (register the person "
+                                "again, under a new id, if they want care)")
         entry = self.catalogue(elder.service_area_id)[ServiceType(command.service_type)]
         order = self._order(command, elder, entry)
         if order.emergency:
