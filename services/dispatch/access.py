@@ -7,10 +7,11 @@ everything. In words:
   or for a new record the area it names or the area of the elder/caregiver it names); reads
   providers. Erasure, provider registration and blacklisting are the administrator's.
 - caregiver, and a volunteer (who visits as a caregiver of kind volunteer, with the same
-  caregiver_id claim): their own caregiver record, route, pending-sync and phone queue, and
-  their own visits (read, depart, check in/out, no-show, escalation), recording steps only as
-  themselves. A volunteer also takes open orders for themselves and reads their own area's
-  orders and service catalogue (the volunteer page lists the open ones).
+  caregiver_id claim): their own caregiver record, route, pending-sync, phone queue and event
+  stream (the area's stream is the dispatchers'), and their own visits (read, depart, check
+  in/out, no-show, escalation), recording steps only as themselves. A volunteer also takes
+  open orders for themselves and reads their own area's orders and service catalogue (the
+  volunteer page lists the open ones).
 - elder (or a family proxy): their own record and preferences, orders for themselves (place,
   read, cancel), their visits and care plans (read).
 - auditor: every read. finance: nothing in dispatch.
@@ -125,6 +126,9 @@ class DispatchAccess:
         self.caregiver_read = allow(caregiver_area, self_path, auditor)
         self.caregiver_manage = allow(caregiver_area)
         self.caregiver_self = allow(caregiver_area, self_path)
+        # Live changes of a caregiver's own visits: the phone's stream (EventSource: the token
+        # in the URL). Caregivers and volunteers may not follow the area's stream.
+        self.caregiver_stream = allow(caregiver_area, self_path, auditor, token_in_query=True)
         # The phone's queue: the caregiver named in the body.
         self.sync = allow(dispatcher(in_own_areas(_area(caregivers, body("caregiver_id")))),
                           _as_caregiver("themself", self_body))

@@ -593,10 +593,34 @@ def build_router(app: DispatchApplication) -> APIRouter:
                      ) -> StreamingResponse:
         """Server-sent events of the area's visit, alert and proposal changes. Each event's id
         is its position in dispatch's log: reconnecting with Last-Event-ID resumes there."""
+        return _stream(lambda position: read_stream(app, service_area_id, position),
+                       request, last_event_id, after, follow, from_now)
+
+    @router.get("/caregivers/{caregiver_id}/stream", response_class=StreamingResponse,
+                dependencies=[grants.caregiver_stream])
+    async def caregiver_stream(caregiver_id: str, request: Request,
+                               last_event_id: str | None = Header(default=None),
+                               after: int | None = Query(default=None, ge=0,
+                                                         description="Resume after this "
+                                                                     "event id"),
+                               follow: bool = Query(default=True, description="false: send "
+                                                    "what is there, then end"),
+                               from_now: bool = Query(default=False, description="skip the "
+                                                      "past: only changes from now"),
+                               ) -> StreamingResponse:
+        """Server-sent events of the caregiver's own visits (and of a visit moved away from
+        them) and of alerts naming them, in the area stream's format: the caregiver's phone
+        follows this one (the area's stream is the dispatchers')."""
+        return _stream(lambda position: read_caregiver_stream(app, caregiver_id, position),
+                       request, last_event_id, after, follow, from_now)
+
+    def _stream(read: Callable[[int], StreamBatch], request: Request,
+                last_event_id: str | None, after: int | None, follow: bool,
+                from_now: bool) -> StreamingResponse:
         start = after if after is not None else _int(last_event_id)
         if from_now and after is None and last_event_id is None:
             start = app.process_recorder.max_notification_id() or 0
-        return StreamingResponse(_events(app, service_area_id, start, follow, request),
+        return StreamingResponse(_events(read, start, follow, request),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
@@ -725,9 +749,15 @@ def _int(text: str | None) -> int:
         return 0
 
 
-def read_stream(app: DispatchApplication, area: str, after: int,
-                limit: int = 200) -> tuple[list[tuple[int, str, dict[str, Any]]], int, bool]:
-    """The area's changes after log position ``after``: (events, new position, more waiting)."""
+StreamBatch = tuple[list[tuple[int, str, dict[str, Any]]], int, bool]
+# What a stream sends of one stored event: (kind, data), or None to skip it. Given the event and
+# its stream key (area, kind, record id).
+Pick = Callable[[Any, tuple[str, str, str]], tuple[str, dict[str, Any]] | None]
+
+
+def _read(app: DispatchApplication, after: int, limit: int, pick: Pick) -> StreamBatch:
+    """The changes after log position ``after`` that ``pick`` keeps: (events, new position,
+    more waiting)."""
     notifications = app.process_recorder.select_notifications(after + 1, limit)
     if not notifications:
         return [], after, False
@@ -736,23 +766,63 @@ def read_stream(app: DispatchApplication, area: str, after: int,
     for n in notifications:
         domain_event = app.mapper.to_domain_event(n)
         key = app.stream_keys.get(domain_event.originator_id)
-        if key is None or key[0] != area:
-            continue
-        kind = key[1]
-        aggregate = app.repository.get(domain_event.originator_id,
-                                       version=domain_event.originator_version)
-        data = {"event": type(domain_event).__qualname__, **STREAM_VIEWS[kind](aggregate)}
-        out.append((n.id, kind, jsonable_encoder(data)))
+        picked = None if key is None else pick(domain_event, key)
+        if picked is not None:
+            kind, data = picked
+            data = {"event": type(domain_event).__qualname__, **data}
+            out.append((n.id, kind, jsonable_encoder(data)))
     return out, notifications[-1].id, len(notifications) == limit
 
 
-async def _events(app: DispatchApplication, area: str, after: int, follow: bool,
+def _at(app: DispatchApplication, domain_event: Any, back: int = 0) -> Any:
+    """The record as it was after this event (``back`` events before it)."""
+    return app.repository.get(domain_event.originator_id,
+                              version=domain_event.originator_version - back)
+
+
+def read_stream(app: DispatchApplication, area: str, after: int,
+                limit: int = 200) -> StreamBatch:
+    """The area's visit, alert and proposal changes after log position ``after``."""
+    def pick(domain_event: Any, key: tuple[str, str, str]) -> tuple[str, dict[str, Any]] | None:
+        if key[0] != area:
+            return None
+        return key[1], STREAM_VIEWS[key[1]](_at(app, domain_event))
+    return _read(app, after, limit, pick)
+
+
+def read_caregiver_stream(app: DispatchApplication, caregiver_id: str, after: int,
+                          limit: int = 200) -> StreamBatch:
+    """The changes of the caregiver's own visits and alerts after log position ``after``: a
+    visit while it is theirs (full view), and the move that takes it away from them (only
+    that it left: ``{"visit_id", "moved_away": true}``); alerts naming them."""
+    owner = app.owner_of_caregiver(caregiver_id)
+    area = None if owner is None else owner.service_area_id
+
+    def pick(domain_event: Any, key: tuple[str, str, str]) -> tuple[str, dict[str, Any]] | None:
+        kind, record_id = key[1], key[2]
+        if kind == "visit" and app.ever_assigned(record_id, caregiver_id):
+            visit = _at(app, domain_event)
+            if caregiver_id in visit.caregiver_ids:
+                return kind, visit_view(visit)
+            if (type(domain_event).__qualname__.endswith(".Rescheduled")
+                    and caregiver_id in _at(app, domain_event, back=1).caregiver_ids):
+                return kind, {"visit_id": record_id, "service_area_id": key[0],
+                              "moved_away": True}
+        elif kind == "alert" and key[0] == area:
+            alert = _at(app, domain_event)
+            if alert.caregiver_id == caregiver_id:
+                return kind, alert_view(alert)
+        return None
+    return _read(app, after, limit, pick)
+
+
+async def _events(read: Callable[[int], StreamBatch], after: int, follow: bool,
                   request: Request, poll_s: float = 0.5,
                   heartbeat_s: float = 15.0) -> AsyncIterator[str]:
     yield "retry: 3000\n\n"
     position, quiet = after, 0.0
     while True:
-        events, position, more = await asyncio.to_thread(read_stream, app, area, position)
+        events, position, more = await asyncio.to_thread(read, position)
         for event_id, kind, data in events:
             yield f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
         if more:

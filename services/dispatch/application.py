@@ -161,6 +161,8 @@ class DispatchApplication(ServiceApplication):
         self._visits_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
         self._visit_day: dict[str, tuple[str, date]] = {}
         self._bookings: dict[str, Booking] = {}
+        # visit id -> every caregiver ever assigned to it (a caregiver's own event stream)
+        self._ever_assigned: dict[str, set[str]] = defaultdict(set)
         self._orders_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
         self._alerts_by_area: dict[str, list[str]] = defaultdict(list)
         self._alerts_by_subject: dict[str, list[str]] = defaultdict(list)  # visit, proposal...
@@ -191,12 +193,14 @@ class DispatchApplication(ServiceApplication):
             self._bookings[e.visit_id] = Booking(
                 [c for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None)) if c],
                 e.planned_start, e.planned_end, VisitState.SCHEDULED)
+            self._ever_assigned[e.visit_id].update(self._bookings[e.visit_id].caregiver_ids)
         elif name == "Visit.Rescheduled":
             area, _, visit_id = self.stream_keys[e.originator_id]
             self._place_visit(visit_id, area, e.planned_start)
             self._bookings[visit_id] = Booking(
                 [c for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None)) if c],
                 e.planned_start, e.planned_end, VisitState.SCHEDULED)
+            self._ever_assigned[visit_id].update(self._bookings[visit_id].caregiver_ids)
         if name in STATE_AFTER and e.originator_id in self.stream_keys:
             self._bookings[self.stream_keys[e.originator_id][2]].state = STATE_AFTER[name]
         elif name == "Alert.Raised":
@@ -1405,6 +1409,11 @@ class DispatchApplication(ServiceApplication):
     def owner_of_elder(self, elder_id: str) -> Owner | None:
         elder = self.get_or_none(Elder.create_id(elder_id))
         return None if elder is None else Owner(elder.service_area_id, elder_id=elder.elder_id)
+
+    def ever_assigned(self, visit_id: str, caregiver_id: str) -> bool:
+        """Whether the caregiver was ever one of the visit's caregivers (as far as the read
+        model has followed the log)."""
+        return caregiver_id in self._ever_assigned.get(visit_id, ())
 
     def owner_of_caregiver(self, caregiver_id: str) -> Owner | None:
         caregiver = self.get_or_none(Caregiver.create_id(caregiver_id))

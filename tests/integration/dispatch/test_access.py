@@ -232,6 +232,32 @@ def test_the_stream_takes_the_token_in_the_url(http, world) -> None:  # type: ig
                       ).status_code == 401
 
 
+def test_a_caregiver_follows_their_own_stream_not_the_areas(http, world) -> None:  # type: ignore[no-untyped-def]
+    """Caregivers and volunteers may not open the area's stream; each opens their own (token
+    in the URL, as EventSource needs), which carries their visits and not a colleague's, and
+    no one else's; the dispatcher of the area may open a caregiver's stream too."""
+    public = TestClient(http)
+    c1 = token("caregiver", caregiver_id="C-1")
+    volunteer = token("volunteer", caregiver_id="V-1", volunteer_id="V-1")
+    area = f"/dispatch/areas/{AREA}/stream?follow=false&access_token="
+    assert public.get(area + c1).status_code == 403
+    assert public.get(area + volunteer).status_code == 403
+    own = public.get(f"/dispatch/caregivers/C-1/stream?follow=false&access_token={c1}")
+    assert own.status_code == 200 and own.headers["content-type"].startswith("text/event-stream")
+    assert world["visit_c1"] in own.text and world["visit_c2"] not in own.text
+    assert public.get(f"/dispatch/caregivers/C-2/stream?follow=false&access_token={c1}"
+                      ).status_code == 403
+    assert public.get("/dispatch/caregivers/C-1/stream?follow=false").status_code == 401
+    assert public.get(f"/dispatch/caregivers/V-1/stream?follow=false&access_token={volunteer}"
+                      ).status_code == 200
+    dispatcher = token("dispatcher", service_areas=[AREA])
+    assert public.get(f"/dispatch/caregivers/C-2/stream?follow=false&access_token={dispatcher}"
+                      ).status_code == 200
+    far = token("dispatcher", service_areas=[FAR])
+    assert public.get(f"/dispatch/caregivers/C-2/stream?follow=false&access_token={far}"
+                      ).status_code == 403
+
+
 def test_every_dispatch_endpoint_is_guarded(http) -> None:  # type: ignore[no-untyped-def]
     """No dispatch endpoint answers without a token except the pages' static files (and the
     login endpoints)."""
