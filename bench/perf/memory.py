@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--areas", type=int, default=25)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--visits-per-caregiver-day", type=int, default=6)
+    parser.add_argument("--build-only", action="store_true",
+                        help="build the city and stop (how long the consumers take)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if min(args.elders, args.caregivers, args.areas, args.days) < 1:
@@ -107,6 +109,8 @@ class Pump:
         self.positions = {name: 0 for name in units}
         self.offsets: dict[tuple[str, str], int] = {}
         self.consumers: dict[str, tuple[IdempotentConsumer, set[str]]] = {}
+        self.seconds: dict[str, float] = {}  # time in each consumer (where the build goes)
+        self.messages: dict[str, int] = {}
         for name, unit in units.items():
             spec = unit.messaging.consumer
             if spec is None:
@@ -137,7 +141,11 @@ class Pump:
                             self.offsets[key] = offset + 1
                             message = ConsumedMessage(event.topic, 0, offset, event.key(),
                                                       event.to_bytes())
+                            started = time.perf_counter()
                             consumer._process(message, event)
+                            self.seconds[target] = (self.seconds.get(target, 0.0)
+                                                    + time.perf_counter() - started)
+                            self.messages[target] = self.messages.get(target, 0) + 1
                             delivered += 1
                     self.positions[name] = n.id
                 moved += len(notifications)
@@ -251,14 +259,19 @@ def build(args: argparse.Namespace, data_dir: Path, dbname: str,
         pump.run()
         visits += len(day_visits)
         say(f"{day}: {len(day_visits)} visits ({visits} so far, "
-            f"{time.monotonic() - started:.0f} s)")
+            f"{time.monotonic() - started:.0f} s); ms per consumed message: "
+            + ", ".join(f"{k} {1000 * v / pump.messages[k]:.1f}"
+                        for k, v in sorted(pump.seconds.items())))
     pump.record_relay_positions()
     events = {name: unit.application.process_recorder.max_notification_id() or 0
               for name, unit in units.items()}
     for unit in units.values():
         unit.application.close()
     return {"visits": visits, **{f"{name}_events": n for name, n in events.items()},
-            "build_seconds": round(time.monotonic() - started)}
+            "build_seconds": round(time.monotonic() - started),
+            "consumer_ms_per_message": {
+                name: round(1000 * pump.seconds[name] / pump.messages[name], 2)
+                for name in pump.seconds}}
 
 
 # Measure ----------------------------------------------------------------------------------------
@@ -346,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prepare_data_dir(data_dir)
         os.environ.setdefault("HOMECARE_LOG_LEVEL", "WARNING")
         built = build(args, data_dir, dbname, say)
-        rows = measure(args, data_dir, dbname, say)
+        rows = [] if args.build_only else measure(args, data_dir, dbname, say)
     finally:
         drop_database(dbname)
         shutil.rmtree(data_dir, ignore_errors=True)
