@@ -78,6 +78,9 @@ def _up_distributed(args: argparse.Namespace) -> int:
     if not bootstrap:
         broker = LocalBroker(log_dir=args.data_dir or "var").start()
         bootstrap = broker.bootstrap_servers
+        # A memory-only log, new on every run: the services track their positions in it by
+        # its name, so the PostgreSQL stores' positions from the last run do not apply.
+        env["HOMECARE_BROKER_LOG_ID"] = broker.incarnation or ""
     env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     stopping = False
 

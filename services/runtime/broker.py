@@ -93,6 +93,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -285,7 +286,11 @@ _instance_ids = itertools.count(1)
 class LocalBroker:
     """A tansu broker on 127.0.0.1 with memory storage, owned by this process.
 
-    Use as a context manager, or call start() and stop(). Data is lost when it stops.
+    Use as a context manager, or call start() and stop(). Data is lost when it stops: every
+    start() begins an empty log, named by a fresh ``incarnation`` (also in the cluster id the
+    broker reports, ``<cluster_id>-<incarnation>``). Positions in one log (consumer tracking,
+    outbox relay progress) mean nothing in the next, so whoever keeps them names them after
+    the incarnation (services/runtime/host.py).
     """
 
     def __init__(
@@ -314,6 +319,8 @@ class LocalBroker:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
         self._instance = next(_instance_ids)
+        # Which log this is: fresh on every start(), None before the first.
+        self.incarnation: str | None = None
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -345,6 +352,7 @@ class LocalBroker:
             return self
         binary = self._binary or self._resolve_binary()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.incarnation = uuid.uuid4().hex[:12]
         # A free port can be taken between probing and binding: try a few before giving up.
         attempts = 1 if self._requested_port else 3
         last_error: BrokerStartError | None = None
@@ -415,7 +423,7 @@ class LocalBroker:
             binary,
             "broker",
             "--cluster-id",
-            self.cluster_id,
+            f"{self.cluster_id}-{self.incarnation}",
             "--listener-url",
             url,
             "--advertised-listener-url",

@@ -6,6 +6,10 @@ For each message it writes, in ONE transaction of the service's event store:
   the same event, e.g. republished by an outbox relay after a crash, collides with it), and
 - a tracking record of the message's position (topic, partition, offset), so a redelivery of the
   same offset (a consumer killed between its database commit and its Kafka commit) is skipped.
+  Positions belong to one broker log: with a ``log_id`` (a memory-only broker's incarnation) they
+  are tracked as ``<name>@<log_id>:<topic>:<partition>``, so a new, empty log starts from 0 and
+  its messages are not taken for redeliveries; what was processed before is then recognised by
+  the inbox (event ids), which is keyed by the consumer's name alone.
 
 Kafka's own idempotence and transactions are not relied on. A message that is not a valid
 contract (or whose key or headers contradict its body) goes to ``<topic>.dlq`` at once; one whose
@@ -167,8 +171,11 @@ class IdempotentConsumer:
         backoff_s: float = 0.2,
         after_commit: Callable[[ConsumedMessage], None] | None = None,
         actor: str | None = None,
+        log_id: str | None = None,
     ) -> None:
         self.app = app
+        # The broker log the tracked positions belong to (None: a persistent log, plain names).
+        self.log_id = log_id
         # Who the audit trail names for what this consumer changes.
         self.actor = actor or consumer_actor(app.name.lower())
         self.name = name
@@ -178,6 +185,12 @@ class IdempotentConsumer:
         self.backoff_s = backoff_s
         # Test hook: called after the database commit, before the broker commit.
         self.after_commit = after_commit
+
+    def tracking_name(self, source: str) -> str:
+        """The tracking record of ``source`` (topic:partition) in this consumer's broker log."""
+        if self.log_id:
+            return f"{self.name}@{self.log_id}:{source}"
+        return f"{self.name}:{source}"
 
     # The whole of one message ---------------------------------------------------------------
     async def consume(self, message: ConsumedMessage) -> Outcome:
@@ -234,7 +247,7 @@ class IdempotentConsumer:
     # One transaction --------------------------------------------------------------------------
     def _process(self, message: ConsumedMessage, integration_event: IntegrationEvent) -> Outcome:
         recorder = self.app.process_recorder
-        tracking_name = f"{self.name}:{message.source}"
+        tracking_name = self.tracking_name(message.source)
         if recorder.has_tracking_id(tracking_name, message.position):
             return Outcome.REDELIVERED
         tracking = Tracking(tracking_name, message.position)
@@ -286,10 +299,10 @@ class IdempotentConsumer:
 
     def _seen(self, message: ConsumedMessage) -> bool:
         return bool(self.app.process_recorder.has_tracking_id(
-            f"{self.name}:{message.source}", message.position))
+            self.tracking_name(message.source), message.position))
 
     def _track_only(self, message: ConsumedMessage) -> None:
-        self._insert_tracking(Tracking(f"{self.name}:{message.source}", message.position))
+        self._insert_tracking(Tracking(self.tracking_name(message.source), message.position))
 
     async def _dead_letter(
         self, message: ConsumedMessage, error: BaseException, attempts: int, type_name: str

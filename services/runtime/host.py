@@ -54,6 +54,9 @@ class Host:
         self.units = units
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers or settings.kafka_bootstrap_servers
+        # The broker log that consumer and relay positions belong to (settings.broker_log_id;
+        # the local broker's incarnation when this host starts one).
+        self.log_id: str | None = settings.broker_log_id or None
         self.local_broker: Any = None
         self.broker: Any = None
         self.relays: list[OutboxRelay] = []
@@ -73,7 +76,12 @@ class Host:
             self.local_broker = LocalBroker(log_dir=self.settings.data_dir)
             await asyncio.to_thread(self.local_broker.start)
             self.bootstrap_servers = self.local_broker.bootstrap_servers
-            log.info("started local tansu broker", extra={"bootstrap": self.bootstrap_servers})
+            # Its log is in memory: a new one on every start. Positions in the last one mean
+            # nothing here, so consumers and relays track this log under its own name (the
+            # relays publish the outbox again, the consumers' inboxes drop what they had).
+            self.log_id = self.local_broker.incarnation
+            log.info("started local tansu broker",
+                     extra={"bootstrap": self.bootstrap_servers, "broker_log": self.log_id})
         specs = [TopicSpec(t, partitions=DEFAULT_PARTITIONS[t]) for t in (*ALL_TOPICS, *DLQ_TOPICS)]
         await asyncio.to_thread(ensure_topics, self.bootstrap_servers, specs, 30.0)
 
@@ -93,6 +101,7 @@ class Host:
                 max_attempts=self.settings.consumer_max_attempts,
                 backoff_s=self.settings.consumer_retry_backoff_s,
                 after_commit=_exit_now if self.settings.fault_exit_after_commit else None,
+                log_id=self.log_id,
             )
             self.consumers[unit.name] = consumer
             names = sorted(n for types in spec.handlers_by_topic.values() for n in types)
@@ -105,7 +114,8 @@ class Host:
         for unit in self.units:
             relay = OutboxRelay(unit.application, unit.application.translate, publisher,
                                 name=f"outbox-relay:{unit.name}",
-                                poll_interval_s=self.settings.outbox_poll_interval_s)
+                                poll_interval_s=self.settings.outbox_poll_interval_s,
+                                log_id=self.log_id)
             self.relays.append(relay)
             self._tasks.append(asyncio.create_task(relay.run(self._stopping),
                                                    name=f"relay-{unit.name}"))

@@ -6,6 +6,10 @@ them, and only then records how far it got as a tracking record in the service's
 crash it resumes from the recorded position and may publish the last batch again: integration
 event ids are derived from the domain event, so a republished event has the same ``event_id`` and
 consumers drop it as a duplicate.
+
+The position is one broker log's: with a ``log_id`` (a memory-only broker's incarnation) it is
+tracked as ``<name>@<log_id>``, so a relay facing a new, empty log publishes the whole outbox
+again from the start; consumers drop what they had processed by its event id.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ class OutboxRelay:
         name: str = "outbox-relay",
         batch_size: int = 200,
         poll_interval_s: float = 0.05,
+        log_id: str | None = None,
     ) -> None:
         self.app = app
+        # Where the position is kept: one record per broker log (plain name: a persistent log).
+        self.tracking_name = f"{name}@{log_id}" if log_id else name
         self.translate = translate
         self.publisher = publisher
         self.name = name
@@ -61,7 +68,7 @@ class OutboxRelay:
         self._service = app.name.lower()
 
     def position(self) -> int:
-        return self.app.process_recorder.max_tracking_id(self.name) or 0
+        return self.app.process_recorder.max_tracking_id(self.tracking_name) or 0
 
     def backlog(self) -> int:
         latest = self.app.process_recorder.max_notification_id() or 0
@@ -91,7 +98,7 @@ class OutboxRelay:
                 )
                 OUTBOX_PUBLISHED.labels(self._service, integration_event.type).inc()
         last = notifications[-1].id
-        await asyncio.to_thread(recorder.insert_tracking, Tracking(self.name, last))
+        await asyncio.to_thread(recorder.insert_tracking, Tracking(self.tracking_name, last))
         return len(notifications)
 
     async def run(self, stopping: asyncio.Event) -> None:

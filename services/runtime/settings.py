@@ -33,6 +33,12 @@ class SharedSettings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )
+    # The broker log that consumer and outbox-relay positions belong to: they are tracked as
+    # <name>@<broker_log_id>, so a new log (an empty broker) starts them from 0. A host that
+    # starts its own memory-only local broker uses that broker's incarnation; `homecare up
+    # --distributed` hands its broker's to the services. Unset with a persistent Kafka: the
+    # positions keep their plain names.
+    broker_log_id: str | None = None
     # Consumer-group session timeout: tansu's group joins are slow with Kafka's defaults.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000

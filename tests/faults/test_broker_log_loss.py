@@ -76,7 +76,6 @@ def _charge_id(visit_id: str) -> uuid.UUID:
     return Charge.create_id(visit_id)
 
 
-@pytest.mark.xfail(strict=True, reason="consumer positions outlive the memory-only local broker")
 async def test_a_visit_verified_after_a_restart_with_a_fresh_local_broker_is_charged(tmp_path):
     """First run: a verified visit is charged. Second run on the same data directory (a new,
     empty local broker): the next verified visit must be charged too."""
