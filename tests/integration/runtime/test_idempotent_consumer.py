@@ -263,3 +263,57 @@ async def test_a_dead_letter_too_large_to_publish_whole_is_cut_short_and_marked(
     assert "unknown event type 'Padding'" in headers["x-error"]
     assert headers["x-source-offset"] == "0"
     assert await consumer.consume(_message(_verified().to_bytes(), 1)) is Outcome.PROCESSED
+
+
+async def test_a_new_broker_log_starts_from_offset_zero_and_the_inbox_drops_what_was_done(
+        ledger, persistence):
+    """A memory-only broker comes back empty: its offsets start at 0 again. A consumer told the
+    new log's id tracks positions under it, so offset 0 is not taken for a redelivery; the
+    events it had processed in the old log come again (republished) and its inbox drops them
+    by event id; a new event is processed. Nothing is posted twice."""
+    old_log = _consumer(ledger, RecordingPublisher(), log_id="one")
+    first, second = _verified("V-1", 50).to_bytes(), _verified("V-2", 30).to_bytes()
+    assert await old_log.consume(_message(first, 0)) is Outcome.PROCESSED
+    assert await old_log.consume(_message(second, 1)) is Outcome.PROCESSED
+    restarted = LedgerApplication(env=persistence)
+    try:
+        new_log = _consumer(restarted, RecordingPublisher(), log_id="two")
+        assert await new_log.consume(_message(first, 0)) is Outcome.DUPLICATE
+        assert await new_log.consume(_message(second, 1)) is Outcome.DUPLICATE
+        assert await new_log.consume(_message(_verified("V-3", 20).to_bytes(), 2)) \
+            is Outcome.PROCESSED
+        assert _posted(restarted) == 100
+        assert restarted.balance("E-1", "2026-11").used_minutes == 100
+        tracked = restarted.process_recorder.max_tracking_id
+        assert new_log.tracking_name("homecare.visits:0") == \
+            "homecare-ledger@two:homecare.visits:0"
+        assert tracked("homecare-ledger@one:homecare.visits:0") == 2
+        assert tracked("homecare-ledger@two:homecare.visits:0") == 3
+        assert tracked("homecare-ledger:homecare.visits:0") is None
+    finally:
+        restarted.close()
+
+
+async def test_without_a_log_id_positions_keep_their_plain_names(ledger):
+    """With a persistent Kafka there is no log id: tracking records are named
+    <consumer>:<topic>:<partition> as before, so existing deployments resume where they were."""
+    consumer = _consumer(ledger, RecordingPublisher())
+    assert await consumer.consume(_message(_verified().to_bytes(), 4)) is Outcome.PROCESSED
+    assert consumer.tracking_name("homecare.visits:0") == "homecare-ledger:homecare.visits:0"
+    assert ledger.process_recorder.max_tracking_id("homecare-ledger:homecare.visits:0") == 5
+
+
+async def test_an_event_dead_lettered_in_an_old_broker_log_is_tried_again_in_a_new_one(ledger):
+    """A dead-lettered event leaves no inbox entry, and the old log's dead-letter topic is gone
+    with it: republished into a new log it is tried again (here it now succeeds, its elder has
+    been registered meanwhile) rather than dropped as done."""
+    from services.ledger.domain.entitlement import ElderFacts as Facts
+
+    stranger = _verified("V-9").model_copy(
+        update={"payload": _verified("V-9").payload.model_copy(update={"elder_id": "E-404"})})
+    old_log = _consumer(ledger, RecordingPublisher(), log_id="one", max_attempts=1)
+    assert await old_log.consume(_message(stranger.to_bytes(), 0)) is Outcome.DEAD_LETTERED
+    ledger.register_elder("E-404", "A1", Facts(birth_date=date(1930, 1, 1)))
+    new_log = _consumer(ledger, RecordingPublisher(), log_id="two")
+    assert await new_log.consume(_message(stranger.to_bytes(), 0)) is Outcome.PROCESSED
+    assert ledger.balance("E-404", "2026-11").used_minutes == 50

@@ -77,3 +77,28 @@ async def test_resumes_after_the_last_recorded_position_and_republishes_the_same
         assert [parse_event(v).payload.order_id for _, _, v in publisher.sent] == ["O-2", "O-2"]
     finally:
         restarted_app.close()
+
+
+async def test_a_relay_on_a_new_broker_log_publishes_the_whole_outbox_again(dispatch):
+    """Positions belong to one broker log: a relay given a new log id starts from the first
+    notification and publishes the same integration events (same ids, same order) again,
+    while the old log's position is left as it was."""
+    _order(dispatch, 1)
+    _order(dispatch, 2)
+    first = RecordingPublisher()
+    old_log = OutboxRelay(dispatch, dispatch.translate, first, name="relay-test", log_id="one")
+    while await old_log.relay_once():
+        pass
+    position = old_log.position()
+    second = RecordingPublisher()
+    new_log = OutboxRelay(dispatch, dispatch.translate, second, name="relay-test", log_id="two")
+    assert (new_log.tracking_name, new_log.position()) == ("relay-test@two", 0)
+    assert new_log.backlog() == position
+    while await new_log.relay_once():
+        pass
+    assert [parse_event(v).event_id for _, _, v in second.sent] == \
+        [parse_event(v).event_id for _, _, v in first.sent]
+    assert len(second.sent) == 4
+    assert new_log.position() == old_log.position() == position
+    assert OutboxRelay(dispatch, dispatch.translate, first, name="relay-test").tracking_name \
+        == "relay-test"
