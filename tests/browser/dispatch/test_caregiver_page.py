@@ -78,8 +78,8 @@ def card(visit_id: str) -> str:
 
 def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screenshot_dir) -> None:  # type: ignore[no-untyped-def]
     """Today's route renders in order (zh-CN, English on demand) and shows the dispatcher's
-    changes (立即同步 reads it again; a caregiver may not follow the area's event stream, so
-    the page also reads it every 30 s); a departure and a check-in online reach the server at
+    changes (立即同步 reads it again; the caregiver's own event stream brings them live, see
+    test_caregiver_live); a departure and a check-in online reach the server at
     once; offline, check-out and check-in are queued with the pending indicator showing,
     survive a reload with no network (service worker + IndexedDB), and are applied with their
     original times when the phone is back online; the visit is verified on the server; sending

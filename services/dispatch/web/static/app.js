@@ -238,8 +238,10 @@ async function reportPending() {
     .then((r) => { state.reportedPending = r.ok && visitIds.length > 0; }, () => undefined);
 }
 
-// Live changes of the area (a visit cancelled or moved by a replan): reload the route. A burst
-// of events (the replay on connect, a replan) costs one reload in flight plus at most one more.
+// Live changes of this caregiver's visits (one cancelled, moved away by the dispatcher or a
+// replan, or given to them): reload the route. The caregiver's own stream carries only their
+// visits and alerts (the area's stream is the dispatchers'). A burst of events (the replay on
+// connect, a replan) costs one reload in flight plus at most one more.
 let stream = null;
 let reloading = null;
 let again = false;
@@ -274,7 +276,8 @@ async function streamRefused(url) {
   }
 }
 
-// Without the stream, changes of the route are picked up by reading it now and then.
+// Without the stream (refused, or a browser without EventSource), changes of the route are
+// picked up by reading it now and then.
 const POLL_MS = 30000;
 let polling = null;
 
@@ -285,22 +288,20 @@ function poll() {
 }
 
 function follow() {
-  const area = state.route?.area;
-  if (!area || !("EventSource" in window) || stream?.area === area) return;
+  const me = state.caregiverId;
+  if (!me) return;
+  if (!("EventSource" in window)) { poll(); return; }
+  if (stream?.caregiver === me) return;
   stream?.source?.close();
-  // Resume after the last event this phone saw, so a reload does not replay the area's day.
-  const seen = `stream:${area}`;
+  // Resume after the last event this phone saw, so a reload does not replay the whole day.
+  const seen = `stream:caregiver:${me}`;
   const after = Number(localStorage.getItem(seen)) || 0;
-  const url = `/dispatch/areas/${encodeURIComponent(area)}/stream` + (after ? `?after=${after}` : "");
+  const url = `/dispatch/caregivers/${encodeURIComponent(me)}/stream` + (after ? `?after=${after}` : "");
   const source = new EventSource(auth.streamUrl(url));
   const remember = (event) => { if (event.lastEventId) localStorage.setItem(seen, event.lastEventId); };
-  for (const kind of ["alert", "proposal"]) source.addEventListener(kind, remember);
-  source.addEventListener("visit", (event) => {
-    remember(event);
-    const visit = JSON.parse(event.data);
-    if (visit.caregiver_id === state.caregiverId
-        || state.route?.visits.some((v) => v.visit_id === visit.visit_id)) refresh();
-  });
+  source.addEventListener("alert", remember);
+  // Every visit on this stream is (or was until now) this caregiver's.
+  source.addEventListener("visit", (event) => { remember(event); refresh(); });
   // Reconnect by hand: the browser's own retry would resend the first ?after= again. A stream
   // the server closed at once (CLOSED: it answered with an error) is asked why first.
   source.addEventListener("error", async () => {
@@ -310,7 +311,7 @@ function follow() {
     const why = closed ? await streamRefused(url) : "retry";
     if (why !== "retry") {
       // Not for this caller (read the route now and then), or until the next log-in.
-      stream = { area, source: null };
+      stream = { caregiver: me, source: null };
       if (why === "refused") poll();
       return;
     }
@@ -318,7 +319,7 @@ function follow() {
     stream = null;
     setTimeout(() => { if (!stream) follow(); }, 3000);
   });
-  stream = { area, source };
+  stream = { caregiver: me, source };
 }
 
 // View ---------------------------------------------------------------------------------------
