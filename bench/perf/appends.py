@@ -7,7 +7,7 @@ configure their store (``event_store_env``), acting as an HTTP caller would. The
 INSERT and one COMMIT per row through psycopg: the physical limit here. Stores: eventsourcing's
 PostgreSQL recorder as it comes (no database functions; same mapper), and the store the services
 run on (services/runtime/pgstore.py). Run:
-`python -m bench.perf.appends [--appends 3000] [--writers 4] [--out FILE.json]`.
+`python -m bench.perf.appends [--appends 3000] [--writers 4] [--rounds 5] [--out FILE.json]`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from statistics import median
 
 import psycopg
 
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=3000)
     parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     dbname = f"homecare_appends_{uuid.uuid4().hex[:8]}"
@@ -130,20 +132,29 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     rows = []
     try:
         for writers in (1, args.writers):
-            # The plain loop before and after the stores: the machine may be shared, so the
-            # ratio is taken to the mean of the two.
-            before = plain_inserts_per_second(dbname, args.appends, writers)
-            rates = {name: appends_per_second(dbname, changes, args.appends, writers)
-                     for name, changes in STORES.items()}
-            after = plain_inserts_per_second(dbname, args.appends, writers)
-            plain = (before + after) / 2
-            for name, (rate, cpu_us) in rates.items():
-                rows.append({"writers": writers, "store": name, "appends_per_s": round(rate),
-                             "client_cpu_us_per_append": round(cpu_us),
-                             "plain_inserts_per_s": round(plain),
-                             "plain_before_after": [round(before), round(after)],
-                             "ratio": round(rate / plain, 2),
-                             "loadavg_1min": round(os.getloadavg()[0], 2)})
+            # The machine may be shared: each round runs the plain loop and then every store
+            # (appends / rounds each), and the figures are medians over the rounds, the ratio
+            # being the median of each round's ratio to that round's plain loop.
+            size = max(writers, args.appends // args.rounds)
+            plains: list[float] = []
+            rates: dict[str, list[tuple[float, float]]] = {name: [] for name in STORES}
+            loads: list[float] = []
+            for _ in range(args.rounds):
+                plains.append(plain_inserts_per_second(dbname, size, writers))
+                for name, changes in STORES.items():
+                    rates[name].append(appends_per_second(dbname, changes, size, writers))
+                loads.append(os.getloadavg()[0])
+            for name, runs in rates.items():
+                rows.append({
+                    "writers": writers, "store": name, "rounds": args.rounds,
+                    "appends_per_s": round(median(r for r, _ in runs)),
+                    "client_cpu_us_per_append": round(median(c for _, c in runs)),
+                    "plain_inserts_per_s": round(median(plains)),
+                    "ratio": round(median(r / p for (r, _), p in zip(runs, plains, strict=True)),
+                                   2),
+                    "per_round": [[round(r), round(p)] for (r, _), p in zip(runs, plains,
+                                                                            strict=True)],
+                    "loadavg_1min": round(median(loads), 2)})
     finally:
         with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

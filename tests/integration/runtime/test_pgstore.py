@@ -81,3 +81,10 @@ def test_events_become_visible_in_notification_order(store):
     assert saved.is_set()
     ids = [n.id for n in recorder.select_notifications(1, 100)]
     assert ids == sorted(ids) and len(ids) == 3 and held_id in ids
+
+
+def test_listen_based_subscriptions_are_refused(store):
+    """The store's insert function sends no NOTIFY, so eventsourcing's LISTEN-based subscription
+    would wait for ever: it refuses at once instead (followers poll the log)."""
+    with pytest.raises(NotImplementedError, match="NOTIFY"):
+        store.process_recorder.subscribe(gt=None)
