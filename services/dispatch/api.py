@@ -24,6 +24,7 @@ from services.dispatch.domain.catalogue import CatalogueEntry
 from services.dispatch.domain.people import Caregiver, Elder, Provider
 from services.dispatch.domain.plans import CarePlan, ReplanProposal
 from services.dispatch.domain.visits import InvalidInput, ServiceOrder, Visit
+from services.dispatch.routing.travel import LatLon, haversine_km
 from services.runtime.auth import Principal
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -534,8 +535,18 @@ def build_router(app: DispatchApplication) -> APIRouter:
         return [visit_view(v) for v in app.list_visits(service_area_id, day, caregiver_id)]
 
     @router.get("/areas/{service_area_id}/orders", dependencies=[grants.area_open_tasks])
-    def list_orders(service_area_id: str, day: date = Query(alias="date")) -> list[dict[str, Any]]:
-        return [order_view(o) for o in app.list_orders(service_area_id, day)]
+    def list_orders(service_area_id: str, day: date = Query(alias="date"),
+                    near: str | None = Query(default=None, description=(
+                        "lat,lon (e.g. the volunteer's phone): each order gets distance_m, how "
+                        f"far its elder's home is, rounded to {DISTANCE_STEP_M} m (never the "
+                        "home's address or position)"))) -> list[dict[str, Any]]:
+        orders = [order_view(o) for o in app.list_orders(service_area_id, day)]
+        if near is not None:
+            origin, homes = _position(near), app.homes_of({o["elder_id"] for o in orders})
+            for o in orders:
+                home = homes.get(o["elder_id"])
+                o["distance_m"] = None if home is None else _rounded_metres(origin, home)
+        return orders
 
     @router.post("/areas/{service_area_id}/plans", status_code=201,
                  dependencies=[grants.area_write])
@@ -740,6 +751,25 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                            cancelled_by=principal.actor, replan=body.replan))
 
     return router
+
+
+# Distances from a position the caller sends are rounded: the exact distance from a few chosen
+# points would give away the elder's home.
+DISTANCE_STEP_M = 100
+
+
+def _position(text: str) -> LatLon:
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInput(f"near must be 'lat,lon', got {text!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InvalidInput(f"near is not a position on Earth: {text!r}")
+    return LatLon(lat, lon)
+
+
+def _rounded_metres(a: LatLon, b: LatLon) -> int:
+    return round(haversine_km(a, b) * 1000 / DISTANCE_STEP_M) * DISTANCE_STEP_M
 
 
 def _int(text: str | None) -> int:

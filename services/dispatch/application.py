@@ -49,6 +49,7 @@ from services.dispatch.domain.visits import (
     VisitState,
 )
 from services.dispatch.planning import DayPlan, DayProblem, Job
+from services.dispatch.routing.travel import LatLon
 from services.dispatch.translation import translate
 from services.runtime.eventstore import ServiceApplication, stable_id
 from services.runtime.observability import record_plan
@@ -1409,6 +1410,15 @@ class DispatchApplication(ServiceApplication):
     def owner_of_elder(self, elder_id: str) -> Owner | None:
         elder = self.get_or_none(Elder.create_id(elder_id))
         return None if elder is None else Owner(elder.service_area_id, elder_id=elder.elder_id)
+
+    def homes_of(self, elder_ids: Iterable[str]) -> dict[str, LatLon]:
+        """Where these elders live (unknown ones left out)."""
+        homes = {}
+        for elder_id in elder_ids:
+            elder = self.get_or_none(Elder.create_id(elder_id))
+            if elder is not None and elder.lat is not None and elder.lon is not None:
+                homes[elder_id] = LatLon(elder.lat, elder.lon)
+        return homes
 
     def ever_assigned(self, visit_id: str, caregiver_id: str) -> bool:
         """Whether the caregiver was ever one of the visit's caregivers (as far as the read

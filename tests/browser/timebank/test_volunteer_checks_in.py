@@ -24,6 +24,7 @@ from services.demo import SEEDERS
 from services.dispatch import api as dispatch_api
 from services.dispatch.application import DispatchApplication, NotFound, PlaceOrder
 from services.dispatch.domain.visits import DispatchError
+from services.dispatch.routing.travel import LatLon, haversine_km
 from services.runtime.http import install_error_handlers
 from services.system import with_pages
 from services.timebank import api as timebank_api
@@ -107,8 +108,9 @@ def test_volunteer_checks_in_and_out_from_the_page(page, site: Site, screenshot_
     """签到 sends the phone's position to dispatch; 签退 with the elder's code is accepted by
     dispatch's verification; open tasks are read from dispatch when it is served here.
 
-    Logged in as the volunteer: dispatch does not let her read the area's elders (their homes),
-    so the open tasks come in dispatch's order, not nearest first (that needs staff rights)."""
+    Logged in as the volunteer: dispatch does not let her read the area's elders (their homes);
+    the page sends the phone's position and dispatch answers how far each open task's elder
+    lives (rounded, no address), so the open tasks come nearest first with the distance."""
     page.context.grant_permissions(["geolocation"], origin=site.base_url)
     lat, lon = site.elder_position
     page.context.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": 10})
@@ -119,8 +121,15 @@ def test_volunteer_checks_in_and_out_from_the_page(page, site: Site, screenshot_
     page.wait_for_function("document.querySelector('#open-note').textContent.length > 0")
     assert "未连接" not in page.locator("#open-note").inner_text()
     page.wait_for_function("document.querySelectorAll('#open-tasks li').length === 2")
-    listed = " ".join(page.locator("#open-tasks li").all_inner_texts())
-    assert "E-1001" in listed and "E-1002" in listed
+    listed = page.locator("#open-tasks li").all_inner_texts()
+    assert "近的在前" in page.locator("#open-note").inner_text()
+    here = LatLon(lat, lon)
+    nearest_first = sorted(("E-1001", "E-1002"), key=lambda e: haversine_km(
+        here, LatLon(site.dispatch.get_elder(e).lat, site.dispatch.get_elder(e).lon)))
+    assert [next(e for e in nearest_first if e in text) for text in listed] == nearest_first
+    assert all("约 " in text for text in listed), listed
+    addresses = [site.dispatch.get_elder(e).address for e in nearest_first]
+    assert all(a and a not in " ".join(listed) for a in addresses)  # not on her page
 
     page.screenshot(path=str(screenshot_dir / "timebank-volunteer-tasks.png"), full_page=True)
     page.click("#tasks [data-act=in]")

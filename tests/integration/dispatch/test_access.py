@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from services.dispatch import api, web
 from services.dispatch.application import DispatchApplication, NotFound
 from services.dispatch.domain.visits import DispatchError
+from services.dispatch.routing.travel import LatLon, haversine_km
 from services.runtime.access import check_every_route_guarded, endpoints, is_public
 from services.runtime.http import install_error_handlers
 from tests.support.auth import bearer, install_test_auth, token
@@ -256,6 +257,29 @@ def test_a_caregiver_follows_their_own_stream_not_the_areas(http, world) -> None
     far = token("dispatcher", service_areas=[FAR])
     assert public.get(f"/dispatch/caregivers/C-2/stream?follow=false&access_token={far}"
                       ).status_code == 403
+
+
+def test_a_volunteer_gets_open_orders_nearest_first_without_the_homes(http, world) -> None:  # type: ignore[no-untyped-def]
+    """A volunteer may not read the area's elders (their addresses and homes); the orders
+    listing with ?near=lat,lon gives each order how far its elder lives from there, rounded
+    to 100 m, and nothing of the home; a malformed position answers 422."""
+    volunteer = as_(http, "volunteer", caregiver_id="V-1", volunteer_id="V-1")
+    assert volunteer.get(f"/dispatch/areas/{AREA}/elders").status_code == 403
+    lat, lon = HOME["E-1"]
+    r = volunteer.get(f"/dispatch/areas/{AREA}/orders?date={DAY}&near={lat},{lon}")
+    assert r.status_code == 200, r.text
+    orders = {o["elder_id"]: o for o in r.json()}
+    assert orders["E-1"]["distance_m"] == 0
+    expected = haversine_km(LatLon(lat, lon), LatLon(*HOME["E-3"])) * 1000
+    assert orders["E-3"]["distance_m"] % 100 == 0
+    assert abs(orders["E-3"]["distance_m"] - expected) <= 50
+    for order in orders.values():
+        assert not {"address", "lat", "lon", "home", "position"} & set(order)
+    plain = volunteer.get(f"/dispatch/areas/{AREA}/orders?date={DAY}").json()
+    assert plain and all("distance_m" not in o for o in plain)
+    for bad in ("here", "29.3", "91,120", "29.3,120.1,5"):
+        assert volunteer.get(f"/dispatch/areas/{AREA}/orders?date={DAY}&near={bad}"
+                             ).status_code == 422, bad
 
 
 def test_every_dispatch_endpoint_is_guarded(http) -> None:  # type: ignore[no-untyped-def]

@@ -105,14 +105,6 @@ async function loadHistory() {
   }
 }
 
-function metres(a, b) {  // haversine, good enough within a district
-  const rad = Math.PI / 180;
-  const dLat = (b.lat - a.lat) * rad, dLon = (b.lon - a.lon) * rad;
-  const h = Math.sin(dLat / 2) ** 2
-    + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
-  return 2 * 6371000 * Math.asin(Math.sqrt(h));
-}
-
 function here() {
   return new Promise((resolve) => {
     if (!navigator.geolocation) return resolve(null);
@@ -218,26 +210,18 @@ async function loadOpenTasks() {
   list.replaceChildren();
   const today = localDay(0);
   try {
+    // Nearest first when the phone shares its position: dispatch tells how far each elder's
+    // home is from here (distance_m, rounded), never the address or the home's position.
+    const position = await here();
+    const near = position ? `&near=${position.lat.toFixed(5)},${position.lon.toFixed(5)}` : "";
     const orders = await call("GET",
-      `/dispatch/areas/${encodeURIComponent(member.bank_id)}/orders?date=${today}`);
+      `/dispatch/areas/${encodeURIComponent(member.bank_id)}/orders?date=${today}${near}`);
     const open = orders.filter((o) => o.state === "placed" || o.state === "unassigned");
-    // Nearest first when the phone shares its position and dispatch lets this caller read the
-    // elders' homes (staff; a volunteer's token may not: then in dispatch's order).
-    const [position, elders] = await Promise.all([
-      open.length ? here() : null,
-      open.length ? call("GET", `/dispatch/areas/${encodeURIComponent(member.bank_id)}/elders`)
-        .catch(() => []) : [],
-    ]);
-    const homes = Object.fromEntries(elders.map((e) => [e.elder_id, e]));
-    for (const o of open) {
-      const home = homes[o.elder_id];
-      o.distance = position && home && home.lat != null
-        ? metres(position, { lat: home.lat, lon: home.lon }) : null;
-    }
+    for (const o of open) o.distance = o.distance_m ?? null;
     open.sort((a, b) => (a.distance ?? Infinity) - (b.distance ?? Infinity));
-    const near = open.some((o) => o.distance != null);
+    const sorted = open.some((o) => o.distance != null);
     $("#open-note").textContent = !open.length ? "今天附近没有开放任务"
-      : "今天还没有人接的服务（由调度分配）" + (near ? "，近的在前" : "");
+      : "今天还没有人接的服务（由调度分配）" + (sorted ? "，近的在前" : "");
     for (const o of open) {
       const away = o.distance == null ? "" : ` · 约 ${o.distance < 1000
         ? Math.round(o.distance) + " 米" : (o.distance / 1000).toFixed(1) + " 公里"}`;
