@@ -23,8 +23,8 @@ from bench.perf.common import LoadSampler, machine, markdown_table
 # Each part: its module and the modest arguments `make bench` runs it with.
 PARTS: dict[str, list[str]] = {
     "appends": ["--appends", "2000", "--writers", "4"],
-    "pipeline": ["--latency-rate", "100", "--latency-seconds", "15",
-                 "--throughput-visits", "2000", "--areas", "6"],
+    "pipeline": ["--latency-rate", "100", "--latency-seconds", "10",
+                 "--throughput-visits", "1000", "--areas", "6"],
     "checkin_load": ["--rate", "100", "--seconds", "15", "--store", "postgres"],
     "memory": ["--elders", "10000", "--caregivers", "500", "--days", "1",
                "--visits-per-caregiver-day", "2"],
@@ -58,9 +58,9 @@ def summary_rows(results: dict[str, Any]) -> list[list[Any]]:
     appends = results.get("appends")
     if appends:
         for r in appends["result"]:
-            rows.append(["appends", f"{r['store']}, {r['writers']} writer(s)",
-                         f"{r['appends_per_s']}/s (plain insert {r['plain_inserts_per_s']}/s)",
-                         "-", load(appends)])
+            rows.append(["appends", f"{r.get('store')}, {r.get('writers')} writer(s)",
+                         f"{r.get('appends_per_s')}/s (plain insert "
+                         f"{r.get('plain_inserts_per_s')}/s)", "-", load(appends)])
     pipeline = results.get("pipeline")
     if pipeline:
         for p in pipeline["result"]["phases"]:
