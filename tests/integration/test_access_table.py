@@ -114,7 +114,9 @@ def _request(method: str, route: str, values: dict[str, str], scopes: dict[str, 
              "caregiver_id": me, "volunteer_id": scopes.get("volunteer_id", "V-301"),
              "person_id": scopes.get("volunteer_id", "V-301"),
              "from_person": scopes.get("volunteer_id", "V-301"),
-             "redeemer_id": scopes.get("volunteer_id", "V-301"),
+             # A volunteer's credits, or an elder member's own (their person id is theirs).
+             "redeemer_id": scopes.get("volunteer_id")
+             or (scopes.get("elder_ids") or ["V-301"])[0],
              "area": (scopes.get("service_areas") or [AREA])[0]}
     kwargs: dict[str, Any] = {"params": {"area": names["area"], "month": values["month"]}}
     if method in ("POST", "PUT", "PATCH"):
@@ -133,6 +135,8 @@ async def test_every_cell_of_the_access_table(system: dict[str, Any]) -> None:
     assert len(rows) > 80
     volunteer_values = {**values, "visit_id": system["welfare_visit"]["visit_id"],
                         "caregiver_id": "V-301"}
+    # An elder who is a time-bank member: their time-bank person id is their elder id.
+    elder_values = {**values, "person_id": "E-1001"}
     for method, route, cells in rows:
         anonymous = await client.request(**_request(method, route, values, {}))
         if anonymous.status_code != 401:
@@ -143,7 +147,7 @@ async def test_every_cell_of_the_access_table(system: dict[str, Any]) -> None:
                 # A server-sent event stream never ends: only its refusals are called here
                 # (tests/integration/dispatch/test_access.py reads its first event).
                 continue
-            mine = volunteer_values if role == "volunteer" else values
+            mine = {"volunteer": volunteer_values, "elder": elder_values}.get(role, values)
             owning = _owning(role, mine)
             answer = await client.request(**_request(method, route, mine, owning),
                                           headers=bearer(role, **owning))
