@@ -21,9 +21,11 @@ import contextlib
 import contextvars
 import json
 import os
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,7 +196,16 @@ class TokenVerifier:
     # A token naming an unknown key refetches the JWKS at most this often (rotation is picked
     # up; a flood of made-up key ids does not hammer the provider).
     refetch_cooldown_s: float = 10.0
+    # Verified tokens, by their text, kept for their remaining lifetime (a token never changes,
+    # so verifying it again would only repeat the RSA check): at most this many, least
+    # recently used first out; 0 turns the cache off.
+    cache_size: int = 10_000
+    clock: Callable[[], float] = time.time
     _client: Any = None
+    _cache: OrderedDict[str, tuple[Principal, float]] = field(default_factory=OrderedDict,
+                                                              init=False, repr=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False,
+                                        repr=False)
 
     def __post_init__(self) -> None:
         if self.jwks_url:
@@ -213,6 +224,28 @@ class TokenVerifier:
         return self._client is not None
 
     def verify(self, token: str) -> Principal:
+        """The caller the token names, once its signature, issuer, audience and lifetime are
+        checked; a token verified before is answered from the cache until it expires."""
+        if self.cache_size > 0:
+            with self._cache_lock:
+                hit = self._cache.get(token)
+                if hit is not None:
+                    principal, expires = hit
+                    if self.clock() < expires:
+                        self._cache.move_to_end(token)
+                        return principal
+                    del self._cache[token]
+        principal, expires = self._verify(token)
+        if self.cache_size > 0:
+            with self._cache_lock:
+                self._cache[token] = (principal, expires)
+                self._cache.move_to_end(token)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
+        """(principal, until when the token is still accepted) or AuthenticationError."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
@@ -237,7 +270,8 @@ class TokenVerifier:
             raise AuthenticationError("the token has expired: log in again") from None
         except jwt.PyJWTError as error:
             raise AuthenticationError(f"invalid token: {error}") from None
-        return Principal.from_claims(claims, self.role_claim)
+        # jwt.decode accepted it: exp is a number, and leeway_s past it the token is refused.
+        return Principal.from_claims(claims, self.role_claim), float(claims["exp"]) + self.leeway_s
 
 
 def discover_jwks_url(issuer: str, timeout_s: float = 5.0) -> str:
