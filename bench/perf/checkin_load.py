@@ -3,7 +3,10 @@
 Starts dispatch alone (`homecare up --services dispatch`, SQLite or PostgreSQL, its own tansu
 broker) in a subprocess, creates enough scheduled visits over HTTP, then this process sends
 check-ins at a fixed rate with an async client (each to a different visit, open loop: a slow
-answer does not slow the sender) and reports p50 / p95 / p99 and the achieved rate.
+answer does not slow the sender) and reports p50 / p95 / p99, the achieved rate and the server's
+CPU time per request (which, unlike latency, hardly moves when others share the machine).
+Check-ins are sent as the visits' caregivers (each with its own token, so the ownership check
+runs as on a phone); `--as admin` sends one administrator's token instead.
 Run: `python -m bench.perf.checkin_load [--rate 300] [--seconds 10] [--store sqlite]`.
 """
 
@@ -13,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,8 +28,11 @@ from pathlib import Path
 
 import httpx
 
+from bench.perf.checkin_profile import start_py_spy
 from bench.perf.common import admin_headers, prepare_data_dir
+from services.runtime.auth import Principal, auth_from_settings
 from services.runtime.broker import free_port
+from services.runtime.settings import SharedSettings
 
 AREA = "bench-area"
 HOME = (29.3069, 120.0760)
@@ -92,8 +99,38 @@ async def create_visits(base: str, count: int,
         return visits[:count]
 
 
+def caregiver_tokens(data_dir: Path, caregiver_ids: set[str]) -> dict[str, str]:
+    """A bearer token per caregiver (role caregiver, its own id and the bench area)."""
+    auth = auth_from_settings(SharedSettings(data_dir=data_dir, auth_mode="local"))
+    assert auth.issuer is not None
+    return {c: "Bearer " + auth.issuer.issue(Principal(
+        subject=f"bench-{c}", role="caregiver", caregiver_id=c,
+        service_areas=frozenset({AREA})), ttl_s=6 * 3600) for c in caregiver_ids}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, busy_below: float = 0.15, limit_s: float = 120.0) -> float:
+    """Wait until the server has consumed and relayed what making the visits caused (its CPU
+    use over a second falls below ``busy_below``), so the load measures check-ins alone;
+    returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        if cpu_seconds(pid) - before < busy_below:
+            break
+    return round(time.monotonic() - started, 1)
+
+
 async def load(base: str, visits: list[tuple[str, str, str]],
-               rate: float, headers: dict[str, str]) -> dict[str, float]:
+               rate: float, headers: dict[str, str],
+               tokens: dict[str, str] | None = None, server_pid: int | None = None
+               ) -> dict[str, float]:
     latencies: list[float] = []
     failures = 0
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
@@ -102,16 +139,23 @@ async def load(base: str, visits: list[tuple[str, str, str]],
         async def check_in(visit_id: str, caregiver_id: str, at: str) -> None:
             nonlocal failures
             started = time.perf_counter()
-            r = await client.post(f"/dispatch/visits/{visit_id}/check-in", json={
-                "caregiver_id": caregiver_id, "at": at, "lat": HOME[0], "lon": HOME[1],
-                "accuracy_m": 10, "idempotency_key": f"k-{visit_id}"})
+            auth = {"authorization": tokens[caregiver_id]} if tokens else None
+            try:
+                r = await client.post(f"/dispatch/visits/{visit_id}/check-in", json={
+                    "caregiver_id": caregiver_id, "at": at, "lat": HOME[0], "lon": HOME[1],
+                    "accuracy_m": 10, "idempotency_key": f"k-{visit_id}"}, headers=auth)
+                problem = None if r.status_code == 200 else f"{r.status_code} {r.text[:300]}"
+            except httpx.HTTPError as error:  # a timeout counts as a failure, not a crash
+                problem = f"{type(error).__name__}: {error}"
             latencies.append(time.perf_counter() - started)
-            if r.status_code != 200:
+            if problem is not None:
                 failures += 1
                 if failures == 1:
-                    print(f"first failure: {r.status_code} {r.text[:300]}", file=sys.stderr)
+                    print(f"first failure: {problem}", file=sys.stderr)
 
         tasks = []
+        cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+        load_before = os.getloadavg()[0]
         begin = time.perf_counter()
         for i, (visit_id, caregiver_id, at) in enumerate(visits):
             delay = begin + i / rate - time.perf_counter()
@@ -120,6 +164,7 @@ async def load(base: str, visits: list[tuple[str, str, str]],
             tasks.append(asyncio.create_task(check_in(visit_id, caregiver_id, at)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - begin
+        cpu = cpu_seconds(server_pid) - cpu_before if server_pid else None
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -128,7 +173,9 @@ async def load(base: str, visits: list[tuple[str, str, str]],
     return {"requests": len(ordered), "target_rate": rate,
             "achieved_rate": round(len(ordered) / elapsed, 1), "failures": failures,
             "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
-            "mean_ms": round(1000 * statistics.fmean(ordered), 1)}
+            "mean_ms": round(1000 * statistics.fmean(ordered), 1),
+            "server_cpu_ms_per_request": round(1000 * cpu / len(ordered), 2) if cpu else None,
+            "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -136,6 +183,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--rate", type=float, default=300)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--as", dest="caller", choices=["caregiver", "admin"],
+                        default="caregiver", help="whose tokens the check-ins carry")
+    parser.add_argument("--profile", default=None,
+                        help="record the server during the load with py-spy (collapsed stacks)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
@@ -144,16 +195,30 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             count = int(args.rate * args.seconds)
             headers = admin_headers(Path(folder))
             visits = asyncio.run(create_visits(base, count, headers))
-            result = asyncio.run(load(base, visits, args.rate, headers))
+            tokens = (caregiver_tokens(Path(folder), {c for _, c, _ in visits})
+                      if args.caller == "caregiver" else None)
+            settled = settle(process.pid)
+            spy = start_py_spy(process.pid, args.profile) if args.profile else None
+            try:
+                result = asyncio.run(load(base, visits, args.rate, headers, tokens,
+                                          process.pid))
+            finally:
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=60)
         finally:
             process.terminate()
             process.wait(timeout=30)
     result["store"] = args.store
-    print("| store | requests | target rps | achieved rps | p50 ms | p95 ms | p99 ms | failures |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    result["caller"] = args.caller
+    result["settled_s"] = settled
+    print("| store | requests | target rps | achieved rps | p50 ms | p95 ms | p99 ms | failures "
+          "| server CPU ms/req | load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(f"| {result['store']} | {result['requests']} | {result['target_rate']:.0f} | "
           f"{result['achieved_rate']} | {result['p50_ms']} | {result['p95_ms']} | "
-          f"{result['p99_ms']} | {result['failures']} |")
+          f"{result['p99_ms']} | {result['failures']} | {result['server_cpu_ms_per_request']} | "
+          f"{result['loadavg'][0]}-{result['loadavg'][1]} |")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

@@ -81,11 +81,11 @@ async def make_visits(client: httpx.AsyncClient, count: int) -> list[tuple[str, 
     return visits[:count]
 
 
-def start_py_spy(out: str) -> subprocess.Popen[bytes]:
-    """py-spy recording this process until sent SIGINT: the thread holding the GIL (what costs
-    CPU in Python; time spent waiting for the disk or the GIL is left out)."""
+def start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy recording process ``pid`` until sent SIGINT: the thread holding the GIL (what
+    costs CPU in Python; time spent waiting for the disk or the GIL is left out)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    process = subprocess.Popen([exe, "record", "--pid", str(os.getpid()), "--rate", "500",
+    process = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "500",
                                 "--format", "raw", "--output", out, "--nonblocking", "--gil"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # attached before the first request
@@ -135,7 +135,7 @@ async def run(store: str, requests: int, warmup: int, profile: str | None,
 
         for visit in visits[:warmup]:
             await check_in(*visit)
-        profiler = start_py_spy(profile) if profile else None
+        profiler = start_py_spy(os.getpid(), profile) if profile else None
         walls: list[float] = []
         cpus: list[float] = []
         for visit in visits[warmup:]:
