@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from contracts.events.visits import VisitVerified
 from services.runtime.broker import LocalBroker, free_port
 from services.runtime.topics import TopicSpec, ensure_topics
+from tests.support.auth import bearer_for_data_dir
 
 pytestmark = pytest.mark.integration
 
@@ -99,11 +100,13 @@ def test_killed_after_database_commit_and_restarted_posts_once(tmp_path, postgre
             while time.monotonic() < deadline and "redelivered" not in _metrics(port):
                 time.sleep(0.3)
             assert 'outcome="redelivered"' in _metrics(port), _metrics(port)
-            postings = httpx.get(
-                f"{base}/accounts/elder:E-1002:entitlement:2026-11/postings").json()
+            admin = bearer_for_data_dir(tmp_path)  # the process's own local keys
+            postings = httpx.get(f"{base}/accounts/elder:E-1002:entitlement:2026-11/postings",
+                                 headers=admin).json()
             charges = [p for p in postings if p["visit_id"] == "V-crash-1"]
             assert len(charges) == 1 and charges[0]["amount"] == 40
-            assert httpx.get(f"{base}/trial-balance").json()["sum_of_balances"] == 0
+            assert httpx.get(f"{base}/trial-balance",
+                             headers=admin).json()["sum_of_balances"] == 0
         finally:
             restarted.terminate()
             restarted.wait(timeout=30)
