@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -29,12 +30,66 @@ def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ..
                       "was saved: repeat the request", "error": "ConcurrentChange"})
 
     app.add_exception_handler(IntegrityError, concurrent)
+    document_error_responses(app)
     for exc in not_found:
         app.add_exception_handler(exc, handler(404))
     for exc in conflict:
         app.add_exception_handler(exc, handler(409))
     for exc in unprocessable:
         app.add_exception_handler(exc, handler(422))
+
+
+# The body of every error these handlers (and FastAPI's own) send.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"detail": {"description": "what is wrong, in words"},
+                   "error": {"type": "string", "description": "the kind of error"}},
+    "required": ["detail"],
+}
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+BODY_RESPONSES: dict[str, dict[str, Any]] = {
+    "400": {"description": "the body is not readable JSON"},
+}
+RECORD_RESPONSES: dict[str, dict[str, Any]] = {
+    "404": {"description": "no such record"},
+}
+CHANGE_RESPONSES: dict[str, dict[str, Any]] = {
+    "409": {"description": "a rule forbids it in the record's present state, or another request "
+                           "changed the record at the same moment (nothing was saved)"},
+}
+
+
+def document_error_responses(app: FastAPI) -> None:
+    """The errors every service answers with, in the OpenAPI document, once for all routes:
+    400 where there is a body (not JSON), 404 where the path or the body names a record, 409
+    wherever something is changed (a rule violation or a concurrent write). An operation's own
+    ``responses=`` wins. Idempotent: install_error_handlers runs once per service."""
+    if getattr(app.state, "error_responses_documented", False):
+        return
+    app.state.error_responses_documented = True
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+                "Error", ERROR_SCHEMA)
+            for path, operations in schema.get("paths", {}).items():
+                for method, operation in operations.items():
+                    if not isinstance(operation, dict) or "responses" not in operation:
+                        continue
+                    documented = dict(BODY_RESPONSES) if "requestBody" in operation else {}
+                    if "{" in path or "requestBody" in operation:  # names a record
+                        documented.update(RECORD_RESPONSES)
+                    if method in ("post", "put", "patch", "delete"):
+                        documented.update(CHANGE_RESPONSES)
+                    for status, doc in documented.items():
+                        operation["responses"].setdefault(status, {**doc,
+                                                                   "content": _ERROR_CONTENT})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # Pages ---------------------------------------------------------------------------------------
