@@ -148,6 +148,13 @@ class DispatchApplication(ServiceApplication):
     }
     plan_time_limit_s = 2.0
     personal_data = PERSONAL_DATA
+    # Visits, areas (their rules), orders and caregivers come from a cache and are
+    # fast-forwarded with only their newer events (each read still asks the store for those,
+    # so several dispatch processes stay correct): a check-in reads its visit twice (ownership
+    # check, command) and its area's rules twice. Elders and alerts carry data sealed per elder
+    # and are never cached (an erased elder's data must not linger in memory).
+    env = {"AGGREGATE_CACHE_MAXSIZE": "5000"}
+    cached_aggregates = (Visit, ServiceArea, ServiceOrder, Caregiver)
 
     def __init__(self, env: dict[str, str] | None = None, timezone: str = "Asia/Shanghai"):
         super().__init__(env)
@@ -261,6 +268,9 @@ class DispatchApplication(ServiceApplication):
     # Registration ----------------------------------------------------------------------------
     def register_elder(self, **facts: Any) -> Elder:
         elder = self.get_or_none(Elder.create_id(facts["elder_id"]))
+        if elder is not None and elder.erased:
+            raise DispatchError(f"elder {facts['elder_id']} was erased on request; register the "
+                                "person again under a new id")
         if elder is not None:
             return elder  # registration is idempotent by elder number
         elder = Elder(**facts)

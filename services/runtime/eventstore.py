@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, Repository
 from eventsourcing.persistence import Mapper, ProcessRecorder, Transcoder, Transcoding
 
 from services.runtime.audit import AuditedMapper
@@ -87,6 +87,19 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
+class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
+    """eventsourcing's aggregate LRU cache, keeping only aggregates of the given classes."""
+
+    def __init__(self, maxsize: int, kinds: tuple[type, ...]) -> None:
+        super().__init__(maxsize)
+        self.kinds = kinds
+
+    def put(self, key: Any, value: Any) -> Any:
+        if value is None or isinstance(value, self.kinds):
+            return super().put(key, value)
+        return None
+
+
 class ServiceApplication(Application):
     """An eventsourcing application whose recorder also keeps tracking records.
 
@@ -101,6 +114,10 @@ class ServiceApplication(Application):
     """
 
     personal_data: dict[type | str, PersonalFields] = {}
+    # With AGGREGATE_CACHE_MAXSIZE set: when not empty, only aggregates of these classes are
+    # cached (keep out those holding personal data sealed per person: an erased person's
+    # decrypted data would otherwise stay in memory).
+    cached_aggregates: tuple[type, ...] = ()
 
     def __init__(self, env: Mapping[str, Any] | None = None) -> None:
         super().__init__(env=dict(env) if env else None)
@@ -112,6 +129,12 @@ class ServiceApplication(Application):
                              compressor=self.factory.compressor(), cipher=cipher,
                              personal=self.personal_data, keys=self.subject_keys,
                              service=self.name.lower())
+
+    def construct_repository(self) -> Repository:  # type: ignore[type-arg]
+        repository = super().construct_repository()
+        if self.cached_aggregates and isinstance(repository.cache, LRUCache):
+            repository.cache = TypedLRUCache(repository.cache.maxsize, self.cached_aggregates)
+        return repository
 
     def erase_subject(self, subject: str) -> bool:
         """Crypto-shred one person: delete their data key (True when there was one)."""
