@@ -88,3 +88,23 @@ def test_listen_based_subscriptions_are_refused(store):
     would wait for ever: it refuses at once instead (followers poll the log)."""
     with pytest.raises(NotImplementedError, match="NOTIFY"):
         store.process_recorder.subscribe(gt=None)
+
+
+def test_one_event_and_many_events_get_their_notification_ids(store):
+    """A single event goes through the one-event function and several through the array
+    function; both return the ids they were given, in order, and a stale single-event append
+    (its version taken) is refused without writing anything."""
+    recorder = store.process_recorder
+    one = Account(code="one")
+    [single] = store.save(one)
+    several = store.save(Account(code="two"), Account(code="three"))
+    ids = [single.notification.id, *(r.notification.id for r in several)]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert [n.id for n in recorder.select_notifications(1, 10)] == ids
+    stale = store.repository.get(one.id)
+    one._change(transfer_id=one.id)
+    store.save(one)
+    stale._change(transfer_id=one.id)
+    with pytest.raises(IntegrityError):
+        store.save(stale)
+    assert recorder.max_notification_id() == ids[-1] + 1
