@@ -9,6 +9,8 @@ from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
+from services.runtime.keystore import SubjectErased
+
 
 def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ...],
                            conflict: tuple[type[Exception], ...],
@@ -29,7 +31,13 @@ def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ..
             "detail": "the record was changed by another request at the same moment; nothing "
                       "was saved: repeat the request", "error": "ConcurrentChange"})
 
+    # A person erased on request cannot be given personal data again (keystore.py).
+    async def erased(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc),
+                                                      "error": "SubjectErased"})
+
     app.add_exception_handler(IntegrityError, concurrent)
+    app.add_exception_handler(SubjectErased, erased)
     document_error_responses(app)
     for exc in not_found:
         app.add_exception_handler(exc, handler(404))

@@ -4,8 +4,9 @@ Events are immutable; a person's personal fields in them are encrypted with a ke
 person's own (the *subject*, e.g. ``elder:E-1``). The keys live in a small table next to the
 events (``<app>_subject_keys`` in the same SQLite file or PostgreSQL schema) and are
 themselves wrapped with the event-store key, so a copy of the database alone opens nothing.
-Erasure deletes the row: from then on the person's fields cannot be decrypted by anyone, while
-every event (and every total computed from them) stays where it was.
+Erasure destroys the key (the row keeps only a tombstone, so no new key is ever made for that
+person): from then on the person's fields cannot be decrypted by anyone, while every event (and
+every total computed from them) stays where it was.
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ from typing import Any
 from eventsourcing.persistence import Cipher, InfrastructureFactory
 
 DATA_KEY_BYTES = 32
+# What an erased subject's row holds instead of a key: the erasure is remembered, so no new key
+# is ever made for that subject (a new key would make the old sealed fields fail to open, and
+# would quietly start collecting the forgotten person's data again).
+TOMBSTONE = b""
+
+
+class SubjectErased(Exception):
+    """Personal data of a subject that was erased: the person must be registered anew."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"{subject} was erased on request and cannot hold personal data again; "
+                         "register the person under a new id")
+        self.subject = subject
 # How long a process may keep using a key it read (other replicas see an erasure this late).
 CACHE_SECONDS = 30.0
 
@@ -42,7 +56,8 @@ class SubjectKeys(ABC):
     def _insert_if_absent(self, subject: str, stored: bytes) -> None: ...
 
     @abstractmethod
-    def _delete(self, subject: str) -> bool: ...
+    def _tombstone(self, subject: str) -> None:
+        """Replace the subject's row (if any) by TOMBSTONE, or add one."""
 
     @abstractmethod
     def subjects(self) -> list[str]:
@@ -57,7 +72,7 @@ class SubjectKeys(ABC):
         if cached is not None and cached[0] > now:
             return cached[1]
         stored = self._select(subject)
-        if stored is None:
+        if stored is None or stored == TOMBSTONE:
             return None
         key = self.wrap.decrypt(stored) if self.wrap else stored
         with self._lock:
@@ -69,17 +84,28 @@ class SubjectKeys(ABC):
         key = self.key(subject)
         if key is not None:
             return key
+        if self.is_erased(subject):
+            raise SubjectErased(subject)
         fresh = os.urandom(DATA_KEY_BYTES)
         self._insert_if_absent(subject, self.wrap.encrypt(fresh) if self.wrap else fresh)
         key = self.key(subject)
-        assert key is not None, f"key of {subject} vanished while being created"
+        if key is None:  # erased while being created
+            raise SubjectErased(subject)
         return key
 
+    def is_erased(self, subject: str) -> bool:
+        return self._select(subject) == TOMBSTONE
+
     def delete(self, subject: str) -> bool:
-        """Crypto-shred: delete the subject's key for good. True when there was one."""
+        """Crypto-shred: delete the subject's key for good (a tombstone stays, so none is made
+        again). True when there was a key."""
         with self._lock:
             self._cache.pop(subject, None)
-        return self._delete(subject)
+        stored = self._select(subject)
+        self._tombstone(subject)
+        with self._lock:
+            self._cache.pop(subject, None)
+        return stored not in (None, TOMBSTONE)
 
 
 class MemorySubjectKeys(SubjectKeys):
@@ -96,12 +122,12 @@ class MemorySubjectKeys(SubjectKeys):
         with self._lock:
             self._rows.setdefault(subject, stored)
 
-    def _delete(self, subject: str) -> bool:
+    def _tombstone(self, subject: str) -> None:
         with self._lock:
-            return self._rows.pop(subject, None) is not None
+            self._rows[subject] = TOMBSTONE
 
     def subjects(self) -> list[str]:
-        return sorted(self._rows)
+        return sorted(s for s, k in self._rows.items() if k != TOMBSTONE)
 
 
 class SQLiteSubjectKeys(SubjectKeys):
@@ -129,14 +155,17 @@ class SQLiteSubjectKeys(SubjectKeys):
             c.execute(f"INSERT OR IGNORE INTO {self.table} (subject, wrapped_key, created_at) "
                       "VALUES (?, ?, ?)", (subject, stored, datetime.now(UTC).isoformat()))
 
-    def _delete(self, subject: str) -> bool:
+    def _tombstone(self, subject: str) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.execute(f"DELETE FROM {self.table} WHERE subject = ?", (subject,))
-            return bool(c.sqlite_cursor.rowcount)
+            c.execute(f"INSERT INTO {self.table} (subject, wrapped_key, created_at) "
+                      "VALUES (?, ?, ?) ON CONFLICT (subject) DO UPDATE SET "
+                      "wrapped_key = excluded.wrapped_key",
+                      (subject, TOMBSTONE, datetime.now(UTC).isoformat()))
 
     def subjects(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT subject FROM {self.table} ORDER BY subject")
+            c.execute(f"SELECT subject FROM {self.table} WHERE length(wrapped_key) > 0 "
+                      "ORDER BY subject")
             return [r["subject"] for r in c.fetchall()]
 
 
@@ -170,14 +199,16 @@ class PostgresSubjectKeys(SubjectKeys):
             c.execute(self._q("INSERT INTO {} (subject, wrapped_key) VALUES (%s, %s) "
                               "ON CONFLICT (subject) DO NOTHING"), (subject, stored))
 
-    def _delete(self, subject: str) -> bool:
+    def _tombstone(self, subject: str) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.execute(self._q("DELETE FROM {} WHERE subject = %s"), (subject,))
-            return c.rowcount > 0
+            c.execute(self._q("INSERT INTO {} (subject, wrapped_key) VALUES (%s, %s) "
+                              "ON CONFLICT (subject) DO UPDATE SET wrapped_key = "
+                              "excluded.wrapped_key"), (subject, TOMBSTONE))
 
     def subjects(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self._q("SELECT subject FROM {} ORDER BY subject"))
+            c.execute(self._q("SELECT subject FROM {} WHERE length(wrapped_key) > 0 "
+                              "ORDER BY subject"))
             return [r["subject"] for r in c.fetchall()]
 
 

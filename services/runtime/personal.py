@@ -11,11 +11,13 @@ encrypted with the event-store key as usual (cipher.py).
 
 from __future__ import annotations
 
+import logging
 from base64 import b64decode, b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from eventsourcing.persistence import (
     Cipher,
     Compressor,
@@ -26,8 +28,9 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic
 
 from services.runtime.cipher import seal, unseal
-from services.runtime.keystore import SubjectKeys
+from services.runtime.keystore import SubjectErased, SubjectKeys
 
+log = logging.getLogger(__name__)
 ERASED = "[erased]"
 MARK = "_pii"
 
@@ -92,8 +95,15 @@ class PersonalDataMapper(Mapper):  # type: ignore[type-arg]
         key = self.keys.key(subject)
         if key is None:
             return erased
-        return self.transcoder.decode(unseal(key, b64decode(value[MARK]),
-                                             self._aad(subject, field)))
+        try:
+            opened = unseal(key, b64decode(value[MARK]), self._aad(subject, field))
+        except InvalidTag:
+            # Sealed with a key this subject no longer has (a key store restored from another
+            # backup, say): unreadable, as if erased, and said loudly, never a failed request.
+            log.error("a sealed %s of %s does not open with its key: read as erased",
+                      field, subject)
+            return erased
+        return self.transcoder.decode(opened)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         spec = self.personal.get(get_topic(type(domain_event)))
@@ -104,7 +114,12 @@ class PersonalDataMapper(Mapper):  # type: ignore[type-arg]
         sealed = dict(state)
         for name in spec.fields:
             if sealed.get(name) is not None:
-                sealed[name] = self.seal_value(subject, name, sealed[name])
+                try:
+                    sealed[name] = self.seal_value(subject, name, sealed[name])
+                except SubjectErased:
+                    # A later event about a person who asked to be forgotten (an alert naming
+                    # an erased elder, say) keeps nothing personal of them.
+                    sealed[name] = spec.erased_value(name)
         # A copy carries the sealed values; the event the application holds is left as it was.
         copy = object.__new__(type(domain_event))
         object.__setattr__(copy, "__dict__", sealed)

@@ -173,3 +173,28 @@ async def test_erasure_makes_the_elder_unreadable_and_the_ledger_still_balances(
         assert ledger.balance("E-1", "2026-11").used_minutes == used
     finally:
         ledger.close()
+
+
+def test_an_erased_elder_stays_erased(dispatch, env):
+    """Erasure is remembered in the key store (a tombstone, on either store): registering the
+    elder again is refused (409 in the API), an alert naming her later keeps nothing personal,
+    and her earlier events still read as erased — no fresh key makes them fail to open."""
+    from services.dispatch.domain.visits import DispatchError
+
+    dispatch.erase_elder("E-1", by="admin:test")
+    with pytest.raises(DispatchError, match="new id"):
+        dispatch.register_elder(**ELDERS[0], service_area_id=AREA, lat=29.306, lon=120.075,
+                                confirmation_code="4321")
+    dispatch.save(*dispatch._alert(AlertKind.WELFARE_ESCALATION, "E-1/after", AREA,
+                                   f"welfare check: {ELDERS[0]['name']} not at home",
+                                   dispatch.clock(), elder_id="E-1"))
+    again = DispatchApplication(env)
+    try:
+        assert again.subject_keys.is_erased("elder:E-1")
+        assert "elder:E-1" not in again.subject_keys.subjects()
+        assert again.get_elder("E-1").name == ERASED
+        assert again.get_alert("welfare_escalation:E-1/after").message == ERASED
+        assert again.get_alert("welfare_escalation:E-1/test").message == ERASED
+    finally:
+        again.close()
+    assert_nothing_readable(env)
