@@ -30,7 +30,7 @@ from services.runtime.messaging import (
     make_broker,
     subscribe,
 )
-from services.runtime.observability import MetricsRefresher, http_metrics_middleware, metrics_app
+from services.runtime.observability import HttpMetricsMiddleware, MetricsRefresher, metrics_app
 from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import SharedSettings
 
@@ -205,7 +205,7 @@ def create_http_app(host: Host, title: str = "homecare", auth: Auth | None = Non
         description="Home-based elderly care: dispatch, labor-hours ledger and time bank. "
                     "Integration events are documented in AsyncAPI under /asyncapi/{service}.",
     )
-    app.middleware("http")(http_metrics_middleware())
+    app.add_middleware(HttpMetricsMiddleware)
     from services.runtime.http import install_error_handlers
 
     for unit in host.units:
