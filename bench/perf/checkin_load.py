@@ -2,8 +2,9 @@
 
 Starts dispatch alone (`homecare up --services dispatch`, SQLite or PostgreSQL, its own tansu
 broker) in a subprocess, creates enough scheduled visits over HTTP, then this process sends
-check-ins at a fixed rate with an async client (each to a different visit, open loop: a slow
-answer does not slow the sender) and reports p50 / p95 / p99, the achieved rate and the server's
+check-ins at a fixed rate with a minimal keep-alive client (bench/perf/rawhttp.py; httpx used a
+whole core at 300/s here) to a different visit each, open loop (a slow
+answer does not slow the sender), and reports p50 / p95 / p99, the achieved rate and the server's
 CPU time per request (which, unlike latency, hardly moves when others share the machine).
 Check-ins are sent as the visits' caregivers (each with its own token, so the ownership check
 runs as on a phone); `--as admin` sends one administrator's token instead.
@@ -25,11 +26,13 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from bench.perf.checkin_profile import start_py_spy
 from bench.perf.common import admin_headers, prepare_data_dir
+from bench.perf.rawhttp import RawClient
 from services.runtime.auth import Principal, auth_from_settings
 from services.runtime.broker import free_port
 from services.runtime.settings import SharedSettings
@@ -136,22 +139,31 @@ def settle(pid: int, busy_below: float = 0.15, limit_s: float = 120.0) -> tuple[
 async def load(base: str, visits: list[tuple[str, str, str]],
                rate: float, headers: dict[str, str],
                tokens: dict[str, str] | None = None, server_pid: int | None = None,
-               idle_cpu_per_s: float = 0.0) -> dict[str, float]:
+               idle_cpu_per_s: float = 0.0, client_kind: str = "raw") -> dict[str, float]:
     latencies: list[float] = []
     failures = 0
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits,
-                                 headers=headers) as client:
+    if client_kind == "httpx":
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        client: Any = httpx.AsyncClient(base_url=base, timeout=10, limits=limits,
+                                        headers=headers)
+    else:
+        client = RawClient(base, connections=200, timeout=10, headers=headers)
+    try:
         async def check_in(visit_id: str, caregiver_id: str, at: str) -> None:
             nonlocal failures
             started = time.perf_counter()
             auth = {"authorization": tokens[caregiver_id]} if tokens else None
+            body = {"caregiver_id": caregiver_id, "at": at, "lat": HOME[0], "lon": HOME[1],
+                    "accuracy_m": 10, "idempotency_key": f"k-{visit_id}"}
+            path = f"/dispatch/visits/{visit_id}/check-in"
             try:
-                r = await client.post(f"/dispatch/visits/{visit_id}/check-in", json={
-                    "caregiver_id": caregiver_id, "at": at, "lat": HOME[0], "lon": HOME[1],
-                    "accuracy_m": 10, "idempotency_key": f"k-{visit_id}"}, headers=auth)
+                if client_kind == "httpx":
+                    r = await client.post(path, json=body, headers=auth)
+                else:
+                    r = await client.post_json(path, body, headers=auth)
                 problem = None if r.status_code == 200 else f"{r.status_code} {r.text[:300]}"
-            except httpx.HTTPError as error:  # a timeout counts as a failure, not a crash
+            except (httpx.HTTPError, OSError, TimeoutError, ValueError,
+                    asyncio.IncompleteReadError) as error:  # a failure, not a crash
                 problem = f"{type(error).__name__}: {error}"
             latencies.append(time.perf_counter() - started)
             if problem is not None:
@@ -161,6 +173,7 @@ async def load(base: str, visits: list[tuple[str, str, str]],
 
         tasks = []
         cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+        own_cpu_before = time.process_time()
         load_before = os.getloadavg()[0]
         begin = time.perf_counter()
         for i, (visit_id, caregiver_id, at) in enumerate(visits):
@@ -171,6 +184,9 @@ async def load(base: str, visits: list[tuple[str, str, str]],
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - begin
         cpu = cpu_seconds(server_pid) - cpu_before if server_pid else None
+        own_cpu = time.process_time() - own_cpu_before
+    finally:
+        await (client.aclose() if client_kind == "httpx" else client.close())
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -184,6 +200,8 @@ async def load(base: str, visits: list[tuple[str, str, str]],
             # less what the idle server spends anyway over the same time
             "server_cpu_ms_per_request_net": round(
                 1000 * (cpu - idle_cpu_per_s * elapsed) / len(ordered), 2) if cpu else None,
+            # near 1.0 the sender, not the server, set the pace
+            "client_cpu_share": round(own_cpu / elapsed, 2),
             "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -194,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--as", dest="caller", choices=["caregiver", "admin"],
                         default="caregiver", help="whose tokens the check-ins carry")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                        help="the sender: a minimal keep-alive client (bench/perf/rawhttp.py) "
+                             "or httpx, which cannot send 300/s here")
     parser.add_argument("--profile", default=None,
                         help="record the server during the load with py-spy (collapsed stacks)")
     parser.add_argument("--out", default=None)
@@ -210,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             spy = start_py_spy(process.pid, args.profile) if args.profile else None
             try:
                 result = asyncio.run(load(base, visits, args.rate, headers, tokens,
-                                          process.pid, idle_cpu))
+                                          process.pid, idle_cpu, args.client))
             finally:
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
@@ -221,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     result["store"] = args.store
     result["caller"] = args.caller
     result["settled_s"] = settled
+    result["client"] = args.client
     result["idle_server_cpu_per_s"] = round(idle_cpu, 3)
     print("| store | requests | target rps | achieved rps | p50 ms | p95 ms | p99 ms | failures "
           "| server CPU ms/req (net of idle) | load avg |")
