@@ -58,6 +58,7 @@ from services.ledger.domain.reservations import (
     Reservation,
     ReservationState,
     Source,
+    Verification,
     split_actual,
     take_in_order,
 )
@@ -464,6 +465,9 @@ class LedgerApplication(ServiceApplication):
                         time_bank_reservation_id=time_bank_reservation_id)
         books = _Books(self)
         self._hold_the_rest(books, res)
+        if res.verified_early is not None:
+            # Verified while the answer was awaited: charge now, with the credits answered.
+            return self._settle(books, res, Verification.from_json(res.verified_early))
         return [res, *books.aggregates()]
 
     # Phase two ----------------------------------------------------------------------------------
@@ -485,6 +489,10 @@ class LedgerApplication(ServiceApplication):
             if marker is None:
                 return [CancelledBeforeScheduled(visit_id=event.payload.visit_id)]
             return []
+        if res.charge_waits:
+            # Verified, then cancelled (dispatch cancels only visits not started): the visit
+            # took place, so it is charged, without the credits the time bank now releases.
+            return self._credits_answered(event.payload.visit_id, 0, None, None)
         return self._release(event.payload.visit_id, "cancelled", str(event.event_id))
 
     def _rescheduled(self, event: VisitRescheduled) -> list[Any]:
@@ -514,10 +522,17 @@ class LedgerApplication(ServiceApplication):
             charge = self.get_or_none(Charge.create_id(res.visit_id))
             if charge is not None and charge.blocked:
                 continue  # a blocked charge keeps its holds until the provider is reinstated
-            self._retry_on_conflict(lambda r=res: self.save(
-                *self._release(r.visit_id, "expired", None)))
+            self._retry_on_conflict(lambda r=res: self.save(*self._expire(r.visit_id)))
             expired += 1
         return expired
+
+    def _expire(self, visit_id: str) -> list[Any]:
+        """An expired reservation is released; one whose visit was verified while the time
+        bank's answer was awaited is charged instead, as if the time bank had held nothing."""
+        res = self.get_or_none(Reservation.create_id(visit_id))
+        if res is not None and res.charge_waits:
+            return self._credits_answered(visit_id, 0, None, None)
+        return self._release(visit_id, "expired", None)
 
     def periodic_tasks(self) -> list[tuple[float, Callable[[], Any]]]:
         return [(60.0, self.expire_holds)]
@@ -534,44 +549,62 @@ class LedgerApplication(ServiceApplication):
             return []
         if self.get_or_none(Charge.create_id(p.visit_id)) is not None:
             return []  # charged already
-        profile = self._profile_for(p.elder_id, p.visit_id)
-        service_month = self._local_month(p.started_at)
-        books = _Books(self)
+        self._profile_for(p.elder_id, p.visit_id)
+        verification = Verification(
+            visit_id=p.visit_id, elder_id=p.elder_id, provider_id=p.provider_id,
+            service_area_id=event.service_area_id, service_type=p.service_type,
+            started_at=p.started_at, actual_minutes=p.actual_minutes,
+            cause_event_id=str(event.event_id), correlation_id=str(event.correlation_id))
         res = self.get_or_none(Reservation.create_id(p.visit_id))
-        blocked = self.is_blacklisted(p.provider_id)
+        if res is not None and res.state is ReservationState.AWAITING_CREDITS:
+            if res.verified_early is None:
+                # The time bank has not answered yet: the credits it may hold are part of
+                # this visit's funding, so the charge waits for the answer (or the expiry).
+                res.note_verification(verification=verification.to_json())
+                return [res]
+            return []  # verified already, the charge still waits
+        books = _Books(self)
+        return self._settle(books, res, verification)
+
+    def _settle(self, books: _Books, res: Reservation | None,
+                v: Verification) -> list[Any]:
+        """Charge a verified visit: the held legs if the reservation holds the minutes, else
+        what is free now from entitlement and packages; minutes beyond that are unfunded."""
+        profile = self._profile_for(v.elder_id, v.visit_id)
+        service_month = self._local_month(v.started_at)
+        blocked = self.is_blacklisted(v.provider_id)
         if res is not None and res.state is ReservationState.HELD:
             legs = [dict(leg) for leg in res.legs]
         else:
-            # Never reserved (or reservation rejected, released, still waiting): fund what is
-            # free now from entitlement and packages; the rest is unfunded, for review.
+            # Never reserved (or reservation rejected, released): fund what is free now from
+            # entitlement and packages; the rest is unfunded, for review.
             if res is not None and res.open:
                 self._void_holds(books, res, reason="superseded by charge", cause=None)
-            legs = self._direct_legs(books, profile, service_month, p.actual_minutes)
-        shares = split_actual(p.actual_minutes, legs)
+            legs = self._direct_legs(books, profile, service_month, v.actual_minutes)
+        shares = split_actual(v.actual_minutes, legs)
         charged_legs = [
             {"source": leg["source"], "account_id": leg["account"], "minutes": share}
             for leg, share in zip(legs, shares, strict=True) if share > 0
         ]
-        unfunded = p.actual_minutes - sum(shares)
+        unfunded = v.actual_minutes - sum(shares)
         transfer_ids: list[str] = []
         if not blocked:
-            transfer_ids = self._post_legs(books, p.visit_id, p.provider_id,
-                                           event.service_area_id, legs, shares,
-                                           str(event.event_id))
+            transfer_ids = self._post_legs(books, v.visit_id, v.provider_id,
+                                           v.service_area_id, legs, shares, v.cause_event_id)
             if res is not None and res.state is ReservationState.HELD:
                 res.charged(shares=shares)
-        entitlement = books.account(entitlement_account(p.elder_id, service_month),
+        entitlement = books.account(entitlement_account(v.elder_id, service_month),
                                     debits_must_not_exceed_credits=True,
-                                    owner_id=p.elder_id, kind="entitlement")
+                                    owner_id=v.elder_id, kind="entitlement")
         used_entitlement = any(leg["source"] == FundingSource.ENTITLEMENT.value
                                for leg in charged_legs)
         charge = Charge(
-            visit_id=p.visit_id, elder_id=p.elder_id, provider_id=p.provider_id,
-            service_area_id=event.service_area_id, service_type=p.service_type,
+            visit_id=v.visit_id, elder_id=v.elder_id, provider_id=v.provider_id,
+            service_area_id=v.service_area_id, service_type=v.service_type,
             charged_minutes=sum(shares), legs=charged_legs, transfer_ids=transfer_ids,
-            cause_event_id=str(event.event_id), correlation_id=str(event.correlation_id),
+            cause_event_id=v.cause_event_id, correlation_id=v.correlation_id,
             service_month=service_month,
-            charged_month=self._charged_month(event.service_area_id, service_month),
+            charged_month=self._charged_month(v.service_area_id, service_month),
             entitlement_exhausted=used_entitlement and entitlement.available == 0 and not blocked,
             entitled_minutes=entitlement.credits_posted, used_minutes=entitlement.debits_posted,
             unfunded_minutes=unfunded, blocked=blocked,

@@ -70,6 +70,28 @@ def split_actual(actual: int, legs: list[dict[str, Any]]) -> list[int]:
     return shares
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What the ledger charges from a VisitVerified (kept on a reservation while it waits)."""
+
+    visit_id: str
+    elder_id: str
+    provider_id: str
+    service_area_id: str
+    service_type: str
+    started_at: datetime
+    actual_minutes: int
+    cause_event_id: str
+    correlation_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**vars(self), "started_at": self.started_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verification:
+        return cls(**{**data, "started_at": datetime.fromisoformat(data["started_at"])})
+
+
 class Reservation(Aggregate):
     """The funding of one visit, from request to charge or release."""
 
@@ -102,6 +124,9 @@ class Reservation(Aggregate):
         self.rejection: str | None = None
         self.release_reason: str | None = None
         self.credits_asked = 0
+        # A verification that arrived while the time bank's answer was still awaited: the
+        # charge is made when the answer comes (or the reservation expires), never without it.
+        self.verified_early: dict[str, Any] | None = None
 
     @property
     def held_minutes(self) -> int:
@@ -123,6 +148,16 @@ class Reservation(Aggregate):
     def await_credits(self, minutes: int) -> None:
         self.state = ReservationState.AWAITING_CREDITS
         self.credits_asked = minutes
+
+    @event("VerifiedWhileAwaitingCredits")
+    def note_verification(self, verification: dict[str, Any]) -> None:
+        """The visit was verified before the time bank answered: remember what to charge."""
+        self.verified_early = verification
+
+    @property
+    def charge_waits(self) -> bool:
+        """Verified, and the charge waits for the time bank's answer to the credits asked."""
+        return self.state is ReservationState.AWAITING_CREDITS and self.verified_early is not None
 
     @event("Held")
     def complete(self) -> None:
