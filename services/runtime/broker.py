@@ -178,6 +178,62 @@ def probe_metadata(host: str, port: int, timeout: float = 1.0) -> list[tuple[int
     return brokers
 
 
+def _skip_string(payload: bytes, offset: int) -> int:
+    (length,) = struct.unpack_from(">h", payload, offset)
+    return offset + 2 + max(length, 0)
+
+
+def probe_cluster_id(host: str, port: int, timeout: float = 1.0) -> str | None:
+    """The cluster id the broker reports (Kafka Metadata v2; None if it reports none).
+
+    tansu reports the ``--cluster-id`` it was started with; a `LocalBroker`'s names its log
+    (``homecare-local-<incarnation>``), so a new, empty log shows up as a new cluster id.
+    Raises OSError/ConnectionError/ValueError when the broker does not answer like Kafka.
+    """
+    correlation_id = 11
+    client_id = b"homecare-probe"
+    body = struct.pack(">hhih", 3, 2, correlation_id, len(client_id)) + client_id
+    body += struct.pack(">i", 0)  # no topics
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        payload = _recv_exact(sock, size)
+    got_id, count = struct.unpack_from(">ii", payload, 0)
+    if got_id != correlation_id:
+        raise ValueError(f"unexpected correlation id {got_id}")
+    offset = 8
+    for _ in range(count):  # node id, host, port, rack
+        offset = _skip_string(payload, offset + 4) + 4
+        offset = _skip_string(payload, offset)
+    (length,) = struct.unpack_from(">h", payload, offset)
+    if length < 0:
+        return None
+    return payload[offset + 2 : offset + 2 + length].decode()
+
+
+def cluster_id_of(bootstrap_servers: str, timeout: float = 1.0) -> str | None:
+    """The cluster id of the first bootstrap server that answers (``host:port,host:port``).
+
+    Raises ConnectionError when none answers.
+    """
+    problems = []
+    for server in (s.strip() for s in bootstrap_servers.split(",") if s.strip()):
+        host, _, port = server.rpartition(":")
+        try:
+            return probe_cluster_id(host.strip("[]") or "127.0.0.1", int(port), timeout)
+        except (OSError, ValueError, struct.error) as error:
+            problems.append(f"{server}: {error!r}")
+    raise ConnectionError("no broker answered a metadata request: " + "; ".join(problems))
+
+
+def log_id_from_cluster_id(cluster_id: str) -> str:
+    """The broker-log id positions are tracked under, from the cluster id the broker reports:
+    a `LocalBroker`'s incarnation (what `homecare up` hands its services), else the whole id."""
+    prefix = f"{DEFAULT_CLUSTER_ID}-"
+    return cluster_id.removeprefix(prefix) or cluster_id
+
+
 # Runs in the child between fork and exec of tansu: asks the kernel to SIGKILL it when its
 # parent goes away, and gives up at once if the parent is already gone. Done in a tiny Python
 # wrapper (which then execs tansu under the same pid) rather than a preexec_fn, which is not
@@ -369,6 +425,40 @@ class LocalBroker:
         _reaper.discard(self)
         assert last_error is not None
         raise last_error
+
+    def kill(self) -> None:
+        """Kill the broker at once (SIGKILL, as a crash would) and wait until it is gone."""
+        _reaper.discard(self)
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=self.stop_timeout)
+        log.info("tansu broker on port %s killed", self._port)
+
+    def restart(self, down_s: float = 0.0, timeout: float = 20.0) -> LocalBroker:
+        """Kill the broker (-9) and start it again on the same port after ``down_s`` seconds.
+
+        The new broker is a new incarnation with an EMPTY log (no topics, records or committed
+        offsets): what a restart of this memory-only broker means. Clients reconnect to the
+        same address.
+        """
+        if self._port is None:
+            raise RuntimeError("LocalBroker was never started")
+        port = self._port
+        self.kill()
+        time.sleep(down_s)
+        requested, self._requested_port = self._requested_port, port
+        deadline = time.monotonic() + timeout
+        try:
+            while True:  # the port can be held for a moment by the dead broker's sockets
+                try:
+                    return self.start()
+                except BrokerStartError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.2)
+        finally:
+            self._requested_port = requested
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM, SIGKILL after stop_timeout) and wait until it is gone."""

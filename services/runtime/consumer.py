@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -172,10 +172,15 @@ class IdempotentConsumer:
         after_commit: Callable[[ConsumedMessage], None] | None = None,
         actor: str | None = None,
         log_id: str | None = None,
+        confirm_log: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.app = app
         # The broker log the tracked positions belong to (None: a persistent log, plain names).
         self.log_id = log_id
+        # Asked before a message is skipped as a redelivery: True when the broker's log is not
+        # ``log_id`` any more (restarted empty; the caller has moved ``log_id`` to the new one),
+        # so an offset seen in the old log is not taken for the same message in the new one.
+        self.confirm_log = confirm_log
         # Who the audit trail names for what this consumer changes.
         self.actor = actor or consumer_actor(app.name.lower())
         self.name = name
@@ -201,7 +206,7 @@ class IdempotentConsumer:
             # A ContractError says what is wrong; anything else escaping the parser is the
             # message's fault all the same: raising would redeliver it forever (a stalled
             # partition), so it is dead-lettered with its type and trace.
-            if await asyncio.to_thread(self._seen, message):
+            if await asyncio.to_thread(self._seen, message) and not await self._log_changed():
                 return Outcome.REDELIVERED  # dead-lettered already, before a crash or rebalance
             await self._dead_letter(message, error, attempts=1, type_name="invalid")
             await asyncio.to_thread(self._track_only, message)
@@ -222,6 +227,9 @@ class IdempotentConsumer:
             attempts += 1
             try:
                 outcome = await asyncio.to_thread(self._process, message, integration_event)
+                if outcome is Outcome.REDELIVERED and await self._log_changed():
+                    attempts -= 1  # a position of the old log: look again under the new one
+                    continue
             except TRANSIENT_ERRORS:
                 log.warning("store unavailable, retrying", exc_info=True)
                 attempts -= 1  # not the message's fault
@@ -243,6 +251,14 @@ class IdempotentConsumer:
             if outcome is Outcome.PROCESSED and self.after_commit is not None:
                 self.after_commit(message)
             return outcome
+
+    async def _log_changed(self) -> bool:
+        if self.confirm_log is None:
+            return False
+        try:
+            return await self.confirm_log()
+        except Exception as error:  # noqa: BLE001 - unknown: retried, never skipped or dead-lettered
+            raise ConnectionError(f"cannot confirm the broker log: {error!r}") from error
 
     # One transaction --------------------------------------------------------------------------
     def _process(self, message: ConsumedMessage, integration_event: IntegrationEvent) -> Outcome:

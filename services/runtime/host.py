@@ -61,6 +61,11 @@ class Host:
         self.broker: Any = None
         self.relays: list[OutboxRelay] = []
         self.consumers: dict[str, IdempotentConsumer] = {}
+        # Whether the log id follows the broker's cluster id while running (see settings).
+        self.follows_log = settings.broker_log_from_cluster
+        self.log_switches = 0
+        self._log_lock = asyncio.Lock()
+        self._log_switching = False
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -70,7 +75,7 @@ class Host:
     # Lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         from services.runtime.broker import LocalBroker
-        from services.runtime.topics import TopicSpec, ensure_topics
+        from services.runtime.topics import ensure_topics
 
         if not self.bootstrap_servers:
             self.local_broker = LocalBroker(log_dir=self.settings.data_dir)
@@ -80,10 +85,13 @@ class Host:
             # nothing here, so consumers and relays track this log under its own name (the
             # relays publish the outbox again, the consumers' inboxes drop what they had).
             self.log_id = self.local_broker.incarnation
+            self.follows_log = True
             log.info("started local tansu broker",
                      extra={"bootstrap": self.bootstrap_servers, "broker_log": self.log_id})
-        specs = [TopicSpec(t, partitions=DEFAULT_PARTITIONS[t]) for t in (*ALL_TOPICS, *DLQ_TOPICS)]
-        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, specs, 30.0)
+        elif self.follows_log:
+            self.log_id = await asyncio.to_thread(self._broker_log_id)
+            log.info("tracking positions in the broker's log", extra={"broker_log": self.log_id})
+        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, _topic_specs(), 30.0)
 
         names = "+".join(u.name for u in self.units)
         self.broker = make_broker(self.bootstrap_servers, self.settings, f"homecare-{names}")
@@ -102,6 +110,7 @@ class Host:
                 backoff_s=self.settings.consumer_retry_backoff_s,
                 after_commit=_exit_now if self.settings.fault_exit_after_commit else None,
                 log_id=self.log_id,
+                confirm_log=self.confirm_log if self.follows_log else None,
             )
             self.consumers[unit.name] = consumer
             names = sorted(n for types in spec.handlers_by_topic.values() for n in types)
@@ -123,7 +132,77 @@ class Host:
                 self._tasks.append(asyncio.create_task(
                     self._every(interval, work, task_actor(unit.name, work.__name__)),
                     name=f"periodic-{unit.name}-{work.__name__}"))
+        if self.follows_log:
+            self._tasks.append(asyncio.create_task(self._watch_log(), name="broker-log-watch"))
         self.started = True
+
+    # The broker's log ----------------------------------------------------------------------
+    def _broker_log_id(self) -> str:
+        from services.runtime.broker import cluster_id_of, log_id_from_cluster_id
+
+        assert self.bootstrap_servers
+        cluster_id = cluster_id_of(self.bootstrap_servers, timeout=2.0)
+        if not cluster_id:
+            raise ConnectionError("the broker reports no cluster id to name its log by")
+        return log_id_from_cluster_id(cluster_id)
+
+    async def confirm_log(self) -> bool:
+        """Ask the broker which log it has; if it is not the one positions are tracked in (the
+        broker was restarted empty), move to the new one and return True.
+
+        Moving: the topics are created again, consumers track positions under the new log id
+        and go back to the start of their partitions (what they processed before is dropped by
+        their inboxes), relays publish their whole outbox again into the new log. Raises when
+        the broker cannot be asked; nothing changes then.
+        """
+        async with self._log_lock:
+            current = await asyncio.to_thread(self._broker_log_id)
+            if current == self.log_id:
+                return False
+            await self._switch_log(current)
+            return True
+
+    async def _switch_log(self, new_log_id: str) -> None:
+        from services.runtime.topics import ensure_topics
+
+        old_log_id = self.log_id
+        log.warning("the broker's log changed (restarted empty?): %s -> %s; republishing the "
+                    "outboxes and consuming again from the start", old_log_id, new_log_id,
+                    extra={"broker_log": new_log_id, "previous_broker_log": old_log_id})
+        self._log_switching = True
+        try:
+            assert self.bootstrap_servers
+            await asyncio.to_thread(ensure_topics, self.bootstrap_servers, _topic_specs(), 30.0)
+            self.log_id = new_log_id
+            for consumer in self.consumers.values():
+                consumer.log_id = new_log_id
+            for relay in self.relays:
+                relay.follow(new_log_id)
+            for subscriber in getattr(self.broker, "subscribers", []):
+                kafka_consumer = getattr(subscriber, "consumer", None)
+                if kafka_consumer is None or not kafka_consumer.assignment():
+                    continue  # (re)joining: no committed offsets in a new log, so from 0
+                try:
+                    await kafka_consumer.seek_to_beginning()
+                except Exception:  # noqa: BLE001 - a rebalance took them: from 0 all the same
+                    log.info("seek to the beginning skipped", exc_info=True)
+            self.log_switches += 1
+        finally:
+            self._log_switching = False
+
+    async def _watch_log(self) -> None:
+        """Every broker_log_check_s: is the broker's log still ours? (Consumers also ask before
+        they skip a message as already seen, so a new log is never read under the old name.)"""
+        interval = self.settings.broker_log_check_s
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.confirm_log()
+            except Exception as error:  # noqa: BLE001 - broker down: asked again next round
+                log.info("broker log check failed: %r", error)
 
     async def _every(self, interval: float, work: Any, actor: str) -> None:
         """Run blocking ``work`` in a thread every ``interval`` seconds until stopping; what it
@@ -176,11 +255,19 @@ class Host:
             with contextlib.suppress(Exception):
                 broker_ok = bool(await asyncio.wait_for(self.broker.ping(timeout=2), 3))
         checks["broker"] = broker_ok
+        if self.follows_log:  # not while moving to a new broker log
+            checks["broker_log"] = self.started and not self._log_switching
         backlog = {}
         for relay in self.relays:
             with contextlib.suppress(Exception):
                 backlog[relay.name] = await asyncio.to_thread(relay.backlog)
         return {"ready": all(checks.values()), "checks": checks, "outbox_backlog": backlog}
+
+
+def _topic_specs() -> list[Any]:
+    from services.runtime.topics import TopicSpec
+
+    return [TopicSpec(t, partitions=DEFAULT_PARTITIONS[t]) for t in (*ALL_TOPICS, *DLQ_TOPICS)]
 
 
 def _exit_now(message: Any) -> None:

@@ -58,17 +58,24 @@ class OutboxRelay:
         log_id: str | None = None,
     ) -> None:
         self.app = app
+        self.name = name
         # Where the position is kept: one record per broker log (plain name: a persistent log).
-        self.tracking_name = f"{name}@{log_id}" if log_id else name
+        self.tracking_name = name
+        self.follow(log_id)
         self.translate = translate
         self.publisher = publisher
-        self.name = name
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self._service = app.name.lower()
 
-    def position(self) -> int:
-        return self.app.process_recorder.max_tracking_id(self.tracking_name) or 0
+    def follow(self, log_id: str | None) -> None:
+        """Track the position in the broker log ``log_id`` from now on (a new, empty log: the
+        relay publishes the whole outbox into it again; a batch under way is recorded under the
+        log it was published to)."""
+        self.tracking_name = f"{self.name}@{log_id}" if log_id else self.name
+
+    def position(self, tracking_name: str | None = None) -> int:
+        return self.app.process_recorder.max_tracking_id(tracking_name or self.tracking_name) or 0
 
     def backlog(self) -> int:
         latest = self.app.process_recorder.max_notification_id() or 0
@@ -77,7 +84,8 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish the next batch; return how many notifications were consumed."""
         recorder = self.app.process_recorder
-        start = await asyncio.to_thread(self.position)
+        tracking_name = self.tracking_name  # the log this batch goes to, even if it changes
+        start = await asyncio.to_thread(self.position, tracking_name)
         notifications = await asyncio.to_thread(
             recorder.select_notifications, start + 1, self.batch_size
         )
@@ -98,7 +106,7 @@ class OutboxRelay:
                 )
                 OUTBOX_PUBLISHED.labels(self._service, integration_event.type).inc()
         last = notifications[-1].id
-        await asyncio.to_thread(recorder.insert_tracking, Tracking(self.tracking_name, last))
+        await asyncio.to_thread(recorder.insert_tracking, Tracking(tracking_name, last))
         return len(notifications)
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -39,6 +39,13 @@ class SharedSettings(BaseSettings):
     # --distributed` hands its broker's to the services. Unset with a persistent Kafka: the
     # positions keep their plain names.
     broker_log_id: str | None = None
+    # Follow the broker's log while running: the log id is derived from the cluster id the
+    # broker reports (a memory-only local broker's incarnation), checked every
+    # broker_log_check_s; when it changes (the broker was restarted empty) the host re-creates
+    # the topics and moves its consumers and relays to the new log. On by itself for a host that
+    # starts its own local broker; opt-in otherwise. Leave off with a persistent Kafka.
+    broker_log_from_cluster: bool = False
+    broker_log_check_s: float = 3.0
     # Consumer-group session timeout: tansu's group joins are slow with Kafka's defaults.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
