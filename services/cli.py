@@ -81,6 +81,8 @@ def _up_distributed(args: argparse.Namespace) -> int:
         # A memory-only log, new on every run: the services track their positions in it by
         # its name, so the PostgreSQL stores' positions from the last run do not apply.
         env["HOMECARE_BROKER_LOG_ID"] = broker.incarnation or ""
+        # ... and follow it: should the broker be restarted (empty) under them, they move on.
+        env["HOMECARE_BROKER_LOG_FROM_CLUSTER"] = "true"
     env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     stopping = False
 
