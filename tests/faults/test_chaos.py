@@ -1,7 +1,8 @@
 """The fault-injection suite in its reduced size (the full size is `make faults`).
 
 Three service processes on PostgreSQL and a tansu broker; visits driven over HTTP while each
-service is killed -9 and started again, the broker's connections are all cut for seconds and the
+service is killed -9 and started again, the broker is killed -9 and started again EMPTY on the same
+port (tansu is memory-only; the running services notice its new log and move to it) and the
 services' PostgreSQL backends are terminated. Afterwards every invariant of tests/faults/harness.py
 must hold. HOMECARE_FAULTS_VISITS changes the size (default 300 here).
 """
@@ -26,7 +27,7 @@ def test_visits_under_kills_broker_restarts_and_dropped_connections_keep_every_i
     fault happened while the visits were driven."""
     visits = int(os.environ.get("HOMECARE_FAULTS_VISITS", "300"))
     config = FaultConfig(
-        visits=visits, kills_per_service=1, broker_bounces=1, connection_drops=1,
+        visits=visits, kills_per_service=1, broker_restarts=1, connection_drops=1,
         seed=int(os.environ.get("HOMECARE_FAULTS_SEED", "8")), workdir=tmp_path,
         pg_host=postgres_server.host, pg_port=postgres_server.port,
         pg_user=postgres_server.user, pg_password=postgres_server.password)
