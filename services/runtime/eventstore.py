@@ -9,6 +9,7 @@ code runs on either store by changing only the environment.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Mapping
 from datetime import date
@@ -23,6 +24,8 @@ from services.runtime.cipher import cipher_env
 from services.runtime.keystore import SubjectKeys, subject_keys_for
 from services.runtime.personal import PersonalFields
 from services.runtime.settings import SharedSettings
+
+log = logging.getLogger(__name__)
 
 # Deterministic ids: the same cause always yields the same aggregate id, which is what makes
 # redelivered messages collide with what they already created instead of doubling it.
@@ -164,11 +167,24 @@ class ServiceApplication(Application):
         except AggregateNotFoundError:
             return None
 
-    def is_reachable(self) -> bool:
-        """True when the event store answers a trivial query (used by /readyz)."""
+    def is_reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when the event store answers a trivial query within about ``timeout_s``
+        (used by /readyz). Never retries: the recorder's own queries retry a failed connection
+        ten times and wait up to 30 s for a pooled one, which would hold readiness for minutes
+        exactly when it matters. What went wrong is logged at WARNING."""
         try:
-            self.process_recorder.max_notification_id()
+            from psycopg_pool import ConnectionPool
+
+            pool = getattr(getattr(self.process_recorder, "datastore", None), "pool", None)
+            if isinstance(pool, ConnectionPool):  # PostgreSQL
+                pool.open()  # as the recorder does on first use (no-op when open)
+                with pool.connection(timeout=timeout_s) as conn, conn.transaction():
+                    conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                    conn.execute("SELECT 1")
+            else:  # SQLite: a local file; its lock timeout bounds the wait
+                self.process_recorder.max_notification_id()
         except Exception:  # noqa: BLE001 - any failure means not ready
+            log.warning("%s event store unreachable", self.name, exc_info=True)
             return False
         return True
 

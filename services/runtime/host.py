@@ -11,11 +11,13 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
 from services.runtime.access import check_every_route_guarded, install_auth
@@ -88,11 +90,10 @@ class Host:
             self.follows_log = True
             log.info("started local tansu broker",
                      extra={"bootstrap": self.bootstrap_servers, "broker_log": self.log_id})
-        # Waits up to 30 s for the broker (it may be restarting).
-        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, _topic_specs(), 30.0)
-        if self.follows_log and self.local_broker is None:
+        elif self.follows_log:
             self.log_id = await asyncio.to_thread(self._broker_log_id)
             log.info("tracking positions in the broker's log", extra={"broker_log": self.log_id})
+        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, _topic_specs(), 30.0)
 
         names = "+".join(u.name for u in self.units)
         self.broker = make_broker(self.bootstrap_servers, self.settings, f"homecare-{names}")
@@ -247,22 +248,77 @@ class Host:
 
     # Health ----------------------------------------------------------------------------------
     async def readiness(self) -> dict[str, Any]:
-        checks: dict[str, bool] = {}
-        for unit in self.units:
-            checks[f"{unit.name}_event_store"] = await asyncio.to_thread(
-                unit.application.is_reachable)
-        broker_ok = False
-        if self.broker is not None and self.started:
-            with contextlib.suppress(Exception):
-                broker_ok = bool(await asyncio.wait_for(self.broker.ping(timeout=2), 3))
+        """Every event store and the broker reachable, and each relay's outbox backlog.
+
+        Bounded: every check runs at once, each given READINESS_CHECK_TIMEOUT_S (a store that
+        does not answer in time is reported not ready, never waited for), on threads of its
+        own: asyncio's default executor (6 threads on 2 cores) is shared with the consumers,
+        relays, periodic tasks and every request's token check, and under load readiness once
+        queued behind them for over 10 s."""
+        loop = asyncio.get_running_loop()
+        timeout = READINESS_CHECK_TIMEOUT_S
+        deadline = loop.time() + timeout + 0.5  # the whole answer, whatever each check takes
+
+        async def in_thread(name: str, call: Any, *args: Any) -> Any:
+            try:
+                return await asyncio.wait_for(
+                    loop.run_in_executor(_READINESS_EXECUTOR, call, *args),
+                    max(0.1, deadline - loop.time()))
+            except Exception:  # noqa: BLE001 - a check that fails or hangs is a "no"
+                log.warning("readiness check %s failed or took over %.1f s", name, timeout,
+                            exc_info=True)
+                return None
+
+        async def broker() -> bool:
+            if self.broker is None or not self.started:
+                return False
+            try:
+                return bool(await asyncio.wait_for(self.broker.ping(timeout=timeout - 0.5),
+                                                   timeout))
+            except Exception:  # noqa: BLE001
+                log.warning("readiness check broker failed", exc_info=True)
+                return False
+
+        relays = {relay.app: relay for relay in self.relays}
+
+        async def store(unit: ServiceUnit) -> tuple[bool, int | None]:
+            ok = bool(await in_thread(f"{unit.name}_event_store",
+                                      unit.application.is_reachable, timeout))
+            relay = relays.get(unit.application)
+            # The backlog only of a store that answered: its queries retry for long (a thread
+            # left waiting on a dead store would hold one of the few readiness threads).
+            if not ok or relay is None:
+                return ok, None
+            return ok, await in_thread(f"{relay.name} backlog", relay.backlog)
+
+        broker_ok, *stores = await asyncio.gather(broker(), *(store(u) for u in self.units))
+        checks = {f"{unit.name}_event_store": ok
+                  for unit, (ok, _) in zip(self.units, stores, strict=True)}
         checks["broker"] = broker_ok
         if self.follows_log:  # not while moving to a new broker log
             checks["broker_log"] = self.started and not self._log_switching
-        backlog = {}
-        for relay in self.relays:
-            with contextlib.suppress(Exception):
-                backlog[relay.name] = await asyncio.to_thread(relay.backlog)
+        backlog = {relays[unit.application].name: n
+                   for unit, (_, n) in zip(self.units, stores, strict=True) if n is not None}
         return {"ready": all(checks.values()), "checks": checks, "outbox_backlog": backlog}
+
+
+# Each readiness check gets this long (seconds); probes usually allow 1-5 s per request.
+READINESS_CHECK_TIMEOUT_S = 2.5
+# Readiness checks' own threads (see Host.readiness): a few, since every check is bounded.
+_READINESS_EXECUTOR = ThreadPoolExecutor(max_workers=16, thread_name_prefix="readiness")
+
+
+class ReadinessReport(BaseModel):
+    """What /readyz answers, ready (200) or not (503)."""
+
+    ready: bool
+    checks: dict[str, bool] = Field(
+        description="each event store (<service>_event_store) and the broker: reachable? "
+                    "(and broker_log, where positions follow the broker's log: not moving "
+                    "to a new one)")
+    outbox_backlog: dict[str, int] = Field(
+        description="events stored but not yet published, per outbox relay (left out when "
+                    "the store did not answer)")
 
 
 def _topic_specs() -> list[Any]:
@@ -307,9 +363,13 @@ def create_http_app(host: Host, title: str = "homecare", auth: Auth | None = Non
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], response_model=ReadinessReport, responses={
+        503: {"model": ReadinessReport,
+              "description": "not ready: an event store or the broker is unreachable or did "
+                             "not answer within a few seconds (see checks)"}})
     async def readyz() -> JSONResponse:
-        """Readiness: every event store and the broker are reachable."""
+        """Readiness: every event store and the broker are reachable (answers within about
+        3 s: a check that takes longer counts as not ready)."""
         report = await host.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
