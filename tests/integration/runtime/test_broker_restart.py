@@ -128,3 +128,73 @@ async def test_a_running_host_follows_its_broker_restarted_empty_under_it(tmp_pa
         assert report["checks"]["broker_log"] and report["ready"], report
     finally:
         await host.stop()
+
+
+def test_a_restarted_local_broker_is_a_new_empty_log_on_the_same_port(tmp_path):
+    """LocalBroker.restart() kills -9 tansu and starts it on the same port: a new incarnation,
+    which the broker reports as its cluster id, and none of the old log's topics."""
+    from kafka import KafkaAdminClient
+
+    from services.runtime.broker import LocalBroker
+    from services.runtime.topics import TopicSpec, ensure_topics
+
+    with LocalBroker(tmp_path) as broker:
+        ensure_topics(broker.bootstrap_servers, [TopicSpec("restart-probe", partitions=2)], 20)
+        port, first = broker.port, broker.incarnation
+        assert log_id_from_cluster_id(cluster_id_of(broker.bootstrap_servers) or "") == first
+        broker.restart()
+        assert broker.running and broker.port == port and broker.incarnation != first
+        assert cluster_id_of(broker.bootstrap_servers) == f"homecare-local-{broker.incarnation}"
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        try:
+            assert "restart-probe" not in admin.list_topics()
+        finally:
+            admin.close()
+
+
+async def test_an_offset_of_the_old_log_is_not_skipped_once_the_log_changed(tmp_path):
+    """A consumer tracked offset 0 in log "a". The broker comes back with log "b" and its
+    offset 0 is another event: before skipping it as a redelivery the consumer asks whether the
+    log changed; the answer (yes, now "b") makes it process the event under the new log. A true
+    redelivery in "b" is still skipped (the log did not change again)."""
+    from eventsourcing.application import ProcessingEvent
+
+    from services.ledger.application import LedgerApplication
+    from services.runtime.consumer import ConsumedMessage, IdempotentConsumer, Outcome
+
+    app = LedgerApplication(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                                 "SQLITE_DBNAME": str(tmp_path / "ledger.db")})
+    seen: list[str] = []
+
+    def handle(event: object, processing: ProcessingEvent) -> None:
+        seen.append(str(getattr(event, "event_id", "")))
+
+    class Published:
+        async def publish(self, topic: str, key: bytes, value: bytes,
+                          headers: dict[str, str]) -> None:
+            raise AssertionError("nothing is dead-lettered here")
+
+    broker_log = {"id": "a"}
+
+    async def confirm_log() -> bool:
+        if consumer.log_id == broker_log["id"]:
+            return False
+        consumer.log_id = broker_log["id"]
+        return True
+
+    consumer = IdempotentConsumer(app, "homecare-ledger", {"VisitVerified": handle}, Published(),
+                                  backoff_s=0.01, log_id="a", confirm_log=confirm_log)
+
+    def message(visit_id: str) -> ConsumedMessage:
+        return ConsumedMessage(topic="homecare.visits", partition=0, offset=0,
+                               key=AREA.encode(), value=_verified(visit_id).to_bytes())
+
+    try:
+        assert await consumer.consume(message("V-old-log")) is Outcome.PROCESSED
+        broker_log["id"] = "b"  # restarted empty: offset 0 is another event now
+        assert await consumer.consume(message("V-new-log")) is Outcome.PROCESSED
+        assert consumer.tracking_name("homecare.visits:0") == "homecare-ledger@b:homecare.visits:0"
+        assert await consumer.consume(message("V-new-log")) is Outcome.REDELIVERED
+        assert len(seen) == 2
+    finally:
+        app.close()
