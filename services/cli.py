@@ -49,8 +49,13 @@ def _up(args: argparse.Namespace) -> int:
     print(f"homecare: serving {', '.join(names)} on http://{args.host}:{args.port} "
           f"(API docs at /docs, event stores: {settings.store} in {settings.data_dir})",
           flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                timeout_graceful_shutdown=15)
+    from services.runtime.host import DrainingServer
+
+    # SIGTERM: not ready at once, requests already sent are still read for a second, those in
+    # flight finished (up to 15 s), then the host drains (Host.stop); exit status -15.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                            timeout_graceful_shutdown=15)
+    DrainingServer(config, host, delay_s=1.0).run()
     return 0
 
 

@@ -10,11 +10,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -69,6 +72,8 @@ class Host:
         self._log_lock = asyncio.Lock()
         self._log_switching = False
         self._stopping = asyncio.Event()
+        # Set on SIGTERM (DrainingServer): not ready any more, still serving for a moment.
+        self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         # Scrape-time gauges: service queries and consumer lag from the broker.
@@ -221,21 +226,23 @@ class Host:
                 log.exception("periodic task %s failed", getattr(work, "__name__", work))
 
     async def stop(self) -> None:
-        """Drain: stop relaying after the current batch, stop consuming, stop the broker."""
+        """Drain, in this order: the consumers read nothing more, finish the message in hand
+        (database and broker commit) and leave their groups; periodic tasks and relays stop;
+        each relay then publishes what is still stored (what consumers and periodic tasks wrote
+        last, after the relay's last round), so no outbox is left with a backlog; then the
+        broker connection, the stores and the local broker close. (uvicorn has finished the
+        HTTP requests in flight before the lifespan calls this.)"""
         from services.runtime.broker import leave_group
 
+        for subscriber in getattr(self.broker, "subscribers", []) if self.broker else []:
+            await _stop_subscriber(subscriber, leave_group)
         self._stopping.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
+        for relay in self.relays:
+            await _drain(relay, timeout=10)
         if self.broker is not None:
-            # tansu keeps a fresh group's first member until its session expires unless it
-            # leaves explicitly; leaving lets a restarted process join in one round.
-            for subscriber in getattr(self.broker, "subscribers", []):
-                consumer = getattr(subscriber, "consumer", None)
-                if consumer is not None:
-                    with contextlib.suppress(Exception):
-                        await leave_group(consumer)
             with contextlib.suppress(Exception):
                 await self.broker.stop()
         for unit in self.units:
@@ -295,6 +302,8 @@ class Host:
         checks = {f"{unit.name}_event_store": ok
                   for unit, (ok, _) in zip(self.units, stores, strict=True)}
         checks["broker"] = broker_ok
+        if self.draining:  # shutting down: send no new work here
+            checks["serving"] = False
         if self.follows_log:  # not while moving to a new broker log
             checks["broker_log"] = self.started and not self._log_switching
         backlog = {relays[unit.application].name: n
@@ -315,7 +324,7 @@ class ReadinessReport(BaseModel):
     checks: dict[str, bool] = Field(
         description="each event store (<service>_event_store) and the broker: reachable? "
                     "(and broker_log, where positions follow the broker's log: not moving "
-                    "to a new one)")
+                    "to a new one; serving: false once shutting down)")
     outbox_backlog: dict[str, int] = Field(
         description="events stored but not yet published, per outbox relay (left out when "
                     "the store did not answer)")
@@ -325,6 +334,63 @@ def _topic_specs() -> list[Any]:
     from services.runtime.topics import TopicSpec
 
     return [TopicSpec(t, partitions=DEFAULT_PARTITIONS[t]) for t in (*ALL_TOPICS, *DLQ_TOPICS)]
+
+
+async def _stop_subscriber(subscriber: Any, leave_group: Any) -> None:
+    """Stop one FastStream subscriber after the message in hand: stop reading, wait for the
+    handler (FastStream's graceful_timeout), leave the group (see leave_group), then stop."""
+    consumer = getattr(subscriber, "consumer", None)
+    with contextlib.suppress(Exception):
+        subscriber.running = False  # its consume loop reads no further message
+        lock = getattr(subscriber, "lock", None)
+        if hasattr(lock, "wait_release"):
+            await lock.wait_release(getattr(subscriber._outer_config, "graceful_timeout", 15))
+    if consumer is not None:
+        with contextlib.suppress(Exception):
+            await leave_group(consumer)
+    try:
+        await subscriber.stop()
+    except Exception:  # noqa: BLE001 - stopping goes on; what is unacknowledged is redelivered
+        log.warning("stopping a consumer failed", exc_info=True)
+
+
+async def _drain(relay: OutboxRelay, timeout: float) -> None:
+    """Publish what the relay has not yet published, for up to ``timeout`` seconds (what is
+    left is published after the next start)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            if not await asyncio.wait_for(relay.relay_once(),
+                                          deadline - asyncio.get_running_loop().time()):
+                return
+    except Exception:  # noqa: BLE001 - left in the outbox, published after the next start
+        log.warning("outbox %s not drained on shutdown", relay.name, exc_info=True)
+        return
+    log.warning("outbox %s not drained in %.0f s on shutdown", relay.name, timeout)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, whose first SIGTERM/SIGINT makes the host not ready at once and shuts down
+    ``delay_s`` later, still serving meanwhile. uvicorn's own shutdown closes every connection
+    whose request it has not started yet: under load, requests a client had sent just before
+    the signal (still in the socket, not yet read) got a reset instead of an answer. The delay
+    lets them be read; uvicorn then finishes them (timeout_graceful_shutdown) before the
+    lifespan drains the host. A second signal stops at once, as uvicorn does."""
+
+    def __init__(self, config: uvicorn.Config, host: Host, delay_s: float = 1.0) -> None:
+        super().__init__(config)
+        self.host = host
+        self.delay_s = delay_s
+        self._exit_timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._exit_timer is not None or self.delay_s <= 0:
+            super().handle_exit(sig, frame)
+            return
+        self.host.draining = True
+        self._exit_timer = threading.Timer(self.delay_s, super().handle_exit, (sig, frame))
+        self._exit_timer.daemon = True
+        self._exit_timer.start()
 
 
 def _exit_now(message: Any) -> None:
