@@ -55,8 +55,15 @@ class ServiceUnit:
 
 class Host:
     def __init__(self, units: list[ServiceUnit], settings: SharedSettings,
-                 bootstrap_servers: str | None = None) -> None:
+                 bootstrap_servers: str | None = None, close_stores: bool = True) -> None:
+        """``close_stores``: stop() closes the applications' event stores (their connection
+        pools cannot be opened again). A host whose lifespan may be started again on the same
+        units passes False and closes them itself: schemathesis' pytest plugin ends every ASGI
+        lifespan at each test's teardown and the next test's first request starts it again; with
+        the stores closed, every one of them read "unreachable" (PoolClosed) while the
+        broker, started again, was fine."""
         self.units = units
+        self.close_stores = close_stores
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers or settings.kafka_bootstrap_servers
         # The broker log that consumer and relay positions belong to (settings.broker_log_id;
@@ -84,6 +91,9 @@ class Host:
         from services.runtime.broker import LocalBroker
         from services.runtime.topics import ensure_topics
 
+        # Started again after stop() (schemathesis does it between tests): a fresh round.
+        self._stopping = asyncio.Event()
+        self._tasks, self.relays, self.consumers = [], [], {}
         if not self.bootstrap_servers:
             self.local_broker = LocalBroker(log_dir=self.settings.data_dir)
             await asyncio.to_thread(self.local_broker.start)
@@ -245,7 +255,7 @@ class Host:
         if self.broker is not None:
             with contextlib.suppress(Exception):
                 await self.broker.stop()
-        for unit in self.units:
+        for unit in self.units if self.close_stores else ():
             with contextlib.suppress(Exception):
                 unit.application.close()
         self.metrics.close()

@@ -44,12 +44,8 @@ OPEN = {"/healthz", "/readyz", "/metrics", "/auth/token", "/auth/jwks.json",
         "/asyncapi/{service}"}
 # Found by this test, not fixed yet (another area's work in progress): reported in the output,
 # tolerated here, so that everything else stays guarded. Remove an entry once it is fixed.
-KNOWN: dict[tuple[str, str], str] = {
-    ("GET", "/readyz"):
-        "after the admin run every event store reports unreachable (503; pool exhausted by the "
-        "InvalidTag failures?), and 503 is not documented",
-}
-# Under the fuzzer's load /readyz (thread pool shared with consumers) took over 10 s once.
+KNOWN: dict[tuple[str, str], str] = {}
+# Generous for a loaded machine; /readyz bounds itself to ~3 s (host.READINESS_CHECK_TIMEOUT_S).
 TIMEOUT_S = 30.0
 CHECKS = (not_a_server_error, status_code_conformance, negative_data_rejection)
 
@@ -72,11 +68,16 @@ def system_app(tmp_path_factory: pytest.TempPathFactory, postgres_server: Any) -
     units = build_units(["dispatch", "ledger", "timebank"], settings_)
     for unit in units:
         SEEDERS[unit.name](unit.application)
-    app = create_http_app(Host(units, settings_, bootstrap_servers=broker.bootstrap_servers))
+    # schemathesis' pytest plugin ends the lifespan after each test and the next test starts it
+    # again: the stores must stay open in between (closed here at the end).
+    app = create_http_app(Host(units, settings_, bootstrap_servers=broker.bootstrap_servers,
+                               close_stores=False))
     try:
         yield app
     finally:
         shutdown_lifespans()
+        for unit in units:
+            unit.application.close()
         broker.stop()
         with psycopg.connect(host=postgres_server.host, port=postgres_server.port,
                              user=postgres_server.user, password=postgres_server.password,
