@@ -105,10 +105,11 @@ class Host:
             self.follows_log = True
             log.info("started local tansu broker",
                      extra={"bootstrap": self.bootstrap_servers, "broker_log": self.log_id})
-        elif self.follows_log:
+        # Waits up to 30 s for the broker (it may be restarting).
+        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, _topic_specs(), 30.0)
+        if self.follows_log and self.local_broker is None:
             self.log_id = await asyncio.to_thread(self._broker_log_id)
             log.info("tracking positions in the broker's log", extra={"broker_log": self.log_id})
-        await asyncio.to_thread(ensure_topics, self.bootstrap_servers, _topic_specs(), 30.0)
 
         names = "+".join(u.name for u in self.units)
         self.broker = make_broker(self.bootstrap_servers, self.settings, f"homecare-{names}")
