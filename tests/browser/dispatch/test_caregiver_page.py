@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 
 import httpx
 import pytest
@@ -87,6 +88,12 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     # The phone's clock: an hour ago, so that every step below happened well before the sync;
     # "today" on the page is the area's date by that clock.
     device_start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=60)
+    if (device_start + timedelta(minutes=60)).astimezone(TZ).date() != \
+            device_start.astimezone(TZ).date():
+        # That hour crosses midnight in the area (the page's "today" would change under the
+        # test, after 00:00 Asia/Shanghai): play it on the evening before, all in the past.
+        evening = datetime.combine(device_start.astimezone(TZ).date(), dt_time(21, 0), TZ)
+        device_start = evening.astimezone(UTC)
     day = seed_day(site.app, "route", device_start.astimezone(TZ).date())
     page.context.grant_permissions(["geolocation"], origin=site.base_url)
     stand_at(page, day.homes[0])
