@@ -164,7 +164,10 @@ def test_route_check_in_offline_queue_reload_and_sync(page, site: Site, screensh
     page.wait_for_selector(f"{card(day.visit_ids[0])}[data-state='checked_out'].is-pending")
     assert page.get_attribute("#pending", "data-count") == "2"
     assert page.locator(f"{card(day.visit_ids[1])}[data-state='checked_in']").count() == 1
-    assert site.requests[seen:] == [], "offline page reached the server"
+    # (The live stream's connection may have been opened just before the phone went offline
+    # and reach the server a moment later; nothing else may.)
+    after = [r for r in site.requests[seen:] if not r.endswith("/stream")]
+    assert after == [], "offline page reached the server"
     # The log-in script came from the worker's cache too: the page still sends its token.
     assert page.evaluate("typeof window.homecareAuth?.fetch") == "function"
     assert page.is_visible("#saved")  # "offline: route saved at ..."
