@@ -51,22 +51,21 @@ def _owner(lookup: OwnerOf, key: Fact) -> Callable[[RequestFacts], Owner | None]
     return owner
 
 
-def _area(lookup: OwnerOf, key: Fact) -> Fact:
+def _owner_field(lookup: OwnerOf, key: Fact, field: str) -> Fact:
     owner = _owner(lookup, key)
 
-    def area(f: RequestFacts) -> str | None:
+    def value(f: RequestFacts) -> str | None:
         found = owner(f)
-        return None if found is None else found.service_area_id
-    return area
+        return None if found is None else getattr(found, field)
+    return value
+
+
+def _area(lookup: OwnerOf, key: Fact) -> Fact:
+    return _owner_field(lookup, key, "service_area_id")
 
 
 def _elder(lookup: OwnerOf, key: Fact) -> Fact:
-    owner = _owner(lookup, key)
-
-    def elder(f: RequestFacts) -> str | None:
-        found = owner(f)
-        return None if found is None else found.elder_id
-    return elder
+    return _owner_field(lookup, key, "elder_id")
 
 
 def _on_record(lookup: OwnerOf, key: Fact) -> Check:

@@ -135,11 +135,27 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
-def _metadata_request(correlation_id: int, client_id: bytes = b"homecare-probe") -> bytes:
-    # Metadata v0 with an empty topic array: the smallest request every Kafka broker answers.
-    body = struct.pack(">hhih", 3, 0, correlation_id, len(client_id)) + client_id
+def _metadata_request(correlation_id: int, version: int = 0,
+                      client_id: bytes = b"homecare-probe") -> bytes:
+    # Metadata with an empty topic array: v0 is the smallest request every Kafka broker
+    # answers; v2 adds the cluster id to the answer.
+    body = struct.pack(">hhih", 3, version, correlation_id, len(client_id)) + client_id
     body += struct.pack(">i", 0)
     return struct.pack(">i", len(body)) + body
+
+
+def _metadata(host: str, port: int, correlation_id: int, version: int,
+              timeout: float) -> tuple[bytes, int, int]:
+    """One Metadata round trip: the answer, the number of brokers in it, where they start."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(_metadata_request(correlation_id, version))
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        payload = _recv_exact(sock, size)
+    got_id, count = struct.unpack_from(">ii", payload, 0)
+    if got_id != correlation_id:
+        raise ValueError(f"unexpected correlation id {got_id}")
+    return payload, count, 8
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -157,15 +173,7 @@ def probe_metadata(host: str, port: int, timeout: float = 1.0) -> list[tuple[int
 
     Raises OSError/ConnectionError/ValueError when the broker does not answer like Kafka.
     """
-    correlation_id = 7
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(_metadata_request(correlation_id))
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        payload = _recv_exact(sock, size)
-    got_id, count = struct.unpack_from(">ii", payload, 0)
-    if got_id != correlation_id:
-        raise ValueError(f"unexpected correlation id {got_id}")
-    offset = 8
+    payload, count, offset = _metadata(host, port, 7, 0, timeout)
     brokers = []
     for _ in range(count):
         node_id, host_len = struct.unpack_from(">ih", payload, offset)
@@ -190,19 +198,7 @@ def probe_cluster_id(host: str, port: int, timeout: float = 1.0) -> str | None:
     (``homecare-local-<incarnation>``), so a new, empty log shows up as a new cluster id.
     Raises OSError/ConnectionError/ValueError when the broker does not answer like Kafka.
     """
-    correlation_id = 11
-    client_id = b"homecare-probe"
-    body = struct.pack(">hhih", 3, 2, correlation_id, len(client_id)) + client_id
-    body += struct.pack(">i", 0)  # no topics
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(struct.pack(">i", len(body)) + body)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        payload = _recv_exact(sock, size)
-    got_id, count = struct.unpack_from(">ii", payload, 0)
-    if got_id != correlation_id:
-        raise ValueError(f"unexpected correlation id {got_id}")
-    offset = 8
+    payload, count, offset = _metadata(host, port, 11, 2, timeout)
     for _ in range(count):  # node id, host, port, rack
         offset = _skip_string(payload, offset + 4) + 4
         offset = _skip_string(payload, offset)

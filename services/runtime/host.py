@@ -208,15 +208,19 @@ class Host:
         finally:
             self._log_switching = False
 
-    async def _watch_log(self) -> None:
-        """Every broker_log_check_s: is the broker's log still ours? (Consumers also ask before
-        they skip a message as already seen, so a new log is never read under the old name.)"""
-        interval = self.settings.broker_log_check_s
+    async def _ticks(self, interval: float) -> AsyncIterator[None]:
+        """Every ``interval`` seconds until the host stops (a stop ends the wait at once)."""
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=interval)
             if self._stopping.is_set():
                 return
+            yield
+
+    async def _watch_log(self) -> None:
+        """Every broker_log_check_s: is the broker's log still ours? (Consumers also ask before
+        they skip a message as already seen, so a new log is never read under the old name.)"""
+        async for _ in self._ticks(self.settings.broker_log_check_s):
             try:
                 await self.confirm_log()
             except Exception as error:  # noqa: BLE001 - broker down: asked again next round
@@ -225,11 +229,7 @@ class Host:
     async def _every(self, interval: float, work: Any, actor: str) -> None:
         """Run blocking ``work`` in a thread every ``interval`` seconds until stopping; what it
         changes is stamped as done by ``actor`` (system:<service>.<task>)."""
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
-            if self._stopping.is_set():
-                return
+        async for _ in self._ticks(interval):
             try:
                 with acting_as(actor):
                     await asyncio.to_thread(work)  # the thread inherits the context
