@@ -77,7 +77,9 @@ def test_load_draws_map_timeline_and_unassigned_lane(page, site: Site, screensho
     page.screenshot(path=str(screenshot_dir / "dashboard-day.png"), full_page=True)
     page.click("#lang")
     assert page.inner_text("h1") == "Dispatch desk"
-    assert "unavailable" in page.inner_text("#kpi-credits")
+    # The KPIs are drawn again in the new language and fetched anew ("…" meanwhile).
+    page.wait_for_function(
+        "document.querySelector('#kpi-credits').textContent.includes('unavailable')")
     page.click("#lang")
     assert page.inner_text("h1") == "调度台"
 
