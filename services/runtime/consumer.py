@@ -52,7 +52,7 @@ from contracts.envelope import IntegrationEvent
 from contracts.registry import ContractError, parse_event
 from contracts.topics import dlq
 from services.runtime.audit import acting_as, consumer_actor
-from services.runtime.eventstore import ServiceApplication, stable_id
+from services.runtime.eventstore import Processing, ServiceApplication, stable_id
 from services.runtime.observability import DEAD_LETTERS, MESSAGES_CONSUMED, correlation_id_var
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ class IdempotentConsumer:
         if handler is None:
             self._insert_tracking(tracking)
             return Outcome.IGNORED
-        processing = ProcessingEvent(tracking=tracking)
+        processing = Processing(tracking=tracking)
         processing.collect_events(
             InboxEntry(
                 consumer=self.name,

@@ -16,7 +16,15 @@ from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, Repository
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    LRUCache,
+    ProcessingEvent,
+    Recording,
+    Repository,
+)
+from eventsourcing.domain import Aggregate, DomainEvent
 from eventsourcing.persistence import Mapper, ProcessRecorder, Transcoder, Transcoding
 
 from services.runtime.audit import AuditedMapper
@@ -103,6 +111,24 @@ class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
         return None
 
 
+class Processing(ProcessingEvent):  # type: ignore[type-arg]
+    """eventsourcing's unit of what one command or message saves, collecting from aggregates
+    and events by their classes first: the library asks two runtime-checkable protocols per
+    object, whose checks walk every attribute (about 13 us a save, a twentieth of an append).
+    Anything else still goes through the library's own checks."""
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            elif isinstance(obj, DomainEvent):
+                self.events.append(obj)
+            elif obj is not None:
+                super().collect_events(obj)
+        self.saved_kwargs.update(kwargs)
+
+
 class ServiceApplication(Application):
     """An eventsourcing application whose recorder also keeps tracking records.
 
@@ -124,6 +150,16 @@ class ServiceApplication(Application):
 
     def __init__(self, env: Mapping[str, Any] | None = None) -> None:
         super().__init__(env=dict(env) if env else None)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:  # type: ignore[type-arg]
+        """As eventsourcing's save, collecting with :class:`Processing`."""
+        processing = Processing()
+        processing.collect_events(*objs, **kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        self.notify(processing.events)  # the library's deprecated hook, kept for parity
+        return recordings
 
     def construct_mapper(self) -> Mapper:  # type: ignore[type-arg]
         cipher = self.factory.cipher()

@@ -1,5 +1,6 @@
 """The PostgreSQL store with database functions keeps tracking in the events' transaction."""
 
+import contextlib
 import threading
 
 import pytest
@@ -108,3 +109,65 @@ def test_one_event_and_many_events_get_their_notification_ids(store):
     with pytest.raises(IntegrityError):
         store.save(stale)
     assert recorder.max_notification_id() == ids[-1] + 1
+
+
+def test_a_message_already_tracked_appends_nothing(store):
+    """An append whose tracking position the store has already reached (a redelivered message)
+    is refused as an integrity error and writes no event, for one event and for several."""
+    recorder = store.process_recorder
+    store._record(_processing(Tracking("consumer:topic:1", 7), Account(code="c")))
+    before = recorder.max_notification_id()
+    for position in (7, 6):
+        for accounts in ([Account(code="d")], [Account(code="e"), Account(code="f")]):
+            with pytest.raises(IntegrityError):
+                store._record(_processing(Tracking("consumer:topic:1", position), *accounts))
+    assert recorder.max_notification_id() == before
+    assert recorder.max_tracking_id("consumer:topic:1") == 7
+    store._record(_processing(Tracking("consumer:topic:1", 8), Account(code="g")))
+    assert recorder.max_tracking_id("consumer:topic:1") == 8
+
+
+def test_appends_keep_their_order_on_every_path_and_every_connection(store):
+    """The one-event statement (prepared per connection), the many-event statement and the
+    database function take the same lock: while one of them holds an uncommitted id, an append
+    through another waits, on a pooled connection of its own."""
+    recorder = store.process_recorder
+    held = Account(code="held-many")
+    events = list(map(store.mapper.to_stored_event, held.collect_events()))
+    saved = threading.Event()
+
+    def save_another() -> None:
+        store.save(Account(code="after"))
+        saved.set()
+
+    columns = [[e.originator_id for e in events], [e.originator_version for e in events],
+               [e.topic for e in events], [e.state for e in events]]
+    with recorder.datastore.get_connection() as conn, conn.transaction():
+        [held_id] = [row["notification_id"] for row in
+                     conn.execute(recorder.sql_append_many, columns).fetchall()]
+        writer = threading.Thread(target=save_another)
+        writer.start()
+        assert not saved.wait(1.0), "an append went ahead of an uncommitted lower id"
+    writer.join(10)
+    assert saved.is_set()
+    ids = [n.id for n in recorder.select_notifications(1, 100)]
+    assert ids == sorted(ids) and held_id in ids
+
+
+def _processing(tracking: Tracking, *aggregates: Account) -> ProcessingEvent:
+    processing = ProcessingEvent(tracking=tracking)
+    processing.collect_events(*aggregates)
+    return processing
+
+
+def test_an_append_prepares_again_when_the_session_forgot_its_statement(store):
+    """psycopg's own statement cache sends DEALLOCATE ALL when it resets: the next one-event
+    append prepares its statement again instead of failing."""
+    recorder = store.process_recorder
+    store.save(Account(code="prepared"))
+    pool = recorder.datastore.pool
+    with contextlib.ExitStack() as stack:
+        for _ in range(pool.get_stats()["pool_size"]):
+            stack.enter_context(pool.connection()).execute("DEALLOCATE ALL")
+    [recording] = store.save(Account(code="after-deallocate"))
+    assert recording.notification.id == recorder.max_notification_id()
