@@ -161,9 +161,11 @@ def _assert_books_agree(pipe: Pipe, verified_visits: set[str]) -> None:
         assert _credit_minutes(charge.legs) == redeemed, visit
         total += redeemed
         # Credits the reservation got from the time bank pay for the visit (the elder has no
-        # entitlement: credits come first), unless the reservation was rejected as a whole.
+        # entitlement: credits come first), unless the reservation was rejected as a whole, or
+        # expired before the verification was read (an expiry sweep ran first: the credits
+        # went back, and the visit is charged without them).
         res = ledger.reservation_for(visit)
-        if res.state is not ReservationState.REJECTED:
+        if res.state is not ReservationState.REJECTED and res.release_reason != "expired":
             actual = next(e.payload.actual_minutes for e in pipe.logs[VISITS]
                           if e.type == "VisitVerified" and e.payload.visit_id == visit)
             assert _credit_minutes(charge.legs) == min(actual, _credit_minutes(res.legs)), visit
