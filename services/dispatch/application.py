@@ -237,11 +237,11 @@ class DispatchApplication(ServiceApplication):
         return self.get_or_none(ServiceArea.create_id(service_area_id))
 
     def rules(self, service_area_id: str) -> AreaRules:
-        area = self._area(service_area_id)
+        area = self.peek(ServiceArea.create_id(service_area_id))
         return area.rules if area else AreaRules()
 
     def catalogue(self, service_area_id: str) -> dict[ServiceType, CatalogueEntry]:
-        area = self._area(service_area_id)
+        area = self.peek(ServiceArea.create_id(service_area_id))
         return area.catalogue() if area else dict(DEFAULT_CATALOGUE)
 
     def configure_area(self, service_area_id: str, changes: dict[str, Any],
@@ -725,7 +725,7 @@ class DispatchApplication(ServiceApplication):
                                    f"check-in of {visit_id}: {visit.check_in_problem}",
                                    now or self.clock(), visit_id=visit_id,
                                    caregiver_id=visit.caregiver_id, elder_id=visit.elder_id)
-        changed += self._resolve_late_alerts(visit)
+        changed += self._resolve_late_alerts(visit, rules)
         if reinstated:
             changed += self._close_alerts(visit_id, "offline check-in synced: it took place",
                                           kinds={AlertKind.MISSED})
@@ -774,7 +774,7 @@ class DispatchApplication(ServiceApplication):
                                        elder_id=visit.elder_id)
         else:
             visit.verify(by="automatic", rules=rules)
-        changed += self._resolve_late_alerts(visit)
+        changed += self._resolve_late_alerts(visit, rules)
         self.save(*changed)
         return visit
 
@@ -1271,15 +1271,18 @@ class DispatchApplication(ServiceApplication):
                 out.append(alert)
         return out
 
-    def _resolve_late_alerts(self, visit: Visit) -> list[Alert]:
+    def _resolve_late_alerts(self, visit: Visit, rules: AreaRules) -> list[Alert]:
         """An offline check-in synced late shows when the visit really started: late-start
         alerts it disproves are resolved instead of left crying wolf."""
         if visit.checked_in_at is None:
             return []
+        # The read model says which were raised: most check-ins have none to look up.
+        self.index.catch_up()
+        raised = set(self._alerts_by_subject.get(visit.visit_id, ()))
         out = []
-        for grace in self.rules(visit.service_area_id).late_grace_minutes:
-            alert = self.get_or_none(Alert.create_id(f"{AlertKind.LATE_START}:"
-                                                     f"{visit.visit_id}/{grace}"))
+        for grace in rules.late_grace_minutes:
+            alert_id = f"{AlertKind.LATE_START}:{visit.visit_id}/{grace}"
+            alert = self.get_or_none(Alert.create_id(alert_id)) if alert_id in raised else None
             if alert is None or not alert.open:
                 continue
             if visit.checked_in_at <= visit.planned_start + timedelta(minutes=grace):
@@ -1436,26 +1439,26 @@ class DispatchApplication(ServiceApplication):
         return caregiver_id in self._ever_assigned.get(visit_id, ())
 
     def owner_of_caregiver(self, caregiver_id: str) -> Owner | None:
-        caregiver = self.get_or_none(Caregiver.create_id(caregiver_id))
+        caregiver = self.peek(Caregiver.create_id(caregiver_id))
         return None if caregiver is None else Owner(caregiver.service_area_id,
                                                     frozenset({caregiver.caregiver_id}))
 
     def owner_of_order(self, order_id: str) -> Owner | None:
-        order = self.get_or_none(ServiceOrder.create_id(order_id))
+        order = self.peek(ServiceOrder.create_id(order_id))
         return None if order is None else Owner(order.service_area_id, elder_id=order.elder_id)
 
     def owner_of_visit(self, visit_id: str) -> Owner | None:
         """The visit's area, its caregivers (two for two-person care) and elder."""
-        visit = self.get_or_none(Visit.create_id(visit_id))
+        visit = self.peek(Visit.create_id(visit_id))
         return None if visit is None else Owner(visit.service_area_id,
                                                 frozenset(visit.caregiver_ids), visit.elder_id)
 
     def owner_of_care_plan(self, care_plan_id: str) -> Owner | None:
-        plan = self.get_or_none(CarePlan.create_id(care_plan_id))
+        plan = self.peek(CarePlan.create_id(care_plan_id))
         return None if plan is None else Owner(plan.service_area_id, elder_id=plan.elder_id)
 
     def owner_of_proposal(self, proposal_id: str) -> Owner | None:
-        proposal = self.get_or_none(ReplanProposal.create_id(proposal_id))
+        proposal = self.peek(ReplanProposal.create_id(proposal_id))
         return None if proposal is None else Owner(proposal.service_area_id)
 
     def owner_of_alert(self, alert_id: str) -> Owner | None:

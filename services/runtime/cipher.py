@@ -45,19 +45,22 @@ def decode_key(text: str) -> bytes:
     return key
 
 
-def seal(key: bytes, plaintext: bytes, associated: bytes | None = None) -> bytes:
-    """AES-GCM encrypt: nonce + tag + ciphertext (eventsourcing's layout)."""
+def seal(key: bytes | AESGCM, plaintext: bytes, associated: bytes | None = None) -> bytes:
+    """AES-GCM encrypt: nonce + tag + ciphertext (eventsourcing's layout). The key, or an
+    AESGCM made from it (expanding a key costs as much as sealing a small event)."""
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
     nonce = os.urandom(NONCE)
-    out = AESGCM(key).encrypt(nonce, plaintext, associated)
+    out = aead.encrypt(nonce, plaintext, associated)
     return nonce + out[-TAG:] + out[:-TAG]
 
 
-def unseal(key: bytes, sealed: bytes, associated: bytes | None = None) -> bytes:
+def unseal(key: bytes | AESGCM, sealed: bytes, associated: bytes | None = None) -> bytes:
     """Inverse of :func:`seal`; raises ``InvalidTag`` for a wrong key or damaged data."""
     if len(sealed) < NONCE + TAG:
         raise ValueError("damaged ciphertext: too short")
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
     nonce, tag, body = sealed[:NONCE], sealed[NONCE:NONCE + TAG], sealed[NONCE + TAG:]
-    return AESGCM(key).decrypt(nonce, body + tag, associated)
+    return aead.decrypt(nonce, body + tag, associated)
 
 
 class RotatingAESCipher(AESCipher):
@@ -73,12 +76,14 @@ class RotatingAESCipher(AESCipher):
         super().__init__(environment)
         old = environment.get(self.CIPHER_OLD_KEYS) or ""
         self.old_keys = [decode_key(k) for k in old.split(",") if k.strip()]
+        # The store's keys, expanded once (per-person keys are not kept: see personal.py).
+        self._aeads = [AESGCM(k) for k in (self.key, *self.old_keys)]
 
     def encrypt(self, plaintext: bytes) -> bytes:
-        return seal(self.key, plaintext)
+        return seal(self._aeads[0], plaintext)
 
     def decrypt(self, ciphertext: bytes) -> bytes:
-        for key in (self.key, *self.old_keys):
+        for key in self._aeads:
             try:
                 return unseal(key, ciphertext)
             except InvalidTag:
