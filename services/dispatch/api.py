@@ -13,7 +13,6 @@ from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.values import CaregiverKind, CheckMethod, OrderSource, Priority, ServiceType
@@ -26,13 +25,14 @@ from services.dispatch.domain.plans import CarePlan, ReplanProposal
 from services.dispatch.domain.visits import InvalidInput, ServiceOrder, Visit
 from services.dispatch.routing.travel import LatLon, haversine_km
 from services.runtime.auth import Principal
+from services.runtime.http import OffLoopRoute
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 # Who did it is the caller the token names (Principal.actor), never what the body says.
 IGNORED_BY = "Ignored (kept for older clients): the caller named by the token is recorded"
 
 
-class _Route(APIRoute):
+class _Route(OffLoopRoute):
     """Requests that cannot be right (InvalidInput) answer 422 with the reason, before the
     service-wide mapping of rule violations to 409."""
 

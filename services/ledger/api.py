@@ -18,6 +18,7 @@ from services.ledger.domain.settlement import statement_rows
 from services.ledger.exports import to_csv, to_xlsx
 from services.runtime.auth import Principal
 from services.runtime.double_entry import Account, Transfer
+from services.runtime.http import OffLoopRoute
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 # Who did it is the caller the token names (Principal.actor), never what the body says.
@@ -90,7 +91,7 @@ def _month(month: str | None, app: LedgerApplication) -> str:
 
 
 def build_router(app: LedgerApplication) -> APIRouter:
-    router = APIRouter(prefix="/ledger", tags=["ledger"])
+    router = APIRouter(prefix="/ledger", tags=["ledger"], route_class=OffLoopRoute)
     access = LedgerAccess(app)  # who may call what: services/ledger/access.py
 
     @router.put("/elders/{elder_id}", dependencies=[access.admin_only])

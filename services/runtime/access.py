@@ -33,6 +33,7 @@ from services.runtime.auth import (
     Principal,
     current_principal,
 )
+from services.runtime.http import OffLoopRoute, off_the_loop
 
 # Documents the scheme in OpenAPI (the "Authorize" button of /docs); the check is ours.
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -177,7 +178,7 @@ def allow(*grants: Grant | Iterable[Grant], token_in_query: bool = False) -> Any
             facts = await _facts(request)
             checks = [g.check for g in mine if g.check is not None]
             # Checks may read the service's records: off the event loop.
-            allowed = await asyncio.to_thread(
+            allowed = await off_the_loop(
                 lambda: any(check(principal, facts) for check in checks))
             if not allowed:
                 scopes = " or ".join(g.scope for g in mine)
@@ -217,7 +218,7 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
 
     for route in app.routes:
         if isinstance(route, APIRoute):
-            visit(route, route.path, route.include_in_schema, route.dependant)
+            visit(route, route.path_format, route.include_in_schema, route.dependant)
         elif hasattr(route, "effective_route_contexts"):
             for ctx in route.effective_route_contexts():
                 visit(ctx.original_route, ctx.path_format or ctx.path, ctx.include_in_schema,
@@ -304,7 +305,7 @@ def install_auth(app: FastAPI, auth: Auth) -> None:
     """Check callers on this app: the token endpoints, and 401/403 documented on every guarded
     endpoint. Call after the routers are included."""
     app.state.auth = auth
-    router = APIRouter(prefix="/auth", tags=["auth"])
+    router = APIRouter(prefix="/auth", tags=["auth"], route_class=OffLoopRoute)
 
     @router.post("/token", responses={401: {"description": "unknown user or wrong password"},
                                       404: {"description": "this server issues no tokens"}})

@@ -17,10 +17,11 @@ from fastapi.responses import Response
 from services.runtime.access import allow, anyone, in_own_areas, is_own_elder, own, path
 from services.runtime.audit import audit_index, elder_trail, trail_csv
 from services.runtime.eventstore import ServiceApplication
+from services.runtime.http import OffLoopRoute
 
 
 def audit_router(service: str, app: ServiceApplication) -> APIRouter:
-    router = APIRouter(prefix=f"/{service}", tags=[service])
+    router = APIRouter(prefix=f"/{service}", tags=[service], route_class=OffLoopRoute)
     read = allow(
         anyone("auditor"),
         own("dispatcher", "elders of own service areas",

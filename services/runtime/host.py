@@ -430,7 +430,9 @@ def create_http_app(host: Host, title: str = "homecare", auth: Auth | None = Non
     from services.runtime.http import install_error_handlers
 
     for unit in host.units:
-        app.include_router(unit.router)
+        # The unit's routes themselves, not its router as a branch: FastAPI matches a request
+        # through every level of included routers again (see services.system.flat_router).
+        app.router.routes.extend(unit.router.routes)
         install_error_handlers(app, not_found=unit.error_types.get(404, ()),
                                conflict=unit.error_types.get(409, ()),
                                unprocessable=unit.error_types.get(422, ()))

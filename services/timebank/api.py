@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from services.runtime.auth import Principal
 from services.runtime.double_entry import LedgerError
+from services.runtime.http import OffLoopRoute
 from services.timebank.access import TimebankAccess
 from services.timebank.application import NotFound, TimebankApplication
 from services.timebank.domain.rules import RuleError
@@ -84,7 +85,7 @@ def _balance(app: TimebankApplication, person_id: str) -> dict[str, Any]:
 
 
 def build_router(app: TimebankApplication) -> APIRouter:
-    router = APIRouter(prefix="/timebank", tags=["timebank"])
+    router = APIRouter(prefix="/timebank", tags=["timebank"], route_class=OffLoopRoute)
     access = TimebankAccess(app)  # who may call what: services/timebank/access.py
 
     @router.post("/members/{person_id}", status_code=201, dependencies=[access.admin_only])

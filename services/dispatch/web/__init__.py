@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse
 from services.dispatch.access import DispatchAccess
 from services.dispatch.web import dashboard
 from services.dispatch.web.sync import SyncIn, apply_batch, chain_break
-from services.runtime.http import add_page
+from services.runtime.http import OffLoopRoute, add_page
 
 STATIC = Path(__file__).resolve().parent / "static"
 def build_router(app: Any) -> APIRouter:
-    router = APIRouter(tags=["caregiver page"])
+    router = APIRouter(tags=["caregiver page"], route_class=OffLoopRoute)
     grants = DispatchAccess(app)
 
     add_page(router, "/dispatch/app", STATIC, "The caregiver page (zh-CN first, English toggle).")

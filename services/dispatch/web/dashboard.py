@@ -41,7 +41,7 @@ from services.dispatch.domain.visits import (
 )
 from services.dispatch.planning import DayProblem, Job
 from services.runtime.auth import Principal
-from services.runtime.http import add_page
+from services.runtime.http import OffLoopRoute, add_page
 
 STATIC = Path(__file__).resolve().parent / "static" / "dashboard"
 # Optional map tiles, e.g. "http://tiles.local/{z}/{x}/{y}.png"; without it the map draws on a
@@ -437,7 +437,7 @@ def move_visit(app: Any, visit_id: str, caregiver_id: str, start: datetime, by: 
 
 # Routes --------------------------------------------------------------------------------------
 def build_router(app: Any) -> APIRouter:
-    router = APIRouter(tags=["dispatcher dashboard"])
+    router = APIRouter(tags=["dispatcher dashboard"], route_class=OffLoopRoute)
     grants = DispatchAccess(app)
 
     add_page(router, "/dispatch/dashboard", STATIC,

@@ -14,13 +14,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from services.runtime.http import add_page
+from services.runtime.http import OffLoopRoute, add_page
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def build_router(app: Any) -> APIRouter:
-    router = APIRouter(tags=["volunteer page"])
+    router = APIRouter(tags=["volunteer page"], route_class=OffLoopRoute)
 
     add_page(router, "/timebank/app", STATIC, "The volunteer page (zh-CN).")
 
