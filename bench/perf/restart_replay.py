@@ -51,16 +51,9 @@ def _outcomes() -> dict[str, float]:
 
 
 def _end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    from kafka import KafkaConsumer, TopicPartition
+    from services.runtime.broker import end_offsets
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in sorted(consumer.partitions_for_topic(t) or ())]
-        return {(tp.topic, tp.partition): offset
-                for tp, offset in consumer.end_offsets(partitions).items()}
-    finally:
-        consumer.close()
+    return end_offsets(bootstrap, topics)
 
 
 def _caught_up(host: Any) -> bool:

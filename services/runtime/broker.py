@@ -223,6 +223,38 @@ def cluster_id_of(bootstrap_servers: str, timeout: float = 1.0) -> str | None:
     raise ConnectionError("no broker answered a metadata request: " + "; ".join(problems))
 
 
+def end_offsets(bootstrap_servers: str, topics: list[str], timeout_s: float = 5.0
+                ) -> dict[tuple[str, int], int]:
+    """The offset after the last record of every partition of these topics.
+
+    tansu answers ListOffsets with the last record batch's base offset + 1: a batch of several
+    records (what a producer that does not wait for each message sends) reads as ending early.
+    Here the last batch is read and its last record counts (on Kafka the answer is the same)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(t, p) for t in topics
+                      for p in sorted(consumer.partitions_for_topic(t) or ())]
+        reported = consumer.end_offsets(partitions)
+        ends = {(tp.topic, tp.partition): offset for tp, offset in reported.items()}
+        pending = [tp for tp, offset in reported.items() if offset > 0]
+        if pending:
+            consumer.assign(pending)
+            for tp in pending:
+                consumer.seek(tp, reported[tp] - 1)
+            deadline = time.monotonic() + timeout_s
+            while pending and time.monotonic() < deadline:
+                for tp, records in consumer.poll(timeout_ms=200).items():
+                    key = (tp.topic, tp.partition)
+                    ends[key] = max(ends[key], records[-1].offset + 1)
+                    if tp in pending:
+                        pending.remove(tp)
+        return ends
+    finally:
+        consumer.close()
+
+
 def log_id_from_cluster_id(cluster_id: str) -> str:
     """The broker-log id positions are tracked under, from the cluster id the broker reports:
     a `LocalBroker`'s incarnation (what `homecare up` hands its services), else the whole id."""

@@ -7,6 +7,7 @@ default timeouts: idempotence stays off and session timeouts are short (settings
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,19 @@ class BrokerPublisher:
 
     async def publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> None:
         await self.broker.publish(value, topic=topic, key=key, headers=headers)
+
+    async def publish_all(self, messages: list[tuple[str, bytes, bytes, dict[str, str]]]
+                          ) -> None:
+        """Hand every message to the producer (in order: one partition's messages are sent in
+        order), then wait for all the broker's confirmations; the first failure is raised."""
+        confirmations = [
+            await self.broker.publish(value, topic=topic, key=key, headers=headers,
+                                      no_confirm=True)
+            for topic, key, value, headers in messages]
+        outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 def make_broker(bootstrap_servers: str, settings: SharedSettings, client_id: str) -> KafkaBroker:

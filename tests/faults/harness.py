@@ -538,21 +538,22 @@ class Chaos:
 
 def consumer_lag(bootstrap: str) -> dict[str, int]:
     """Unconsumed records per consumer group (committed offset to end of log)."""
-    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka import KafkaAdminClient
+
+    from services.runtime.broker import end_offsets
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         lag: dict[str, int] = {}
         for listed in admin.list_groups():
             group = listed["group_id"]
             offsets = admin.list_group_offsets(group).get(group, {})
-            ends = consumer.end_offsets(list(offsets))
-            lag[group] = sum(ends[tp] - meta.offset for tp, meta in offsets.items()
-                             if meta.offset >= 0)
+            # The ends as the records say (tansu reports the last batch's base offset + 1).
+            ends = end_offsets(bootstrap, sorted({tp.topic for tp in offsets}))
+            lag[group] = sum(ends.get((tp.topic, tp.partition), 0) - meta.offset
+                             for tp, meta in offsets.items() if meta.offset >= 0)
         return lag
     finally:
-        consumer.close()
         admin.close()
 
 

@@ -114,23 +114,18 @@ async def _eventually(check: Callable[[], bool], timeout: float = 30) -> None:
 def _caught_up(host: Host) -> bool:
     """Relays have published their outboxes and every consumer has tracked the end of every
     partition of every topic, in this host's broker log."""
-    from kafka import KafkaConsumer, TopicPartition
+    from services.runtime.broker import end_offsets
 
     if any(relay.backlog() for relay in host.relays):
         return False
-    reader = KafkaConsumer(bootstrap_servers=host.bootstrap_servers)
-    try:
-        ends = reader.end_offsets([TopicPartition(t, p) for t in ALL_TOPICS
-                                   for p in sorted(reader.partitions_for_topic(t) or ())])
-    finally:
-        reader.close()
+    ends = end_offsets(host.bootstrap_servers, list(ALL_TOPICS))
     for unit in host.units:
         consumer = host.consumers[unit.name]
         topics = unit.messaging.consumer.handlers_by_topic  # type: ignore[union-attr]
-        for tp, end in ends.items():
+        for (topic, partition), end in ends.items():
             tracked = unit.application.process_recorder.max_tracking_id(
-                consumer.tracking_name(f"{tp.topic}:{tp.partition}")) or 0
-            if tp.topic in topics and tracked < end:
+                consumer.tracking_name(f"{topic}:{partition}")) or 0
+            if topic in topics and tracked < end:
                 return False
     return True
 

@@ -25,6 +25,7 @@ from services.runtime.broker import (
     ExternalBroker,
     LocalBroker,
     broker_from_env,
+    end_offsets,
     free_port,
     leave_group,
     port_is_free,
@@ -451,3 +452,21 @@ async def test_faststream_subscriber_with_the_tansu_settings_commits_and_resumes
     assert second_run == [(topics[0], b"A0", b"e4")]
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         assert time.monotonic() - restarted < GROUP_SETTINGS["session_timeout_ms"] / 1000 + 2
+
+
+async def test_end_offsets_count_every_record_of_a_batch(kafka_bootstrap: str) -> None:
+    """Records sent without waiting for each confirmation travel as one batch; the end of
+    the partition is after its last record (tansu itself reports the batch's base offset + 1),
+    and an empty partition ends at 0."""
+    topic = _unique("ends")
+    ensure_topics(kafka_bootstrap, [TopicSpec(topic, partitions=2)], timeout=20)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, b"v%d" % i, key=b"one-key") for i in range(5)]
+        offsets = [meta.offset for meta in await asyncio.gather(*sent)]
+    finally:
+        await producer.stop()
+    [partition] = {meta.partition for meta in (f.result() for f in sent)}
+    ends = await asyncio.to_thread(end_offsets, kafka_bootstrap, [topic])
+    assert ends == {(topic, partition): max(offsets) + 1, (topic, 1 - partition): 0}
