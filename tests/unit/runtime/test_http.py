@@ -72,3 +72,45 @@ def test_a_page_serves_its_index_and_assets_and_nothing_else(tmp_path):
     assert script.headers["cache-control"] == "no-cache"
     assert client.get("/svc/app/secret.py").status_code == 404
     assert client.get("/svc/app/..%2Fsecret.py").status_code == 404
+
+
+def test_plain_endpoints_run_on_request_threads_in_the_request_context():
+    """A plain `def` endpoint of an OffLoopRoute router runs off the event loop, on a request
+    thread, and sees what a dependency put in the context (the principal, the audit stamp);
+    its parameters and response model are FastAPI's as before; async endpoints stay on the
+    loop."""
+    import contextvars
+    import threading
+
+    from fastapi import APIRouter, Depends
+    from pydantic import BaseModel
+
+    from services.runtime.http import OffLoopRoute
+
+    caller: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="nobody")
+
+    async def who(name: str = "anon") -> None:
+        caller.set(name)
+
+    class Body(BaseModel):
+        n: int
+
+    router = APIRouter(route_class=OffLoopRoute, dependencies=[Depends(who)])
+
+    @router.post("/plain/{item}")
+    def plain(item: str, body: Body) -> dict[str, object]:
+        return {"item": item, "n": body.n, "caller": caller.get(),
+                "thread": threading.current_thread().name}
+
+    @router.get("/async")
+    async def on_loop() -> dict[str, str]:
+        return {"thread": threading.current_thread().name}
+
+    app = FastAPI()
+    app.include_router(router)
+    with TestClient(app) as client:
+        answer = client.post("/plain/x?name=carer", json={"n": 3}).json()
+        assert answer["item"] == "x" and answer["n"] == 3 and answer["caller"] == "carer"
+        assert answer["thread"].startswith("request")
+        assert client.post("/plain/x", json={"n": "three"}).status_code == 422
+        assert not client.get("/async").json()["thread"].startswith("request")
