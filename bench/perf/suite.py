@@ -25,7 +25,7 @@ PARTS: dict[str, list[str]] = {
     "appends": ["--appends", "2000", "--writers", "4"],
     "pipeline": ["--latency-rate", "100", "--latency-seconds", "10",
                  "--throughput-visits", "1000", "--areas", "6"],
-    "checkin_load": ["--rate", "100", "--seconds", "15", "--store", "postgres"],
+    "checkin_load": ["--rate", "300", "--seconds", "10"],  # issue 9's rate, local store
     "memory": ["--elders", "10000", "--caregivers", "500", "--days", "1",
                "--visits-per-caregiver-day", "2"],
 }

@@ -794,7 +794,7 @@ def _read(app: DispatchApplication, after: int, limit: int, pick: Pick) -> Strea
     app.index.catch_up()
     out = []
     for n in notifications:
-        domain_event = app.mapper.to_domain_event(n)
+        domain_event = app.domain_event_of(n)
         key = app.stream_keys.get(domain_event.originator_id)
         picked = None if key is None else pick(domain_event, key)
         if picked is not None:

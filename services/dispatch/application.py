@@ -148,13 +148,13 @@ class DispatchApplication(ServiceApplication):
     }
     plan_time_limit_s = 2.0
     personal_data = PERSONAL_DATA
-    # Visits, areas (their rules), orders and caregivers come from a cache and are
+    # Visits, areas (their rules), orders, caregivers and providers come from a cache and are
     # fast-forwarded with only their newer events (each read still asks the store for those,
     # so several dispatch processes stay correct): a check-in reads its visit twice (ownership
     # check, command) and its area's rules twice. Elders and alerts carry data sealed per elder
     # and are never cached (an erased elder's data must not linger in memory).
     env = {"AGGREGATE_CACHE_MAXSIZE": "5000"}
-    cached_aggregates = (Visit, ServiceArea, ServiceOrder, Caregiver)
+    cached_aggregates = (Visit, ServiceArea, ServiceOrder, Caregiver, Provider)
 
     def __init__(self, env: dict[str, str] | None = None, timezone: str = "Asia/Shanghai"):
         super().__init__(env)
@@ -317,7 +317,7 @@ class DispatchApplication(ServiceApplication):
 
     def _blacklisted(self) -> set[str]:
         self.index.catch_up()
-        return {p for p in self._providers if self.get_provider(p).blacklisted}
+        return {p for p in self._providers if self.peek(Provider.create_id(p)).blacklisted}
 
     def get_elder(self, elder_id: str) -> Elder:
         return self._get(Elder.create_id(elder_id), f"no elder {elder_id}")
@@ -383,8 +383,10 @@ class DispatchApplication(ServiceApplication):
         return [self.get_elder(e) for e in sorted(self._elders_by_area[service_area_id])]
 
     def list_caregivers(self, service_area_id: str) -> list[Caregiver]:
+        """The area's caregivers, to read (not copied: placing an order reads them all)."""
         self.index.catch_up()
-        return [self.get_caregiver(c) for c in sorted(self._caregivers_by_area[service_area_id])]
+        return [self.peek(Caregiver.create_id(c))
+                for c in sorted(self._caregivers_by_area[service_area_id])]
 
     # Orders ----------------------------------------------------------------------------------
     def place_order(self, command: PlaceOrder,

@@ -9,6 +9,7 @@ code runs on either store by changing only the environment.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate, DomainEvent
 from eventsourcing.persistence import Mapper, ProcessRecorder, Transcoder, Transcoding
-from eventsourcing.utils import strtobool
+from eventsourcing.utils import get_topic, strtobool
 
 from services.runtime.audit import AuditedMapper
 from services.runtime.cipher import cipher_env
@@ -220,6 +221,11 @@ class ServiceApplication(Application):
 
     def __init__(self, env: Mapping[str, Any] | None = None) -> None:
         self._saved_states: LRUCache = LRUCache(self.saved_states_kept)  # type: ignore[type-arg]
+        # Recently written or read events by notification id: the read models, the outbox
+        # relay and every open event stream decode the same new events from the log, each
+        # decompressing, decrypting and parsing them again. Events holding personal data
+        # sealed per person are never kept (an erased person's data must not linger).
+        self._decoded: LRUCache = LRUCache(self.saved_states_kept)  # type: ignore[type-arg]
         super().__init__(env=dict(env) if env else None)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:  # type: ignore[type-arg]
@@ -242,6 +248,9 @@ class ServiceApplication(Application):
 
     def _record(self, processing: ProcessingEvent) -> list[Recording]:  # type: ignore[type-arg]
         recordings = super()._record(processing)
+        for recording in recordings:
+            if not self._personal(recording.domain_event):
+                self._decoded.put(recording.notification.id, recording.domain_event)
         cache = self.repository.cache
         for aggregate_id, aggregate in processing.aggregates.items():
             if self.cached_aggregates and not isinstance(aggregate, self.cached_aggregates):
@@ -254,6 +263,26 @@ class ServiceApplication(Application):
             # ... and what the outbox relay reads to translate the events just saved.
             self._saved_states.put((aggregate_id, aggregate.version), copy_aggregate(aggregate))
         return recordings
+
+    def domain_event_of(self, notification: Any) -> Any:
+        """The domain event a notification of this application's log holds (shared: read it,
+        never change it)."""
+        try:
+            return self._decoded.get(notification.id)
+        except KeyError:
+            pass
+        domain_event = self.mapper.to_domain_event(notification)
+        if not self._personal(domain_event):
+            self._decoded.put(notification.id, domain_event)
+        return domain_event
+
+    def _personal(self, domain_event: Any) -> bool:
+        kind = type(domain_event)
+        return kind in self._personal_kinds or get_topic(kind) in self._personal_kinds
+
+    @functools.cached_property
+    def _personal_kinds(self) -> frozenset[Any]:
+        return frozenset(self.personal_data)
 
     def saved_state(self, aggregate_id: UUID, version: int) -> Any:
         """The aggregate as this process saved it at exactly that version, if still kept (a

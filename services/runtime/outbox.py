@@ -110,7 +110,7 @@ class OutboxRelay:
         messages: list[Message] = []
         published: list[str] = []
         for notification in notifications:
-            domain_event = self.app.mapper.to_domain_event(notification)
+            domain_event = self.app.domain_event_of(notification)
             for integration_event in self.translate(domain_event):
                 messages.append((
                     integration_event.topic,

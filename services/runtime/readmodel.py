@@ -31,7 +31,7 @@ class FollowingReadModel:
                     self.position + 1, self.batch_size
                 )
                 for notification in notifications:
-                    self.apply(self.app.mapper.to_domain_event(notification))
+                    self.apply(self.app.domain_event_of(notification))
                     self.position = notification.id
                 moved += len(notifications)
                 if len(notifications) < self.batch_size:
