@@ -55,8 +55,22 @@ class RawClient:
         try:
             if connection is None:
                 connection = await asyncio.open_connection(self.host, self.port)
-            response, keep = await asyncio.wait_for(self._exchange(connection, request),
-                                                    self.timeout)
+                response, keep = await asyncio.wait_for(self._exchange(connection, request),
+                                                        self.timeout)
+            else:
+                try:
+                    response, keep = await asyncio.wait_for(
+                        self._exchange(connection, request), self.timeout)
+                except (asyncio.IncompleteReadError, ConnectionResetError) as error:
+                    if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+                        raise
+                    # A kept-alive connection the server closed while it sat idle (uvicorn
+                    # after 5 s): nothing was answered, so send again on a new one, as every
+                    # HTTP client does.
+                    connection[1].close()
+                    connection = await asyncio.open_connection(self.host, self.port)
+                    response, keep = await asyncio.wait_for(
+                        self._exchange(connection, request), self.timeout)
         except BaseException:
             if connection is not None:
                 connection[1].close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -51,6 +52,20 @@ class ServiceUnit:
     router: APIRouter
     messaging: MessagingSpec
     error_types: dict[int, tuple[type[Exception], ...]]
+
+
+# The cyclic garbage collector's generation sizes: Python's (700, 10, 10) ran a full
+# collection over every cached aggregate and read-model entry every few hundred requests, a
+# quarter of a check-in's CPU at 300/s (3.4 -> 2.6 ms per check-in, p99 364 -> 164 ms). Most
+# garbage here is freed by reference counting at once; cycles wait a little longer.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collection() -> None:
+    """Collect less often, and never again look at what start-up built (modules, settings,
+    routes: gc.freeze)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Host:
@@ -153,6 +168,7 @@ class Host:
         if self.follows_log:
             self._tasks.append(asyncio.create_task(self._watch_log(), name="broker-log-watch"))
         self.started = True
+        tune_garbage_collection()
 
     # The broker's log ----------------------------------------------------------------------
     def _broker_log_id(self) -> str:
