@@ -151,7 +151,7 @@ class DispatchApplication(ServiceApplication):
     # Visits, areas (their rules), orders, caregivers and providers come from a cache and are
     # fast-forwarded with only their newer events (each read still asks the store for those,
     # so several dispatch processes stay correct): a check-in reads its visit twice (ownership
-    # check, command) and its area's rules twice. Elders and alerts carry data sealed per elder
+    # check, command) and its area's rules once. Elders and alerts carry data sealed per elder
     # and are never cached (an erased elder's data must not linger in memory).
     env = {"AGGREGATE_CACHE_MAXSIZE": "5000"}
     cached_aggregates = (Visit, ServiceArea, ServiceOrder, Caregiver, Provider)
