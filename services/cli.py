@@ -92,10 +92,13 @@ def _up_distributed(args: argparse.Namespace) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
+        # Ctrl-C and SIGTERM only set a flag: a KeyboardInterrupt raised wherever the loop
+        # happens to be (inside urllib, subprocess) is not the way to stop three processes.
         nonlocal stopping
         stopping = True
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     children: dict[str, subprocess.Popen[bytes]] = {}
     code = 0
     try:
@@ -129,21 +132,22 @@ def _up_distributed(args: argparse.Namespace) -> int:
                     except OSError:
                         pass
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
+        print("homecare: stopping " + ", ".join(names), flush=True)
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 25
-        for child in children.values():
+        for name, child in children.items():
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                print(f"homecare: {name} did not stop in time; killed", flush=True)
                 child.kill()
                 child.wait()
         if broker is not None:
             broker.stop()
+    print(f"homecare: stopped (exit status {code})", flush=True)
     return code
 
 

@@ -116,7 +116,8 @@ def distributed(tmp_path: Path, postgres_server) -> Iterator[dict[str, str]]:
         with postgres_server.connect() as conn:
             for name in SERVICES:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dbname}_{name}" WITH (FORCE)')
-        assert code == 0, f"homecare up --distributed did not stop cleanly ({code})"
+        assert code == 0, (f"homecare up --distributed did not stop cleanly ({code}):\n"
+                           + (tmp_path / "up.log").read_text()[-4000:])
         assert all(port_is_free(base + i) for i in range(3)), "a service outlived Ctrl-C"
 
 
