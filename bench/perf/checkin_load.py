@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench.perf.checkin_profile import start_py_spy
-from bench.perf.common import admin_headers, prepare_data_dir
+from bench.perf.common import admin_headers, cpu_seconds, prepare_data_dir
 from bench.perf.rawhttp import RawClient
 from services.runtime.auth import Principal, auth_from_settings
 from services.runtime.broker import free_port
@@ -109,12 +109,6 @@ def caregiver_tokens(data_dir: Path, caregiver_ids: set[str]) -> dict[str, str]:
     return {c: "Bearer " + auth.issuer.issue(Principal(
         subject=f"bench-{c}", role="caregiver", caregiver_id=c,
         service_areas=frozenset({AREA})), ttl_s=6 * 3600) for c in caregiver_ids}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(pid: int, busy_below: float = 0.15, limit_s: float = 120.0) -> tuple[float, float]:

@@ -93,6 +93,60 @@ class LoadSampler:
         return {"min": round(min(self.samples), 2), "max": round(max(self.samples), 2)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc); 0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(command: str) -> list[int]:
+    """Processes whose command name is ``command`` (e.g. every PostgreSQL backend)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == command:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds spent by named groups of processes between start() and ms_per(): where the
+    time of a whole-system run goes, and so what rate the machine's cores allow. A group is a
+    list of pids or a command name (all its processes, e.g. PostgreSQL's backends; one that
+    exits meanwhile takes its time with it, so the figure is a floor)."""
+
+    groups: dict[str, list[int] | str]
+    before: dict[str, float]
+    started: float
+
+    @staticmethod
+    def _measure(group: list[int] | str) -> float:
+        pids = pids_named(group) if isinstance(group, str) else group
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    @classmethod
+    def start(cls, groups: dict[str, list[int] | str]) -> CpuMeter:
+        return cls(groups, {name: cls._measure(g) for name, g in groups.items()},
+                   time.monotonic())
+
+    def ms_per(self, count: int) -> dict[str, float]:
+        """CPU ms per unit of work by group, their total, and the rate the cores allow."""
+        spent = {name: self._measure(g) - self.before[name] for name, g in self.groups.items()}
+        per = {name: round(1000 * s / max(count, 1), 2) for name, s in spent.items()}
+        total = sum(spent.values())
+        per["total"] = round(1000 * total / max(count, 1), 2)
+        cores = os.cpu_count() or 1
+        per["cores_allow_per_s"] = round(cores * count / total, 1) if total > 0 else 0.0
+        return per
+
+
 def machine() -> dict[str, Any]:
     """What ran the benchmark: CPU model and count, memory, Python, PostgreSQL's version."""
     model = platform.processor() or platform.machine()

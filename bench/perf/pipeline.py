@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from bench.perf.common import (
+    CpuMeter,
     LoadSampler,
     ServiceProcess,
     admin_headers,
@@ -372,9 +374,20 @@ async def closed_loop(base: str, headers: dict[str, str], visits: list[PreparedV
     return out
 
 
+def cpu_groups(services: list[ServiceProcess], broker_pid: int | None) -> dict[str, Any]:
+    """Whose CPU time a phase spends: each service, PostgreSQL's processes, the broker, and
+    this process (the load generator and the funding watch)."""
+    groups: dict[str, Any] = {s.name: [s.pid] for s in services}
+    groups["postgresql"] = "postgres"
+    groups["broker"] = [broker_pid] if broker_pid else []
+    groups["bench"] = [os.getpid()]
+    return groups
+
+
 def phase_result(name: str, out: CheckOuts, charged: dict[str, float], offered: float | None,
-                 load: dict[str, float]) -> dict[str, Any]:
-    """Latency from check-out sent to posting, per visit, and the sustained rate."""
+                 load: dict[str, float], cpu: CpuMeter | None = None) -> dict[str, Any]:
+    """Latency from check-out sent to posting, per visit, the sustained rate, and the CPU
+    ms each visit cost by process (what the machine's cores allow at that cost)."""
     latencies = [charged[v] - sent for v, sent in out.sent.items() if v in charged]
     posted = [charged[v] for v in out.sent if v in charged]
     first = min(out.sent.values()) if out.sent else 0.0
@@ -385,7 +398,8 @@ def phase_result(name: str, out: CheckOuts, charged: dict[str, float], offered: 
             "first_failure": out.first_failure,
             "sustained_per_s": round(len(posted) / wall, 1) if wall > 0 else None,
             "http_check_out_ms": http, "check_out_to_posting_ms": latency_summary(latencies),
-            "loadavg_1min": load}
+            "loadavg_1min": load,
+            "cpu_ms_per_visit": cpu.ms_per(len(posted)) if cpu is not None else None}
 
 
 async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str, Any]:
@@ -418,20 +432,22 @@ async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str,
         results = []
         batch = visits[:latency_visits]
         load = LoadSampler.start()
+        cpu = CpuMeter.start(cpu_groups(services, broker.pid))
         out = await open_loop(urls["dispatch"], headers, batch, args.latency_rate)
         await watch.wait(lambda: all(v in watch.charged for v in out.sent), 300, "postings")
         results.append(phase_result(f"open loop {args.latency_rate:g}/s", out, watch.charged,
-                                    args.latency_rate, load.summary()))
+                                    args.latency_rate, load.summary(), cpu))
         say(json.dumps(results[-1]))
         batch = visits[latency_visits:]
         if batch:
             load = LoadSampler.start()
+            cpu = CpuMeter.start(cpu_groups(services, broker.pid))
             spies = start_profilers(services, args.profile_dir)
             out = await closed_loop(urls["dispatch"], headers, batch, args.concurrency)
             await watch.wait(lambda: all(v in watch.charged for v in out.sent), 600, "postings")
             stop_profilers(spies)
             results.append(phase_result(f"closed loop, {args.concurrency} clients", out,
-                                        watch.charged, None, load.summary()))
+                                        watch.charged, None, load.summary(), cpu))
             say(json.dumps(results[-1]))
         return {"plan": {"areas": plan.areas, "caregivers_per_area": plan.caregivers_per_area,
                          "visits_per_area_day": plan.visits_per_area_day, "days": plan.days,
@@ -475,9 +491,18 @@ def table(result: dict[str, Any]) -> str:
         rows.append([p["phase"], p["charged"], p["sustained_per_s"], e2e.get("p50_ms"),
                      e2e.get("p95_ms"), e2e.get("p99_ms"), http.get("p99_ms"), p["failures"],
                      f"{load['min']:g}-{load['max']:g}"])
-    return markdown_table(["phase", "visits charged", "sustained visits/s",
-                           "p50 ms", "p95 ms", "p99 ms", "HTTP check-out p99 ms",
-                           "failures", "load avg"], rows)
+    lines = [markdown_table(["phase", "visits charged", "sustained visits/s",
+                             "p50 ms", "p95 ms", "p99 ms", "HTTP check-out p99 ms",
+                             "failures", "load avg"], rows)]
+    cpu = [p for p in result["phases"] if p.get("cpu_ms_per_visit")]
+    if cpu:
+        names = [k for k in cpu[0]["cpu_ms_per_visit"] if k != "cores_allow_per_s"]
+        lines.append("")
+        lines.append(markdown_table(
+            ["phase", *[f"{n} CPU ms/visit" for n in names], "cores allow visits/s"],
+            [[p["phase"], *[p["cpu_ms_per_visit"][n] for n in names],
+              p["cpu_ms_per_visit"]["cores_allow_per_s"]] for p in cpu]))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

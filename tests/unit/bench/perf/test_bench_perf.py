@@ -136,3 +136,23 @@ def test_suite_rows_put_targets_beside_figures() -> None:
     assert suite.parse_args(["--only", "memory"]).parts == ["memory"]
     with pytest.raises(SystemExit):
         suite.parse_args(["--only", "nonsense"])
+
+
+def test_cpu_meter_charges_a_process_its_own_work() -> None:
+    """CpuMeter: the CPU a group spent since start(), per unit of work, with the total and the
+    rate the machine's cores allow at that cost; a group that did nothing costs about 0."""
+    import os
+    import time
+
+    from bench.perf.common import CpuMeter
+
+    meter = CpuMeter.start({"me": [os.getpid()], "nobody": []})
+    spent = time.process_time()
+    while time.process_time() - spent < 0.3:  # about 0.3 s of this process's CPU
+        pass
+    per = meter.ms_per(10)
+    assert 25 <= per["me"] <= 60  # 300 ms over 10 units, clock ticks allowing
+    assert per["nobody"] == 0
+    assert per["total"] == per["me"]
+    assert per["cores_allow_per_s"] == pytest.approx(
+        (os.cpu_count() or 1) * 10 / (per["total"] / 100), abs=0.2)
