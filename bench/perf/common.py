@@ -185,6 +185,29 @@ def fresh_database(prefix: str) -> str:
     return name
 
 
+def database_activity(name: str) -> dict[str, int]:
+    """Counters of database ``name`` from PostgreSQL's statistics: its commits, and per schema
+    (one per service) the table scans (about one per query that reads) and rows inserted.
+    Backends report their counts within a second or so of their transactions."""
+    import psycopg
+
+    with psycopg.connect(dbname=name, autocommit=True, **PG) as conn:
+        counts = {"commits": int(conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()[0])}  # type: ignore[index]
+        for schema, scans, inserted in conn.execute(
+                "SELECT schemaname, sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)),"
+                " sum(n_tup_ins) FROM pg_stat_user_tables GROUP BY schemaname"):
+            counts[f"{schema} scans"] = int(scans)
+            counts[f"{schema} rows inserted"] = int(inserted)
+    return counts
+
+
+def per_unit(before: dict[str, int], after: dict[str, int], count: int) -> dict[str, float]:
+    """How much each counter grew per unit of work."""
+    return {k: round((after[k] - before.get(k, 0)) / max(count, 1), 1) for k in after}
+
+
 def drop_database(name: str) -> None:
     import psycopg
 

@@ -46,12 +46,14 @@ from bench.perf.common import (
     LoadSampler,
     ServiceProcess,
     admin_headers,
+    database_activity,
     drop_database,
     fresh_database,
     latency_summary,
     machine,
     markdown_table,
     open_loop_schedule,
+    per_unit,
     positive,
     prepare_data_dir,
     start_service,
@@ -442,12 +444,17 @@ async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str,
         if batch:
             load = LoadSampler.start()
             cpu = CpuMeter.start(cpu_groups(services, broker.pid))
+            await asyncio.sleep(2)  # the statistics of what came before are reported
+            activity = await asyncio.to_thread(database_activity, dbname)
             spies = start_profilers(services, args.profile_dir)
             out = await closed_loop(urls["dispatch"], headers, batch, args.concurrency)
             await watch.wait(lambda: all(v in watch.charged for v in out.sent), 600, "postings")
             stop_profilers(spies)
             results.append(phase_result(f"closed loop, {args.concurrency} clients", out,
                                         watch.charged, None, load.summary(), cpu))
+            await asyncio.sleep(2)
+            results[-1]["database_per_visit"] = per_unit(
+                activity, await asyncio.to_thread(database_activity, dbname), len(batch))
             say(json.dumps(results[-1]))
         return {"plan": {"areas": plan.areas, "caregivers_per_area": plan.caregivers_per_area,
                          "visits_per_area_day": plan.visits_per_area_day, "days": plan.days,
@@ -462,13 +469,14 @@ async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str,
 
 def start_profilers(services: list[ServiceProcess],
                     folder: str | None) -> list[subprocess.Popen[bytes]]:
-    """py-spy sampling each service (all threads, native frames off) until stopped."""
+    """py-spy sampling each service until stopped: the thread holding the GIL (Python
+    doing work, not threads waiting for PostgreSQL in C), native frames off."""
     if not folder:
         return []
     Path(folder).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "50", "--nonblocking",
-                              "-o", str(Path(folder) / f"{s.name}.txt"), "-p", str(s.pid)],
+                              "--gil", "-o", str(Path(folder) / f"{s.name}.txt"), "-p", str(s.pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for s in services]
 

@@ -271,10 +271,16 @@ class IdempotentConsumer:
             # round trip instead of three, for most of a topic's messages.
             self._insert_tracking(tracking)
             return Outcome.IGNORED
-        if recorder.has_tracking_id(tracking_name, message.position):
-            return Outcome.REDELIVERED
         inbox_id = InboxEntry.create_id(self.name, integration_event.event_id)
-        if inbox_id in self.app.repository:
+        seen_before = getattr(recorder, "seen_before", None)
+        if seen_before is not None:  # PostgreSQL: both questions in one round trip
+            redelivered, duplicate = seen_before(tracking_name, message.position, inbox_id)
+        else:
+            redelivered = recorder.has_tracking_id(tracking_name, message.position)
+            duplicate = not redelivered and inbox_id in self.app.repository
+        if redelivered:
+            return Outcome.REDELIVERED
+        if duplicate:
             self._insert_tracking(tracking)
             return Outcome.DUPLICATE
         processing = Processing(tracking=tracking)

@@ -12,7 +12,7 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
@@ -32,6 +32,7 @@ from services.runtime.eventstore import ServiceApplication
 from services.runtime.messaging import (
     BrokerPublisher,
     MessagingSpec,
+    OffsetCommits,
     declare_publications,
     make_broker,
     subscribe,
@@ -88,6 +89,7 @@ class Host:
         self.broker: Any = None
         self.relays: list[OutboxRelay] = []
         self.consumers: dict[str, IdempotentConsumer] = {}
+        self.offset_commits: list[OffsetCommits] = []
         # Whether the log id follows the broker's cluster id while running (see settings).
         self.follows_log = settings.broker_log_from_cluster
         self.log_switches = 0
@@ -109,6 +111,7 @@ class Host:
         # Started again after stop() (schemathesis does it between tests): a fresh round.
         self._stopping = asyncio.Event()
         self._tasks, self.relays, self.consumers = [], [], {}
+        self.offset_commits = []
         if not self.bootstrap_servers:
             self.local_broker = LocalBroker(log_dir=self.settings.data_dir)
             await asyncio.to_thread(self.local_broker.start)
@@ -147,8 +150,9 @@ class Host:
             )
             self.consumers[unit.name] = consumer
             names = sorted(n for types in spec.handlers_by_topic.values() for n in types)
-            subscribe(self.broker, consumer, sorted(spec.handlers_by_topic), group,
-                      self.settings, description=f"{unit.name} consumes " + ", ".join(names))
+            self.offset_commits.append(subscribe(
+                self.broker, consumer, sorted(spec.handlers_by_topic), group, self.settings,
+                description=f"{unit.name} consumes " + ", ".join(names)))
         self.metrics.watch_consumers(self.bootstrap_servers, {
             c.name: sorted(u.messaging.consumer.handlers_by_topic)  # type: ignore[union-attr]
             for u in self.units if (c := self.consumers.get(u.name)) is not None})
@@ -261,8 +265,12 @@ class Host:
         HTTP requests in flight before the lifespan calls this.)"""
         from services.runtime.broker import leave_group
 
+        async def commit_offsets() -> None:
+            for commits in self.offset_commits:
+                await commits.flush()
+
         for subscriber in getattr(self.broker, "subscribers", []) if self.broker else []:
-            await _stop_subscriber(subscriber, leave_group)
+            await _stop_subscriber(subscriber, leave_group, commit_offsets)
         self._stopping.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -363,15 +371,19 @@ def _topic_specs() -> list[Any]:
     return [TopicSpec(t, partitions=DEFAULT_PARTITIONS[t]) for t in (*ALL_TOPICS, *DLQ_TOPICS)]
 
 
-async def _stop_subscriber(subscriber: Any, leave_group: Any) -> None:
+async def _stop_subscriber(subscriber: Any, leave_group: Any,
+                           commit_offsets: Callable[[], Awaitable[None]]) -> None:
     """Stop one FastStream subscriber after the message in hand: stop reading, wait for the
-    handler (FastStream's graceful_timeout), leave the group (see leave_group), then stop."""
+    handler (FastStream's graceful_timeout), commit the offsets processed, leave the group (see
+    leave_group), then stop."""
     consumer = getattr(subscriber, "consumer", None)
     with contextlib.suppress(Exception):
         subscriber.running = False  # its consume loop reads no further message
         lock = getattr(subscriber, "lock", None)
         if hasattr(lock, "wait_release"):
             await lock.wait_release(getattr(subscriber._outer_config, "graceful_timeout", 15))
+    with contextlib.suppress(Exception):
+        await commit_offsets()
     if consumer is not None:
         with contextlib.suppress(Exception):
             await leave_group(consumer)

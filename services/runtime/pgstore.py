@@ -112,6 +112,10 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
 
         self.sql_append_one = render(SQL("WITH lock AS ({lock}) ").format(**names) + insert
                                      + one + SQL(" FROM lock") + returning)
+        self.sql_seen_before = SQL(
+            "SELECT COALESCE((SELECT MAX(notification_id) FROM {schema}.{tracking} "
+            "WHERE application_name = %s), 0) >= %s AS tracked, EXISTS (SELECT 1 FROM "
+            "{schema}.{table} WHERE originator_id = %s) AS stored").format(**names)
         self.sql_append_many = render(SQL("WITH lock AS ({lock}) ").format(**names) + insert
                                       + many + SQL(", lock") + returning)
         # With tracking, no row comes back when the tracking row was already at or past this
@@ -166,6 +170,18 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
             raise IntegrityError(f"already processed: {tracking}")
         return [row["notification_id"] for row in rows]
 
+
+    def seen_before(self, application_name: str, position: int,
+                    originator_id: UUID) -> tuple[bool, bool]:
+        """Whether ``position`` is tracked already under ``application_name`` and whether any
+        event of ``originator_id`` is stored: a consumer's two questions about a message (a
+        redelivery? an event processed before?) in one round trip instead of two."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.sql_seen_before, (application_name, position, originator_id),
+                         prepare=True)
+            row = curs.fetchone()
+        assert row is not None
+        return bool(row["tracked"]), bool(row["stored"])
 
     def _append_one(self, e: StoredEvent, tracking: Tracking | None) -> int:
         """Append one event (with its tracking row, when given) in one prepared statement,

@@ -49,6 +49,9 @@ class SharedSettings(BaseSettings):
     # Consumer-group session timeout: tansu's group joins are slow with Kafka's defaults.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
+    # How often a consumer commits its offsets to the broker (at most; positions are tracked
+    # in the event store with every message, the broker's offset only says where to resume).
+    kafka_commit_interval_s: float = 0.5
     # Consumer groups are named <prefix>-<service>; tests use their own prefix to stay apart.
     consumer_group_prefix: str = "homecare"
     consumer_max_attempts: int = 4

@@ -1014,8 +1014,10 @@ class TimebankApplication(ServiceApplication):
                     planned_end=p.planned_end, planned_minutes=p.planned_minutes,
                     service_area_id=event.service_area_id, paid_with_credits=p.use_time_credits))
             return
-        visit_id = getattr(event.payload, "visit_id", None)
-        task = books.get(VolunteerTask.create_id(visit_id)) if visit_id else None
+        if not isinstance(event, VisitRescheduled | VisitVerified | VisitCancelled):
+            return  # nothing else changes a task: no need to look for one
+        visit_id = event.payload.visit_id
+        task = books.get(VolunteerTask.create_id(visit_id))
         if task is None or task.state != "assigned":
             return
         if isinstance(event, VisitRescheduled):
@@ -1024,10 +1026,8 @@ class TimebankApplication(ServiceApplication):
                       planned_end=p.planned_end, planned_minutes=p.planned_minutes)
         elif isinstance(event, VisitVerified):
             task.close(state="done")
-        elif isinstance(event, VisitCancelled):
-            task.close(state="cancelled")
         else:
-            return
+            task.close(state="cancelled")
         books.add(task)
 
     def tasks_of(self, volunteer_id: str) -> list[VolunteerTask]:

@@ -127,6 +127,23 @@ def test_a_message_already_tracked_appends_nothing(store):
     assert recorder.max_tracking_id("consumer:topic:1") == 8
 
 
+def test_seen_before_answers_both_of_a_consumer_s_questions_as_the_separate_queries(store):
+    """seen_before(name, position, id) = (the position is tracked already, an event of the
+    aggregate is stored): what has_tracking_id and the repository answer one by one."""
+    recorder = store.process_recorder
+    account = Account(code="seen")
+    never = Account(code="never saved")
+    assert recorder.seen_before("consumer:topic:2", 1, account.id) == (False, False)
+    store._record(_processing(Tracking("consumer:topic:2", 4), account))
+    for position in (1, 4, 5):
+        for aggregate in (account, never):
+            assert recorder.seen_before("consumer:topic:2", position, aggregate.id) == (
+                recorder.has_tracking_id("consumer:topic:2", position),
+                aggregate.id in store.repository)
+    assert recorder.seen_before("consumer:topic:2", 4, never.id) == (True, False)
+    assert recorder.seen_before("other:topic:2", 4, account.id) == (False, True)
+
+
 def test_appends_keep_their_order_on_every_path_and_every_connection(store):
     """The one-event statement (prepared per connection), the many-event statement and the
     database function take the same lock: while one of them holds an uncommitted id, an append
