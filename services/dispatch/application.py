@@ -107,6 +107,9 @@ class Booking:
     start: datetime
     end: datetime
     state: str
+    # When the visit actually began and ended (for the overlap check at check-out).
+    checked_in_at: datetime | None = None
+    checked_out_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -205,10 +208,16 @@ class DispatchApplication(ServiceApplication):
         elif name == "Visit.Rescheduled":
             area, _, visit_id = self.stream_keys[e.originator_id]
             self._place_visit(visit_id, area, e.planned_start)
+            before = self._bookings[visit_id]
             self._bookings[visit_id] = Booking(
                 [c for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None)) if c],
-                e.planned_start, e.planned_end, VisitState.SCHEDULED)
+                e.planned_start, e.planned_end, VisitState.SCHEDULED,
+                before.checked_in_at, before.checked_out_at)
             self._ever_assigned[visit_id].update(self._bookings[visit_id].caregiver_ids)
+        elif name == "Visit.CheckedIn" and e.originator_id in self.stream_keys:
+            self._bookings[self.stream_keys[e.originator_id][2]].checked_in_at = e.at
+        elif name == "Visit.CheckedOut" and e.originator_id in self.stream_keys:
+            self._bookings[self.stream_keys[e.originator_id][2]].checked_out_at = e.at
         if name in STATE_AFTER and e.originator_id in self.stream_keys:
             self._bookings[self.stream_keys[e.originator_id][2]].state = STATE_AFTER[name]
         elif name == "Alert.Raised":
@@ -658,25 +667,14 @@ class DispatchApplication(ServiceApplication):
     def list_visits(self, service_area_id: str, day: date,
                     caregiver_id: str | None = None) -> list[Visit]:
         self.index.catch_up()
-        return self._visits_of_day(service_area_id, day, caregiver_id, self.get_visit)
-
-    def _visits_of_day(self, service_area_id: str, day: date, caregiver_id: str | None,
-                       load: Callable[[str], Visit]) -> list[Visit]:
         ids = sorted(self._visits_by_day[(service_area_id, day)])
         if caregiver_id is not None:
-            # The read model knows each visit's caregivers: load only theirs (a check-out
-            # otherwise loaded every visit of the area's day to find the overlapping ones).
+            # The read model knows each visit's caregivers: load only theirs.
             ids = [v for v in ids if caregiver_id in self._bookings[v].caregiver_ids]
-        visits = [load(v) for v in ids]
+        visits = [self.get_visit(v) for v in ids]
         if caregiver_id is not None:
             visits = [v for v in visits if caregiver_id in v.caregiver_ids]
         return sorted(visits, key=lambda v: (v.planned_start, v.visit_id))
-
-    def _peek_visit(self, visit_id: str) -> Visit:
-        visit = self.peek(Visit.create_id(visit_id))
-        if visit is None:
-            raise NotFound(f"no visit {visit_id}")
-        return visit
 
     def caregiver_route(self, caregiver_id: str, day: date) -> tuple[Caregiver, list[Visit]]:
         """The caregiver's visits of the day in planned order (cancelled ones left out)."""
@@ -799,19 +797,22 @@ class DispatchApplication(ServiceApplication):
         assert visit.checked_in_at and visit.checked_out_at
         out = []
         days = {self.local_day(visit.checked_in_at), self.local_day(visit.planned_start)}
+        # From the read model's check-in and check-out times: no visit is loaded (a load of
+        # each of the caregiver's other visits was most of a check-out's reads).
         self.index.catch_up()
         for day, caregiver_id in ((d, c) for d in days for c in visit.caregiver_ids):
-            # Only read: the caregiver's other visits are looked at, not copied (a copy each
-            # was an eighth of a check-out's CPU).
-            for other in self._visits_of_day(visit.service_area_id, day, caregiver_id,
-                                             self._peek_visit):
-                if other.visit_id == visit.visit_id or other.checked_in_at is None:
+            others = sorted((self._bookings[v].start, v)
+                            for v in self._visits_by_day[(visit.service_area_id, day)])
+            for _, other_id in others:
+                other = self._bookings[other_id]
+                if (other_id == visit.visit_id or other.checked_in_at is None
+                        or caregiver_id not in other.caregiver_ids):
                     continue
                 other_end = other.checked_out_at or other.checked_in_at
                 if (other.checked_in_at < visit.checked_out_at
                         and visit.checked_in_at < other_end
-                        and other.visit_id not in out):
-                    out.append(other.visit_id)
+                        and other_id not in out):
+                    out.append(other_id)
         return out
 
     def verify(self, visit_id: str, *, by: str, override_reason: str | None = None) -> Visit:

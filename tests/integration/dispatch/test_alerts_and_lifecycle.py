@@ -353,3 +353,51 @@ def test_a_caregiver_on_the_way_keeps_the_visit_in_a_replan(app):
     app.depart(visit.visit_id, at=app.clock.now, caregiver_id=visit.caregiver_id)
     problem = app._day_problem("A", DAY, [], now=app.clock.now)
     assert problem.jobs[visit.visit_id].pinned_caregiver == visit.caregiver_id
+
+
+def test_a_check_out_overlapping_the_caregiver_s_other_visit_needs_review():
+    """Two visits of one caregiver whose actual times overlap (the second checked in before
+    the first checked out): the second check-out is not verified but flagged, naming the
+    first (read from the read model's check-in and check-out times); a visit of the same
+    caregiver later that day, after both ended, is verified."""
+    a = DispatchApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    a.plan_time_limit_s = 1.0
+    a.clock = Clock(NINE - timedelta(hours=2))
+    for elder_id in ("E-1", "E-2"):
+        a.register_elder(elder_id=elder_id, name="王", service_area_id="A", lat=HOME[0],
+                         lon=HOME[1], confirmation_code="1111", family_phone="138")
+    a.register_caregiver(caregiver_id="C-1", name="刘", kind=CaregiverKind.EMPLOYEE,
+                         service_area_id="A", skills=["cleaning"], station_lat=29.3,
+                         station_lon=120.07, provider_id="P", work_days=list(range(7)),
+                         certificate_expires=date(2028, 1, 1))
+    visits = []
+    for elder_id, start in (("E-1", NINE), ("E-2", NINE + timedelta(hours=2)),
+                            ("E-1", NINE + timedelta(hours=5))):
+        _, visit = a.place_order(PlaceOrder(
+            elder_id=elder_id, service_type=ServiceType.CLEANING, requested_date=DAY,
+            window_start=start, order_id=f"O-{elder_id}-{start:%H%M}"))
+        assert visit is not None and visit.caregiver_id == "C-1"
+        visits.append(visit)
+    first, second, third = visits
+
+    def serve(visit, start, minutes):  # type: ignore[no-untyped-def]
+        a.clock.now = start + timedelta(minutes=minutes + 1)
+        a.check_in(visit.visit_id, at=start, lat=HOME[0], lon=HOME[1])
+        return a.check_out(visit.visit_id, at=start + timedelta(minutes=minutes), lat=HOME[0],
+                           lon=HOME[1], tasks_done=[], confirmation_code="1111")
+
+    planned = int((first.planned_end - first.planned_start).total_seconds() // 60)
+    a.clock.now = NINE + timedelta(minutes=10)
+    a.check_in(first.visit_id, at=NINE, lat=HOME[0], lon=HOME[1])
+    a.check_in(second.visit_id, at=NINE + timedelta(minutes=10), lat=HOME[0], lon=HOME[1])
+    a.clock.now = NINE + timedelta(minutes=30)
+    a.check_out(first.visit_id, at=a.clock.now, lat=HOME[0], lon=HOME[1], tasks_done=[],
+                confirmation_code="1111")
+    a.clock.now = NINE + timedelta(minutes=10 + planned)
+    overlapped = a.check_out(second.visit_id, at=a.clock.now, lat=HOME[0], lon=HOME[1],
+                             tasks_done=[], confirmation_code="1111")
+    assert overlapped.state != "verified"
+    assert f"overlaps visit {first.visit_id} of the same caregiver" in (
+        overlapped.verification_problems)
+    assert serve(third, third.planned_start, planned).state == "verified"
+    a.close()
