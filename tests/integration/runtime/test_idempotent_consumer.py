@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 from eventsourcing.persistence import OperationalError
 
-from contracts.events.visits import VisitCheckedOut, VisitVerified
+from contracts.events.visits import VisitVerified
 from services.ledger.application import LedgerApplication, NotFound
 from services.ledger.domain.books import entitlement_account, provider_payable_account
 from services.ledger.domain.entitlement import ElderFacts
@@ -82,29 +82,6 @@ async def test_redelivered_offset_is_skipped_even_by_a_fresh_consumer(ledger, pe
         assert _posted(restarted) == 50
     finally:
         restarted.close()
-
-
-async def test_an_event_the_consumer_does_not_handle_writes_nothing(ledger):
-    """A valid event of a type the consumer does not act on (the ledger and a check-out) is
-    passed over without a write to the store, as often as it comes; the next message is
-    processed and a redelivery of that one is still recognised by its position."""
-    consumer = _consumer(ledger, RecordingPublisher())
-    checked_out = VisitCheckedOut(service_area_id="A1", payload={
-        "visit_id": "V-1", "elder_id": "E-1", "caregiver_id": "C-1",
-        "at": STARTED + timedelta(minutes=50), "location_verified": True,
-        "actual_minutes": 50}).to_bytes()
-    before = ledger.recorder.max_notification_id()
-    tracked_before = ledger.process_recorder.max_tracking_id(
-        consumer.tracking_name("homecare.visits:0"))
-    for _ in range(2):
-        assert await consumer.consume(_message(checked_out, 3)) is Outcome.IGNORED
-    assert ledger.recorder.max_notification_id() == before
-    assert ledger.process_recorder.max_tracking_id(
-        consumer.tracking_name("homecare.visits:0")) == tracked_before
-    verified = _verified().to_bytes()
-    assert await consumer.consume(_message(verified, 4)) is Outcome.PROCESSED
-    assert await consumer.consume(_message(verified, 4)) is Outcome.REDELIVERED
-    assert _posted(ledger) == 50
 
 
 async def test_malformed_message_goes_to_the_dead_letter_topic_and_the_next_is_processed(ledger):
