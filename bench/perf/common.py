@@ -124,7 +124,6 @@ class CpuMeter:
 
     groups: dict[str, list[int] | str]
     before: dict[str, float]
-    started: float
 
     @staticmethod
     def _measure(group: list[int] | str) -> float:
@@ -133,8 +132,7 @@ class CpuMeter:
 
     @classmethod
     def start(cls, groups: dict[str, list[int] | str]) -> CpuMeter:
-        return cls(groups, {name: cls._measure(g) for name, g in groups.items()},
-                   time.monotonic())
+        return cls(groups, {name: cls._measure(g) for name, g in groups.items()})
 
     def ms_per(self, count: int) -> dict[str, float]:
         """CPU ms per unit of work by group, their total, and the rate the cores allow."""

@@ -443,9 +443,9 @@ async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str,
         batch = visits[latency_visits:]
         if batch:
             load = LoadSampler.start()
-            cpu = CpuMeter.start(cpu_groups(services, broker.pid))
             await asyncio.sleep(2)  # the statistics of what came before are reported
             activity = await asyncio.to_thread(database_activity, dbname)
+            cpu = CpuMeter.start(cpu_groups(services, broker.pid))
             spies = start_profilers(services, args.profile_dir)
             out = await closed_loop(urls["dispatch"], headers, batch, args.concurrency)
             await watch.wait(lambda: all(v in watch.charged for v in out.sent), 600, "postings")

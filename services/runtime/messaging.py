@@ -106,6 +106,7 @@ class OffsetCommits:
         self._consumer: Any = None
         self._last = 0.0
         self._later: asyncio.TimerHandle | None = None
+        # The timer's commit task, held so that it is not collected while it runs.
         self._flushing: asyncio.Task[None] | None = None
 
     async def processed(self, consumer: Any, topic: str, partition: int, offset: int) -> None:

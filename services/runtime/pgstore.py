@@ -112,10 +112,6 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
 
         self.sql_append_one = render(SQL("WITH lock AS ({lock}) ").format(**names) + insert
                                      + one + SQL(" FROM lock") + returning)
-        self.sql_seen_before = SQL(
-            "SELECT COALESCE((SELECT MAX(notification_id) FROM {schema}.{tracking} "
-            "WHERE application_name = %s), 0) >= %s AS tracked, EXISTS (SELECT 1 FROM "
-            "{schema}.{table} WHERE originator_id = %s) AS stored").format(**names)
         self.sql_append_many = render(SQL("WITH lock AS ({lock}) ").format(**names) + insert
                                       + many + SQL(", lock") + returning)
         # With tracking, no row comes back when the tracking row was already at or past this
@@ -133,6 +129,11 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
         self.lean = datastore.originator_id_type == "uuid"
         self.lean_one = _numbered(self.sql_append_one)
         self.lean_one_tracked = _numbered(self.sql_append_one_tracked)
+        # A consumer's two questions about a message in one round trip (seen_before).
+        self.sql_seen_before = SQL(
+            "SELECT COALESCE((SELECT MAX(notification_id) FROM {schema}.{tracking} "
+            "WHERE application_name = %s), 0) >= %s AS tracked, EXISTS (SELECT 1 FROM "
+            "{schema}.{table} WHERE originator_id = %s) AS stored").format(**names)
 
     def subscribe(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
@@ -169,7 +170,6 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
         if not rows:
             raise IntegrityError(f"already processed: {tracking}")
         return [row["notification_id"] for row in rows]
-
 
     def seen_before(self, application_name: str, position: int,
                     originator_id: UUID) -> tuple[bool, bool]:
