@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fcntl
 import json
 import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,25 +312,33 @@ class UserStore:
             return {}
         return json.loads(self.path.read_text(encoding="utf-8"))
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """The users to change, written back atomically when the block ends; one process at a
+        time (the services of one data directory start at once and each seeds the demo
+        users: without the lock they raced on the temporary file and lost each other's adds)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            users = self._load()
+            yield users
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(users, out, ensure_ascii=False, indent=1)
+            tmp.replace(self.path)
+
     def add(self, username: str, password: str, principal: Principal) -> None:
         if len(password) < 8:
             raise ValueError("a password needs at least 8 characters")
-        users = self._load()
-        users[username] = {"password_hash": self._hasher.hash(password),
-                           "claims": principal.claims() | {"sub": username}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(users, out, ensure_ascii=False, indent=1)
-        tmp.replace(self.path)
+        password_hash = self._hasher.hash(password)  # slow on purpose: outside the lock
+        with self._changing() as users:
+            users[username] = {"password_hash": password_hash,
+                               "claims": principal.claims() | {"sub": username}}
 
     def remove(self, username: str) -> bool:
-        users = self._load()
-        if users.pop(username, None) is None:
-            return False
-        self.path.write_text(json.dumps(users, ensure_ascii=False, indent=1), encoding="utf-8")
-        return True
+        with self._changing() as users:
+            return users.pop(username, None) is not None
 
     def _dummy_hash(self) -> str:
         if not hasattr(self, "_dummy"):

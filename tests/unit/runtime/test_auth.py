@@ -93,6 +93,32 @@ def test_local_users_log_in_with_their_password_only(tmp_path: Path) -> None:
         users.add("short", "1234", DISPATCHER)
 
 
+def _add_users(path: str, prefix: str) -> None:
+    store = UserStore(Path(path))
+    for i in range(5):
+        store.add(f"{prefix}{i}", "correct horse", DISPATCHER)
+
+
+def test_processes_adding_users_at_once_lose_none_of_them(tmp_path):
+    """The three services of one data directory seed their users at the same moment: every
+    user added by any process is there afterwards (no lost update, no clash of temporary
+    files), and removing one keeps the others."""
+    import multiprocessing
+
+    path = tmp_path / "auth" / "users.json"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_add_users, args=(str(path), p)) for p in "abcd"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    users = UserStore(path)
+    assert sorted(users.usernames()) == sorted(f"{p}{i}" for p in "abcd" for i in range(5))
+    assert users.remove("a0") and not users.remove("a0")
+    assert len(users.usernames()) == 19
+
+
 def test_processes_sharing_a_data_directory_share_the_signing_key(tmp_path: Path) -> None:
     """Two processes of one local deployment accept each other's tokens."""
     settings = SharedSettings(data_dir=tmp_path, auth_mode="local")
