@@ -123,20 +123,27 @@ class CpuMeter:
     exits meanwhile takes its time with it, so the figure is a floor)."""
 
     groups: dict[str, list[int] | str]
-    before: dict[str, float]
+    before: dict[str, dict[int, float]]
 
     @staticmethod
-    def _measure(group: list[int] | str) -> float:
+    def _measure(group: list[int] | str) -> dict[int, float]:
         pids = pids_named(group) if isinstance(group, str) else group
-        return sum(cpu_seconds(pid) for pid in pids)
+        return {pid: cpu_seconds(pid) for pid in pids}
 
     @classmethod
     def start(cls, groups: dict[str, list[int] | str]) -> CpuMeter:
         return cls(groups, {name: cls._measure(g) for name, g in groups.items()})
 
+    def _spent(self, name: str) -> float:
+        """Each process's time since start (all of it for one started since); a process gone
+        meanwhile counts nothing, rather than taking its earlier time off the group's."""
+        before = self.before[name]
+        return sum(max(0.0, now - before.get(pid, 0.0))
+                   for pid, now in self._measure(self.groups[name]).items() if now)
+
     def ms_per(self, count: int) -> dict[str, float]:
         """CPU ms per unit of work by group, their total, and the rate the cores allow."""
-        spent = {name: self._measure(g) - self.before[name] for name, g in self.groups.items()}
+        spent = {name: self._spent(name) for name in self.groups}
         per = {name: round(1000 * s / max(count, 1), 2) for name, s in spent.items()}
         total = sum(spent.values())
         per["total"] = round(1000 * total / max(count, 1), 2)

@@ -517,14 +517,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     dbname = fresh_database("homecare_pipeline")
     folder = tempfile.mkdtemp(prefix="homecare-pipeline-")
+    failed = True
     try:
         result = asyncio.run(run(args, Path(folder), dbname))
+        failed = False
     finally:
-        if not args.keep:
+        if not (args.keep or failed):
             drop_database(dbname)
             shutil.rmtree(folder, ignore_errors=True)
-        else:
-            print(f"pipeline: kept database {dbname} and {folder}")
+        else:  # a failed run keeps the services' logs, to see why
+            print(f"pipeline: kept database {dbname} and {folder} (services' logs: *.log)")
     result["machine"] = machine()
     print(table(result))
     if args.out:

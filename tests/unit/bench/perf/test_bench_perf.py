@@ -156,3 +156,24 @@ def test_cpu_meter_charges_a_process_its_own_work() -> None:
     assert per["total"] == per["me"]
     assert per["cores_allow_per_s"] == pytest.approx(
         (os.cpu_count() or 1) * 10 / (per["total"] / 100), abs=0.2)
+
+
+def test_cpu_meter_counts_nothing_for_a_process_that_exits_meanwhile() -> None:
+    """A process of a group that has exited by the end (a PostgreSQL backend closing) takes
+    its time with it: the group's figure is a floor, never below zero."""
+    import subprocess
+    import sys
+
+    from bench.perf.common import CpuMeter
+
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.3: pass\ninput()"],
+                            stdin=subprocess.PIPE)
+    try:
+        while CpuMeter._measure([busy.pid])[busy.pid] < 0.25:
+            pass
+        meter = CpuMeter.start({"gone": [busy.pid]})
+    finally:
+        busy.communicate(b"\n", timeout=30)
+    assert meter.ms_per(1)["gone"] == 0
