@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from bench.perf.common import (
+    NEVER_MIN,
     CpuMeter,
     LoadSampler,
     ServiceProcess,
@@ -70,7 +71,6 @@ def elder_home(n: int) -> tuple[float, float]:
             round(HOME[1] + (n // 20 % 20 - 10) * 0.002, 6))
 CODE = "2468"
 SERVICES = ("dispatch", "ledger", "timebank")
-NEVER_MIN = 10 * 365 * 24 * 60  # an alert grace of ten years: never within the bench
 
 
 @dataclass(frozen=True)
