@@ -34,6 +34,7 @@ def percentile(values: Sequence[float], p: float) -> float:
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[rank - 1]
 
+
 # An alert grace of ten years: the sweep never calls a bench's past visits late, missed or
 # overrunning (they lie in past days on purpose; a check-in is what is measured, not alerts).
 NEVER_MIN = 10 * 365 * 24 * 60
