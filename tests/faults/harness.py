@@ -298,10 +298,10 @@ class Api:
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=3.0),
                                         limits=httpx.Limits(max_connections=64))
         self._token = ""
-        self._token_at = 0.0
+        self._token_at: float | None = None  # (monotonic time starts near 0 at boot)
 
     def headers(self) -> dict[str, str]:
-        if time.monotonic() - self._token_at > 600:  # tokens live an hour
+        if self._token_at is None or time.monotonic() - self._token_at > 600:  # they live 1 h
             from tests.support.auth import bearer_for_data_dir
 
             self._token = bearer_for_data_dir(self.cluster.workdir)["authorization"]
