@@ -216,6 +216,8 @@ class Host:
                 consumer.log_id = new_log_id
             for relay in self.relays:
                 relay.follow(new_log_id)
+            for commits in self.offset_commits:
+                commits.forget()
             for subscriber in getattr(self.broker, "subscribers", []):
                 kafka_consumer = getattr(subscriber, "consumer", None)
                 if kafka_consumer is None or not kafka_consumer.assignment():

@@ -88,6 +88,10 @@ async def _raw_body(message: Any) -> bytes:
     return message.body
 
 
+# A failed offset commit is tried again after this long at the least.
+RETRY_S = 1.0
+
+
 class OffsetCommits:
     """The broker's committed offsets of one subscriber, at most one commit every
     ``interval_s``, each naming the offset after the last message *processed* per partition.
@@ -136,9 +140,33 @@ class OffsetCommits:
         try:
             await self._consumer.commit(offsets)
         except Exception as error:  # noqa: BLE001 - a partition moved to another member
-            # meanwhile, or the broker is away: the messages may be delivered again and are
-            # recognised by their tracking records.
-            log.info("offset commit skipped: %r", error)
+            # meanwhile, or the broker is away (restarting, rebalancing): never the message's
+            # failure; what is not committed may be delivered again and is recognised by its
+            # tracking record.
+            log.info("offset commit failed, to be tried again: %r", error)
+            self._keep_for_retry(offsets)
+
+    def _keep_for_retry(self, offsets: dict[TopicPartition, int]) -> None:
+        """Keep the offsets of a failed commit pending (unless a later offset of the partition
+        already is, or the partition is no longer this member's) and try again after the
+        interval, at least a second: dropped, the last commit before a pause would never be
+        made, the group's lag would not reach zero and a restart would re-read all of it."""
+        assignment = getattr(self._consumer, "assignment", None)
+        assigned = assignment() if callable(assignment) else None
+        for partition, offset in offsets.items():
+            if partition not in self._pending and (assigned is None or partition in assigned):
+                self._pending[partition] = offset
+        if self._pending and self._later is None:
+            self._later = asyncio.get_running_loop().call_later(
+                max(self.interval_s, RETRY_S), self._flush_later)
+
+    def forget(self) -> None:
+        """Drop the pending offsets: they are positions in a broker log that is gone (the
+        broker was restarted empty and the consumer reads the new one from its start)."""
+        self._pending = {}
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
 
 
 def subscribe(

@@ -13,14 +13,24 @@ from services.runtime.messaging import OffsetCommits
 
 
 class RecordingConsumer:
-    def __init__(self, fail: bool = False) -> None:
+    """Records the commits asked of it; the first ``failures`` of them fail."""
+
+    def __init__(self, fail: bool = False, failures: int = 0,
+                 assigned: set[TopicPartition] | None = None) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
-        self.fail = fail
+        self.failures = 10**9 if fail else failures
+        self.assigned = assigned
+        self.seen: set[TopicPartition] = set()
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        if self.fail:
+        self.seen |= set(offsets)
+        if self.failures > 0:
+            self.failures -= 1
             raise ConnectionError("broker away")
         self.commits.append(dict(offsets))
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.seen if self.assigned is None else self.assigned
 
 
 async def test_first_message_is_committed_at_once_with_the_next_offset() -> None:
@@ -59,10 +69,56 @@ async def test_flush_commits_what_is_pending_now_and_only_once() -> None:
 
 
 async def test_a_failed_commit_is_not_the_message_s_failure() -> None:
-    """A commit the broker refuses (partition moved to another member, broker away) is logged
-    and dropped: the messages may be read again and their tracking records skip them."""
+    """A commit the broker refuses (partition moved to another member, broker away) does not
+    raise; a later message's offset of the same partition replaces the one that failed."""
     commits = OffsetCommits(interval_s=0)
     await commits.processed(RecordingConsumer(fail=True), "t", 0, 1)  # does not raise
     consumer = RecordingConsumer()
     await commits.processed(consumer, "t", 0, 2)
     assert consumer.commits == [{TopicPartition("t", 0): 3}]
+
+
+async def test_a_failed_last_commit_is_tried_again_until_it_is_made(monkeypatch) -> None:
+    """The last commit before a pause fails (the broker restarting, the group rebalancing):
+    it is tried again after a while, twice here, and made; no other message has to arrive.
+    Dropped, the group's committed offset would stay behind for good."""
+    monkeypatch.setattr("services.runtime.messaging.RETRY_S", 0.05)
+    consumer = RecordingConsumer(failures=2)
+    commits = OffsetCommits(interval_s=0)
+    await commits.processed(consumer, "t", 0, 5)
+    await commits.processed(consumer, "t", 1, 9)  # (the retry already waits)
+    await asyncio.sleep(0.3)
+    assert consumer.commits == [{TopicPartition("t", 1): 10, TopicPartition("t", 0): 6}]
+
+
+async def test_a_failed_commit_of_a_partition_no_longer_assigned_is_not_tried_again(
+        monkeypatch) -> None:
+    """After a rebalance took a partition away, its failed offset is not committed later
+    (its new owner commits its own positions); the partitions still assigned are."""
+    monkeypatch.setattr("services.runtime.messaging.RETRY_S", 0.05)
+    kept, taken = TopicPartition("t", 0), TopicPartition("t", 1)
+    consumer = RecordingConsumer(failures=1, assigned={kept})
+    commits = OffsetCommits(interval_s=0.1)
+    await commits.processed(consumer, "t", 0, 1)  # fails
+    await commits.processed(consumer, "t", 1, 4)  # pending behind the interval
+    await commits.flush()
+    await asyncio.sleep(0.1)
+    assert consumer.commits == [{kept: 2, taken: 5}]
+    await asyncio.sleep(0.1)
+    consumer.failures = 1
+    await commits.processed(consumer, "t", 1, 5)  # fails: t/1 is no longer assigned
+    await commits.processed(consumer, "t", 0, 2)  # within the interval: later
+    await asyncio.sleep(0.25)
+    assert consumer.commits[1:] == [{kept: 3}]
+
+
+async def test_a_new_broker_log_forgets_the_offsets_of_the_old_one(monkeypatch) -> None:
+    """Offsets pending (or waiting to be tried again) when the broker was restarted empty
+    are positions in the old log: forget() drops them, so none is committed into the new one."""
+    monkeypatch.setattr("services.runtime.messaging.RETRY_S", 0.05)
+    consumer = RecordingConsumer(failures=1)
+    commits = OffsetCommits(interval_s=0)
+    await commits.processed(consumer, "t", 0, 500)  # fails, kept for the retry
+    commits.forget()
+    await asyncio.sleep(0.15)
+    assert consumer.commits == []
