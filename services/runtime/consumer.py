@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -196,6 +196,46 @@ class IdempotentConsumer:
         if self.log_id:
             return f"{self.name}@{self.log_id}:{source}"
         return f"{self.name}:{source}"
+
+    # A batch of messages ----------------------------------------------------------------------
+    async def consume_batch(self, messages: Sequence[ConsumedMessage]) -> list[Outcome]:
+        """Consume ``messages`` in order, each in its own transaction as ``consume`` does, with
+        one hop to a worker thread for the run of messages that go through without trouble
+        (valid, handled or passed over, written at the first try). The message that needs more
+        (invalid, a failing handler, the store away, a redelivery to confirm against the log)
+        goes through ``consume`` on its own, from its start, and the run resumes after it."""
+        outcomes: list[Outcome] = []
+        while len(outcomes) < len(messages):
+            rest = messages[len(outcomes):]
+            outcomes += await asyncio.to_thread(self._process_run, rest)
+            if len(outcomes) < len(messages):
+                outcomes.append(await self.consume(messages[len(outcomes)]))
+        return outcomes
+
+    def _process_run(self, messages: Sequence[ConsumedMessage]) -> list[Outcome]:
+        """The outcomes of the longest run of ``messages`` that needs nothing but the store;
+        the first message that needs more is left, untouched or rolled back, to ``consume``."""
+        outcomes: list[Outcome] = []
+        for message in messages:
+            try:
+                integration_event = parse_event(message.value, topic=message.topic)
+                check_delivery(message, integration_event)
+            except Exception:  # noqa: BLE001 - consume dead-letters it, saying why
+                break
+            token = correlation_id_var.set(str(integration_event.correlation_id))
+            try:
+                outcome = self._process(message, integration_event)
+            except Exception:  # noqa: BLE001 - nothing was written: consume retries it
+                break
+            finally:
+                correlation_id_var.reset(token)
+            if outcome is Outcome.REDELIVERED and self.confirm_log is not None:
+                break  # consume asks the broker whether this is still the same log
+            MESSAGES_CONSUMED.labels(self.name, integration_event.type, outcome.value).inc()
+            if outcome is Outcome.PROCESSED and self.after_commit is not None:
+                self.after_commit(message)
+            outcomes.append(outcome)
+        return outcomes
 
     # The whole of one message ---------------------------------------------------------------
     async def consume(self, message: ConsumedMessage) -> Outcome:

@@ -317,3 +317,46 @@ async def test_an_event_dead_lettered_in_an_old_broker_log_is_tried_again_in_a_n
     new_log = _consumer(ledger, RecordingPublisher(), log_id="two")
     assert await new_log.consume(_message(stranger.to_bytes(), 0)) is Outcome.PROCESSED
     assert ledger.balance("E-404", "2026-11").used_minutes == 50
+
+
+async def test_a_batch_gives_each_message_the_outcome_it_would_have_alone(ledger):
+    """A batch holding a valid visit, bad JSON, the same visit again at a later offset, a visit
+    naming an unknown elder and another valid visit: each message gets the outcome it would
+    have on its own, in order; one posting per valid visit, both bad ones dead-lettered with
+    their offsets, and nothing after a bad message is lost."""
+    dlq = RecordingPublisher()
+    consumer = _consumer(ledger, dlq, max_attempts=2)
+    stranger = _verified("V-9").model_copy(
+        update={"payload": _verified("V-9").payload.model_copy(update={"elder_id": "E-404"})})
+    first = _verified("V-1", 50).to_bytes()
+    batch = [_message(first, 0), _message(b"{not json", 1),
+             _message(first, 2), _message(stranger.to_bytes(), 3),
+             _message(_verified("V-2", 30).to_bytes(), 4)]
+    assert await consumer.consume_batch(batch) == [
+        Outcome.PROCESSED, Outcome.DEAD_LETTERED, Outcome.DUPLICATE, Outcome.DEAD_LETTERED,
+        Outcome.PROCESSED]
+    assert [headers["x-source-offset"] for _, _, _, headers in dlq.sent] == ["1", "3"]
+    assert _posted(ledger) == 80
+    assert await consumer.consume_batch(batch) == [Outcome.REDELIVERED] * 5  # read again
+    assert _posted(ledger) == 80 and len(dlq.sent) == 2
+
+
+async def test_a_store_outage_in_the_middle_of_a_batch_holds_it_there(ledger, monkeypatch):
+    """The store failing at the second message of a batch: the first stays processed, the
+    second is retried until the store answers (never dead-lettered), then the rest follows."""
+    dlq = RecordingPublisher()
+    consumer = _consumer(ledger, dlq, max_attempts=1)
+    real_record = ledger._record
+    calls = {"n": 0}
+
+    def flaky(processing):
+        calls["n"] += 1
+        if calls["n"] in (2, 3):  # the second message's first two tries
+            raise OperationalError("connection refused")
+        return real_record(processing)
+
+    monkeypatch.setattr(ledger, "_record", flaky)
+    batch = [_message(_verified(f"V-{i}", 10 * (i + 1)).to_bytes(), i) for i in range(3)]
+    assert await consumer.consume_batch(batch) == [Outcome.PROCESSED] * 3
+    assert dlq.sent == [] and calls["n"] == 5
+    assert _posted(ledger) == 60
