@@ -180,6 +180,7 @@ def build(args: argparse.Namespace, data_dir: Path, dbname: str,
     from services.dispatch.domain.people import Elder
     from services.ledger.domain.books import ElderProfile
     from services.ledger.domain.entitlement import ElderFacts
+    from services.runtime.aggregate_cache import unit_of_work
     from services.runtime.settings import SharedSettings
     from services.system import build_units
 
@@ -240,22 +241,25 @@ def build(args: argparse.Namespace, data_dir: Path, dbname: str,
             wanted = len(ids) * args.visits_per_caregiver_day
             for n in range(wanted):
                 elder_id = elders[(d * 7 + n) % len(elders)]
-                _, visit = dispatch.place_order(PlaceOrder(
-                    elder_id=elder_id, service_type="cleaning", requested_date=day,
-                    order_id=f"O-{day}-{area}-{n}", duration_minutes=60,
-                    window_start=local(day, "07:30"), window_end=local(day, "18:30"),
-                    out_of_pocket_agreed=True, placed_by="memory bench"))
+                with unit_of_work():  # as one request would be
+                    _, visit = dispatch.place_order(PlaceOrder(
+                        elder_id=elder_id, service_type="cleaning", requested_date=day,
+                        order_id=f"O-{day}-{area}-{n}", duration_minutes=60,
+                        window_start=local(day, "07:30"), window_end=local(day, "18:30"),
+                        out_of_pocket_agreed=True, placed_by="memory bench"))
                 if visit is not None:
                     day_visits.append((visit, elder_id))
         pump.run()
         for visit, elder_id in day_visits:
             lat, lon = city.position(int(elder_id[1:]))
             now = datetime.now(UTC)
-            dispatch.check_in(visit.visit_id, at=visit.planned_start, lat=lat, lon=lon,
-                              caregiver_id=visit.caregiver_id, accuracy_m=10, now=now)
-            dispatch.check_out(visit.visit_id, at=visit.planned_end, lat=lat, lon=lon,
-                               tasks_done=[], confirmation_code=CODE,
-                               caregiver_id=visit.caregiver_id, accuracy_m=10, now=now)
+            with unit_of_work():
+                dispatch.check_in(visit.visit_id, at=visit.planned_start, lat=lat, lon=lon,
+                                  caregiver_id=visit.caregiver_id, accuracy_m=10, now=now)
+            with unit_of_work():
+                dispatch.check_out(visit.visit_id, at=visit.planned_end, lat=lat, lon=lon,
+                                   tasks_done=[], confirmation_code=CODE,
+                                   caregiver_id=visit.caregiver_id, accuracy_m=10, now=now)
         pump.run()
         visits += len(day_visits)
         say(f"{day}: {len(day_visits)} visits ({visits} so far, "

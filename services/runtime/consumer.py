@@ -51,6 +51,7 @@ from eventsourcing.persistence import (
 from contracts.envelope import IntegrationEvent
 from contracts.registry import ContractError, parse_event
 from contracts.topics import dlq
+from services.runtime.aggregate_cache import unit_of_work
 from services.runtime.audit import acting_as, consumer_actor
 from services.runtime.eventstore import Processing, ServiceApplication, stable_id
 from services.runtime.observability import DEAD_LETTERS, MESSAGES_CONSUMED, correlation_id_var
@@ -214,7 +215,12 @@ class IdempotentConsumer:
 
     def _process_run(self, messages: Sequence[ConsumedMessage]) -> list[Outcome]:
         """The outcomes of the longest run of ``messages`` that needs nothing but the store;
-        the first message that needs more is left, untouched or rolled back, to ``consume``."""
+        the first message that needs more is left, untouched or rolled back, to ``consume``.
+        The run is one unit of work (its aggregates' freshness is checked once)."""
+        with unit_of_work():
+            return self._process_messages(messages)
+
+    def _process_messages(self, messages: Sequence[ConsumedMessage]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for message in messages:
             try:
@@ -302,6 +308,11 @@ class IdempotentConsumer:
 
     # One transaction --------------------------------------------------------------------------
     def _process(self, message: ConsumedMessage, integration_event: IntegrationEvent) -> Outcome:
+        with unit_of_work():
+            return self._process_one(message, integration_event)
+
+    def _process_one(self, message: ConsumedMessage,
+                     integration_event: IntegrationEvent) -> Outcome:
         recorder = self.app.process_recorder
         tracking_name = self.tracking_name(message.source)
         tracking = Tracking(tracking_name, message.position)

@@ -29,11 +29,19 @@ from eventsourcing.application import (
     ProcessingEvent,
     Recording,
     Repository,
+    project_aggregate,
 )
 from eventsourcing.domain import Aggregate, DomainEvent
-from eventsourcing.persistence import Mapper, ProcessRecorder, Transcoder, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    Mapper,
+    ProcessRecorder,
+    Transcoder,
+    Transcoding,
+)
 from eventsourcing.utils import get_topic, strtobool
 
+from services.runtime.aggregate_cache import LogWatch, TypedLRUCache, fresh_as_of
 from services.runtime.audit import AuditedMapper
 from services.runtime.cipher import cipher_env
 from services.runtime.keystore import SubjectKeys, subject_keys_for
@@ -111,19 +119,6 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
-class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
-    """eventsourcing's aggregate LRU cache, keeping only aggregates of the given classes."""
-
-    def __init__(self, maxsize: int, kinds: tuple[type, ...]) -> None:
-        super().__init__(maxsize)
-        self.kinds = kinds
-
-    def put(self, key: Any, value: Any) -> Any:
-        if value is None or isinstance(value, self.kinds):
-            return super().put(key, value)
-        return None
-
-
 class Processing(ProcessingEvent):  # type: ignore[type-arg]
     """eventsourcing's unit of what one command or message saves, collecting from aggregates
     and events by their classes first: the library asks two runtime-checkable protocols per
@@ -186,15 +181,36 @@ def _copied(value: Any, memo: dict[int, Any]) -> Any:
 
 class CopyingRepository(Repository):  # type: ignore[type-arg]
     """eventsourcing's repository, copying cached aggregates for commands with
-    :func:`copy_aggregate` instead of ``copy.deepcopy``."""
+    :func:`copy_aggregate` instead of ``copy.deepcopy``; with a ``watch``, cached aggregates
+    are kept fresh by following the notification log instead of fast-forwarded one by one
+    (services/runtime/aggregate_cache.py)."""
+
+    watch: LogWatch | None = None
 
     def get(self, aggregate_id: Any, *, version: int | None = None,
             deepcopy_from_cache: bool = True, **kwargs: Any) -> Any:
         copy = (deepcopy_from_cache and self.deepcopy_from_cache and self.cache is not None
                 and version is None)
-        aggregate = super().get(aggregate_id, version=version, deepcopy_from_cache=False,
-                                **kwargs)
+        if self.watch is not None and version is None and not kwargs:
+            aggregate = self._watched(aggregate_id)
+        else:
+            aggregate = super().get(aggregate_id, version=version, deepcopy_from_cache=False,
+                                    **kwargs)
         return copy_aggregate(aggregate) if copy else aggregate
+
+    def _watched(self, aggregate_id: Any) -> Any:
+        watch = self.watch
+        assert watch is not None
+        watch.check(fresh_as_of())
+        cached = watch.cache.peek(aggregate_id)
+        if cached is not None:
+            with contextlib.suppress(KeyError):
+                watch.cache.get(aggregate_id)  # the most recently used now
+            return cached
+        position = watch.reading()
+        aggregate = self._reconstruct_aggregate(aggregate_id, None, project_aggregate)
+        watch.cache_read(aggregate_id, aggregate, position)
+        return aggregate
 
 
 class ServiceApplication(Application):
@@ -211,6 +227,9 @@ class ServiceApplication(Application):
     """
 
     personal_data: dict[type | str, PersonalFields] = {}
+    # Whether cached aggregates are kept fresh by following the notification log (one round
+    # trip per unit of work) rather than fast-forwarded one by one ("n" turns it off).
+    AGGREGATE_CACHE_FOLLOWS_LOG = "AGGREGATE_CACHE_FOLLOWS_LOG"
     # With AGGREGATE_CACHE_MAXSIZE set: when not empty, only aggregates of these classes are
     # cached (keep out those holding personal data sealed per person: an erased person's
     # decrypted data would otherwise stay in memory).
@@ -247,7 +266,15 @@ class ServiceApplication(Application):
                              service=self.name.lower())
 
     def _record(self, processing: ProcessingEvent) -> list[Recording]:  # type: ignore[type-arg]
-        recordings = super()._record(processing)
+        try:
+            recordings = super()._record(processing)
+        except IntegrityError:
+            # Another writer got there first: what this command read is stale; the retry (or
+            # the next request) reads it again from the store.
+            if isinstance(self.repository.cache, TypedLRUCache):
+                for aggregate_id in processing.aggregates:
+                    self.repository.cache.evict(aggregate_id)
+            raise
         for recording in recordings:
             if not self._personal(recording.domain_event):
                 self._decoded.put(recording.notification.id, recording.domain_event)
@@ -302,8 +329,11 @@ class ServiceApplication(Application):
             fastforward_skipping=strtobool(
                 self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
             deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")))
-        if self.cached_aggregates and isinstance(repository.cache, LRUCache):
-            repository.cache = TypedLRUCache(repository.cache.maxsize, self.cached_aggregates)
+        if isinstance(repository.cache, LRUCache):
+            repository.cache = TypedLRUCache(repository.cache.maxsize,
+                                             self.cached_aggregates or (object,))
+            if strtobool(self.env.get(self.AGGREGATE_CACHE_FOLLOWS_LOG, "y")):
+                repository.watch = LogWatch(self.recorder, repository.cache)
         return repository
 
     def erase_subject(self, subject: str) -> bool:

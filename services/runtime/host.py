@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from contracts.topics import ALL_TOPICS, DEFAULT_PARTITIONS, DLQ_TOPICS
 from services.runtime.access import check_every_route_guarded, install_auth
+from services.runtime.aggregate_cache import UnitOfWorkMiddleware, unit_of_work
 from services.runtime.audit import acting_as, task_actor
 from services.runtime.auth import Auth, auth_from_settings
 from services.runtime.consumer import IdempotentConsumer
@@ -253,7 +254,7 @@ class Host:
         changes is stamped as done by ``actor`` (system:<service>.<task>)."""
         async for _ in self._ticks(interval):
             try:
-                with acting_as(actor):
+                with acting_as(actor), unit_of_work():
                     await asyncio.to_thread(work)  # the thread inherits the context
             except Exception:  # noqa: BLE001 - a failed round is logged; the next one runs
                 log.exception("periodic task %s failed", getattr(work, "__name__", work))
@@ -457,6 +458,7 @@ def create_http_app(host: Host, title: str = "homecare", auth: Auth | None = Non
                     "Integration events are documented in AsyncAPI under /asyncapi/{service}.",
     )
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(UnitOfWorkMiddleware)  # a request's reads share one freshness check
     from services.runtime.http import install_error_handlers
 
     for unit in host.units:

@@ -1,0 +1,163 @@
+"""Cached aggregates kept fresh by following the application's own notification log.
+
+The library's aggregate cache asks the store, on every read of a cached aggregate, for the
+events after the cached version ("fast-forward"): one round trip per aggregate read, although
+nearly always nothing is new (this process wrote the last events and cached what it saved).
+A check-in read four aggregates that way, placing an order fifty (every caregiver and
+provider of the area).
+
+Here the process instead reads its store's notification log, which every writer's events go
+through in commit order, and evicts a cached aggregate as soon as the log shows a later
+version of it than the one cached. One such check, one round trip whatever the number of
+aggregates, serves every read of a *unit of work* (an HTTP request, a batch of consumed
+messages, a periodic task): the unit reads what was committed when it started (or at most
+``MAX_UNIT_AGE_S`` earlier, for units that last long), plus what this process wrote since.
+Commands stay safe regardless: a command on a state that another process changed meanwhile
+fails its save (optimistic concurrency), which also evicts what it read.
+
+Two rules keep a stale state from outliving the check that should have evicted it:
+- a state read from the store is cached only if no check moved past newer events while it
+  was being read (:meth:`LogWatch.cache_read`);
+- a state never replaces a newer one of the same aggregate (:class:`TypedLRUCache`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from eventsourcing.application import LRUCache
+
+# When the current unit of work started (time.monotonic()), None outside of one.
+_unit_started: ContextVar[float | None] = ContextVar("unit_started", default=None)
+
+# A unit that runs longer than this (a server-sent event stream, a long batch) checks the log
+# again: what it reads is at most this old.
+MAX_UNIT_AGE_S = 1.0
+
+
+@contextlib.contextmanager
+def unit_of_work() -> Iterator[None]:
+    """The reads inside share one check of the log (a unit already open is kept)."""
+    if _unit_started.get() is not None:
+        yield
+        return
+    token = _unit_started.set(time.monotonic())
+    try:
+        yield
+    finally:
+        _unit_started.reset(token)
+
+
+class UnitOfWorkMiddleware:
+    """Each HTTP request is a unit of work (plain ASGI: the endpoint's threads inherit it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with unit_of_work():
+            await self.app(scope, receive, send)
+
+
+def fresh_as_of() -> float:
+    """The moment the store's state must be checked at or after for the current read."""
+    now = time.monotonic()
+    started = _unit_started.get()
+    return now if started is None else max(started, now - MAX_UNIT_AGE_S)
+
+
+class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
+    """eventsourcing's aggregate LRU cache, keeping only aggregates of the given classes, and
+    never an older state of an aggregate in place of a newer one (two threads saving the same
+    aggregate one after the other may cache their states in the other order)."""
+
+    def __init__(self, maxsize: int, kinds: tuple[type, ...]) -> None:
+        super().__init__(maxsize)
+        self.kinds = kinds
+        self._replacing = threading.Lock()
+
+    def put(self, key: Any, value: Any) -> Any:
+        if value is None:
+            return super().put(key, value)
+        if not isinstance(value, self.kinds):
+            return None
+        with self._replacing:
+            current = self.peek(key)
+            if current is not None and current.version > value.version:
+                return None
+            return super().put(key, value)
+
+    def peek(self, key: Any) -> Any:
+        """The cached value or None, without making it the most recently used."""
+        with self.lock:
+            link = self.cache.get(key)
+            return None if link is None else link[self.RESULT]
+
+    def evict(self, key: Any) -> None:
+        with contextlib.suppress(KeyError):
+            self.get(key, evict=True)
+
+
+class LogWatch:
+    """Evicts cached aggregates that the notification log shows a later version of."""
+
+    def __init__(self, recorder: Any, cache: TypedLRUCache, batch_size: int = 1000) -> None:
+        self.recorder = recorder
+        self.cache = cache
+        self.batch_size = batch_size
+        self.position: int | None = None  # the last notification looked at
+        self.checked_at = float("-inf")  # when the last check started (monotonic)
+        self.checks = 0
+        self._lock = threading.Lock()
+
+    def check(self, as_of: float) -> None:
+        """Make sure the log was read at or after ``as_of`` (monotonic time)."""
+        if self.checked_at >= as_of:
+            return
+        with self._lock:
+            if self.checked_at >= as_of:
+                return  # another thread checked meanwhile
+            started = time.monotonic()
+            if self.position is None:
+                # What was cached before the log was first followed may be stale: start clean.
+                self.position = self.recorder.max_notification_id() or 0
+                with self.cache.lock:
+                    self.cache.cache.clear()
+                    self.cache.clear()
+                    self.cache.full = False
+            else:
+                self._read_log()
+            self.checked_at = started
+            self.checks += 1
+
+    def _read_log(self) -> None:
+        assert self.position is not None
+        while True:
+            notifications = self.recorder.select_notifications(
+                self.position + 1, self.batch_size)
+            for notification in notifications:
+                cached = self.cache.peek(notification.originator_id)
+                if cached is not None and cached.version < notification.originator_version:
+                    self.cache.evict(notification.originator_id)
+                self.position = notification.id
+            if len(notifications) < self.batch_size:
+                return
+
+    def reading(self) -> int | None:
+        """Call before reading an aggregate from the store; hand the result to cache_read."""
+        return self.position
+
+    def cache_read(self, aggregate_id: Any, aggregate: Any, position_before: int | None) -> None:
+        """Cache a state read from the store, unless a check read past newer events of it
+        meanwhile (the check could not evict what was not cached yet)."""
+        with self._lock:
+            if self.position == position_before and position_before is not None:
+                self.cache.put(aggregate_id, aggregate)

@@ -1,0 +1,165 @@
+"""Cached aggregates kept fresh by following the notification log
+(services/runtime/aggregate_cache.py), on SQLite and PostgreSQL: two application objects on one
+store stand for two processes of a service (replicas) writing the same aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from eventsourcing.application import project_aggregate
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
+
+from services.runtime.aggregate_cache import unit_of_work
+from services.runtime.eventstore import ServiceApplication
+
+pytestmark = pytest.mark.integration
+
+
+class Counter(Aggregate):
+    @event("Started")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+
+    @event("Counted")
+    def add(self, n: int) -> None:
+        self.count += n
+
+
+class Counters(ServiceApplication):
+    env = {"AGGREGATE_CACHE_MAXSIZE": "100"}
+    cached_aggregates = (Counter,)
+
+
+class CountingRecorder:
+    """Counts the queries the repository makes for aggregates' events."""
+
+    def __init__(self, app: Counters) -> None:
+        self.reads = 0
+        store = app.repository.event_store
+        original = store.get
+
+        def get(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            return original(*args, **kwargs)
+
+        store.get = get  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def replicas(persistence: dict[str, str]) -> Iterator[tuple[Counters, Counters]]:
+    first, second = Counters(env=persistence), Counters(env=persistence)
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_unit_of_work_reads_its_cached_aggregates_without_asking_the_store_again(replicas):
+    """Within one unit, reading cached aggregates again costs no query for their events (the
+    library's fast-forward made one per read); the log is checked once for the whole unit."""
+    app, _ = replicas
+    counters = [Counter(name=str(i)) for i in range(5)]
+    app.save(*counters)
+    queries = CountingRecorder(app)
+    watch = app.repository.watch
+    with unit_of_work():
+        for _ in range(3):
+            assert [app.repository.get(c.id).name for c in counters] == list("01234")
+    assert queries.reads == 5  # each read once from the store (the first check starts clean)
+    checks = watch.checks
+    with unit_of_work():
+        for _ in range(3):
+            assert [app.peek(c.id).count for c in counters] == [0] * 5
+    assert queries.reads == 5 and watch.checks == checks + 1
+
+
+def test_another_process_s_change_is_seen_by_the_next_unit_of_work(replicas):
+    """Replica B changes a counter that replica A has cached: A's next unit of work reads
+    the log, evicts its copy and reads the new state from the store."""
+    a, b = replicas
+    counter = Counter(name="c")
+    a.save(counter)
+    with unit_of_work():
+        assert a.repository.get(counter.id).count == 0  # cached in A
+    changed = b.repository.get(counter.id)
+    changed.add(5)
+    b.save(changed)
+    with unit_of_work():
+        assert a.repository.get(counter.id).count == 5
+        assert a.peek(counter.id).version == 2
+
+
+def test_a_command_on_a_state_changed_elsewhere_fails_once_and_the_retry_succeeds(replicas):
+    """A stale cached state (B wrote after A's unit checked the log) makes A's save fail with
+    a conflict, which evicts it: the retry reads the current state and adds to it."""
+    a, b = replicas
+    counter = Counter(name="c")
+    a.save(counter)
+    with unit_of_work():
+        stale = a.repository.get(counter.id)
+        elsewhere = b.repository.get(counter.id)
+        elsewhere.add(1)
+        b.save(elsewhere)
+        stale.add(10)
+        with pytest.raises(IntegrityError):
+            a.save(stale)
+        retry = a.repository.get(counter.id)
+        retry.add(10)
+        a.save(retry)
+    with unit_of_work():
+        assert b.repository.get(counter.id).count == 11
+
+
+def test_a_state_read_while_a_check_passed_newer_events_is_not_cached(replicas):
+    """A reads a counter from the store while (between its read and caching it) a check
+    reads past B's newer event: that state is handed out but not cached, so the next unit
+    reads the store again instead of trusting it for good."""
+    a, b = replicas
+    counter = Counter(name="c")
+    b.save(counter)
+    watch = a.repository.watch
+    with unit_of_work():
+        a.peek(counter.id)  # the first check: the log is followed from here
+    watch.cache.evict(counter.id)
+    position = watch.reading()
+    state_read = a.repository._reconstruct_aggregate(counter.id, None, project_aggregate)
+    changed = b.repository.get(counter.id)
+    changed.add(2)
+    b.save(changed)
+    watch.check(float("inf"))  # a check reads B's event (nothing cached to evict)
+    watch.cache_read(counter.id, state_read, position)
+    assert watch.cache.peek(counter.id) is None
+    with unit_of_work():
+        assert a.peek(counter.id).count == 2
+
+
+def test_an_older_state_never_replaces_a_newer_one_in_the_cache(replicas):
+    """Two saves of one aggregate may cache their states in the other order; the cache keeps
+    the newer."""
+    app, _ = replicas
+    counter = Counter(name="c")
+    app.save(counter)
+    older = app.repository.get(counter.id)
+    newer = app.repository.get(counter.id)
+    newer.add(1)
+    app.save(newer)
+    app.repository.cache.put(counter.id, older)
+    assert app.repository.cache.peek(counter.id).version == 2
+
+
+def test_without_a_unit_of_work_every_read_checks_the_log(replicas):
+    """Outside a unit (a script, a test), a read is as fresh as the library's fast-forward:
+    B's change is seen by A's very next read."""
+    a, b = replicas
+    counter = Counter(name="c")
+    a.save(counter)
+    assert a.peek(counter.id).count == 0
+    changed = b.repository.get(counter.id)
+    changed.add(3)
+    b.save(changed)
+    assert a.peek(counter.id).count == 3
+
