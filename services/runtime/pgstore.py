@@ -199,8 +199,11 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
             for attempt in (1, 2):
                 if name not in prepared:
                     result = pgconn.prepare(name, query)
-                    if result.status != pq.ExecStatus.COMMAND_OK:
+                    if (result.status != pq.ExecStatus.COMMAND_OK and result.error_field(
+                            pq.DiagnosticField.SQLSTATE) != DUPLICATE_PREPARED_STATEMENT):
                         raise errors.error_from_result(result, encoding=conn.info.encoding)
+                    # (already there: the session kept it while the note was lost, as seen
+                    # after dropped connections; the name always means this recorder's query)
                     prepared.add(name)
                 pgconn.send_query_prepared(name, params, param_formats=[1] * len(params),
                                            result_format=1)
@@ -222,6 +225,7 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
 
 
 _INT4, _INT8 = struct.Struct("!i"), struct.Struct("!q")
+DUPLICATE_PREPARED_STATEMENT = b"42P05"
 
 
 def _numbered(query: bytes) -> bytes:

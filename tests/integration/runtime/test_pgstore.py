@@ -188,3 +188,25 @@ def test_an_append_prepares_again_when_the_session_forgot_its_statement(store):
             stack.enter_context(pool.connection()).execute("DEALLOCATE ALL")
     [recording] = store.save(Account(code="after-deallocate"))
     assert recording.notification.id == recorder.max_notification_id()
+
+
+def test_an_append_uses_a_statement_the_session_has_without_knowing_it(store):
+    """A session may hold the append statements while the connection's note of what it
+    prepared does not say so (seen in the chaos test after dropped connections, as consumers'
+    'prepared statement already exists' retries): preparing again is not an error."""
+    recorder = store.process_recorder
+    pool = recorder.datastore.pool
+    pool.open()
+    with contextlib.ExitStack() as stack:
+        for _ in range(pool.get_stats()["pool_size"]):
+            conn = stack.enter_context(pool.connection())
+            for name, query in ((b"hc_append_one", recorder.lean_one),
+                                (b"hc_append_one_tracked", recorder.lean_one_tracked)):
+                conn.pgconn.prepare(name, query)  # on the server, not in the note
+            conn.__dict__.pop("_hc_prepared", None)
+    processing = ProcessingEvent(tracking=Tracking("consumer:topic:0", 11))
+    processing.collect_events(Account(code="tracked"))
+    store._record(processing)
+    [recording] = store.save(Account(code="untracked"))
+    assert recording.notification.id == recorder.max_notification_id()
+    assert recorder.max_tracking_id("consumer:topic:0") == 11
