@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -99,9 +100,16 @@ class PlaceOrder:
     emergency_position: dict[str, float] | None = None  # a wearable's SOS position
 
 
-@dataclass
+def _caregivers_of(e: Any) -> list[str]:
+    """The caregivers a scheduling event names, their ids shared across the read model."""
+    return [sys.intern(c) for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None))
+            if c]
+
+
+@dataclass(slots=True)
 class Booking:
-    """What the read model keeps of a visit to find free caregivers without loading it."""
+    """What the read model keeps of a visit to find free caregivers without loading it
+    (slotted: a month holds about 100,000 of them)."""
 
     caregiver_ids: list[str]
     start: datetime
@@ -173,7 +181,9 @@ class DispatchApplication(ServiceApplication):
         self._visit_day: dict[str, tuple[str, date]] = {}
         self._bookings: dict[str, Booking] = {}
         # visit id -> every caregiver ever assigned to it (a caregiver's own event stream)
-        self._ever_assigned: dict[str, set[str]] = defaultdict(set)
+        self._ever_assigned: dict[str, tuple[str, ...]] = {}
+        # (area, day) keys, one object each, shared by the visits of the day
+        self._day_keys: dict[tuple[str, date], tuple[str, date]] = {}
         self._orders_by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
         self._alerts_by_area: dict[str, list[str]] = defaultdict(list)
         self._alerts_by_subject: dict[str, list[str]] = defaultdict(list)  # visit, proposal...
@@ -200,20 +210,19 @@ class DispatchApplication(ServiceApplication):
             self._care_plans_by_area[e.service_area_id].add(e.care_plan_id)
         elif name == "Visit.Scheduled":
             self._place_visit(e.visit_id, e.service_area_id, e.planned_start)
-            self.stream_keys[e.originator_id] = (e.service_area_id, "visit", e.visit_id)
+            self.stream_keys[e.originator_id] = (sys.intern(e.service_area_id), "visit",
+                                                 e.visit_id)
             self._bookings[e.visit_id] = Booking(
-                [c for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None)) if c],
-                e.planned_start, e.planned_end, VisitState.SCHEDULED)
-            self._ever_assigned[e.visit_id].update(self._bookings[e.visit_id].caregiver_ids)
+                _caregivers_of(e), e.planned_start, e.planned_end, VisitState.SCHEDULED)
+            self._assigned(e.visit_id, self._bookings[e.visit_id].caregiver_ids)
         elif name == "Visit.Rescheduled":
             area, _, visit_id = self.stream_keys[e.originator_id]
             self._place_visit(visit_id, area, e.planned_start)
             before = self._bookings[visit_id]
             self._bookings[visit_id] = Booking(
-                [c for c in (e.caregiver_id, getattr(e, "second_caregiver_id", None)) if c],
-                e.planned_start, e.planned_end, VisitState.SCHEDULED,
+                _caregivers_of(e), e.planned_start, e.planned_end, VisitState.SCHEDULED,
                 before.checked_in_at, before.checked_out_at)
-            self._ever_assigned[visit_id].update(self._bookings[visit_id].caregiver_ids)
+            self._assigned(visit_id, self._bookings[visit_id].caregiver_ids)
         elif name == "Visit.CheckedIn" and e.originator_id in self.stream_keys:
             self._bookings[self.stream_keys[e.originator_id][2]].checked_in_at = e.at
         elif name == "Visit.CheckedOut" and e.originator_id in self.stream_keys:
@@ -235,8 +244,14 @@ class DispatchApplication(ServiceApplication):
         old = self._visit_day.get(visit_id)
         if old is not None:
             self._visits_by_day[old].discard(visit_id)
-        self._visit_day[visit_id] = (area, day)
-        self._visits_by_day[(area, day)].add(visit_id)
+        key = self._day_keys.setdefault((area, day), (sys.intern(area), day))
+        self._visit_day[visit_id] = key
+        self._visits_by_day[key].add(visit_id)
+
+    def _assigned(self, visit_id: str, caregiver_ids: list[str]) -> None:
+        before = self._ever_assigned.get(visit_id, ())
+        self._ever_assigned[visit_id] = before + tuple(
+            c for c in caregiver_ids if c not in before)
 
     def local_day(self, at: datetime) -> date:
         return at.astimezone(self.tz).date()
