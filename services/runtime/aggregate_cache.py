@@ -105,6 +105,13 @@ class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
         with contextlib.suppress(KeyError):
             self.get(key, evict=True)
 
+    def empty(self) -> None:
+        """Drop everything (the library's clear() leaves its key index behind)."""
+        with self.lock:
+            self.cache.clear()
+            self.clear()
+            self.full = False
+
 
 class LogWatch:
     """Evicts cached aggregates that the notification log shows a later version of."""
@@ -115,7 +122,7 @@ class LogWatch:
         self.batch_size = batch_size
         self.position: int | None = None  # the last notification looked at
         self.checked_at = float("-inf")  # when the last check started (monotonic)
-        self.checks = 0
+        self.checks = 0  # how many (what the tests count)
         self._lock = threading.Lock()
 
     def check(self, as_of: float) -> None:
@@ -129,10 +136,7 @@ class LogWatch:
             if self.position is None:
                 # What was cached before the log was first followed may be stale: start clean.
                 self.position = self.recorder.max_notification_id() or 0
-                with self.cache.lock:
-                    self.cache.cache.clear()
-                    self.cache.clear()
-                    self.cache.full = False
+                self.cache.empty()
             else:
                 self._read_log()
             self.checked_at = started
@@ -151,13 +155,10 @@ class LogWatch:
             if len(notifications) < self.batch_size:
                 return
 
-    def reading(self) -> int | None:
-        """Call before reading an aggregate from the store; hand the result to cache_read."""
-        return self.position
-
     def cache_read(self, aggregate_id: Any, aggregate: Any, position_before: int | None) -> None:
         """Cache a state read from the store, unless a check read past newer events of it
-        meanwhile (the check could not evict what was not cached yet)."""
+        meanwhile (the check could not evict what was not cached yet); ``position_before`` is
+        the watch's position taken before the read."""
         with self._lock:
             if self.position == position_before and position_before is not None:
                 self.cache.put(aggregate_id, aggregate)

@@ -237,9 +237,7 @@ class IdempotentConsumer:
                 correlation_id_var.reset(token)
             if outcome is Outcome.REDELIVERED and self.confirm_log is not None:
                 break  # consume asks the broker whether this is still the same log
-            MESSAGES_CONSUMED.labels(self.name, integration_event.type, outcome.value).inc()
-            if outcome is Outcome.PROCESSED and self.after_commit is not None:
-                self.after_commit(message)
+            self._done(message, integration_event, outcome)
             outcomes.append(outcome)
         return outcomes
 
@@ -293,10 +291,14 @@ class IdempotentConsumer:
                 await self._dead_letter(message, error, attempts, integration_event.type)
                 await asyncio.to_thread(self._track_only, message)
                 outcome = Outcome.DEAD_LETTERED
-            MESSAGES_CONSUMED.labels(self.name, integration_event.type, outcome.value).inc()
-            if outcome is Outcome.PROCESSED and self.after_commit is not None:
-                self.after_commit(message)
+            self._done(message, integration_event, outcome)
             return outcome
+
+    def _done(self, message: ConsumedMessage, integration_event: IntegrationEvent,
+              outcome: Outcome) -> None:
+        MESSAGES_CONSUMED.labels(self.name, integration_event.type, outcome.value).inc()
+        if outcome is Outcome.PROCESSED and self.after_commit is not None:
+            self.after_commit(message)
 
     async def _log_changed(self) -> bool:
         if self.confirm_log is None:

@@ -202,12 +202,9 @@ class CopyingRepository(Repository):  # type: ignore[type-arg]
         watch = self.watch
         assert watch is not None
         watch.check(fresh_as_of())
-        cached = watch.cache.peek(aggregate_id)
-        if cached is not None:
-            with contextlib.suppress(KeyError):
-                watch.cache.get(aggregate_id)  # the most recently used now
-            return cached
-        position = watch.reading()
+        with contextlib.suppress(KeyError):
+            return watch.cache.get(aggregate_id)
+        position = watch.position
         aggregate = self._reconstruct_aggregate(aggregate_id, None, project_aggregate)
         watch.cache_read(aggregate_id, aggregate, position)
         return aggregate

@@ -125,7 +125,7 @@ def test_a_state_read_while_a_check_passed_newer_events_is_not_cached(replicas):
     with unit_of_work():
         a.peek(counter.id)  # the first check: the log is followed from here
     watch.cache.evict(counter.id)
-    position = watch.reading()
+    position = watch.position
     state_read = a.repository._reconstruct_aggregate(counter.id, None, project_aggregate)
     changed = b.repository.get(counter.id)
     changed.add(2)
