@@ -153,7 +153,8 @@ class Host:
             names = sorted(n for types in spec.handlers_by_topic.values() for n in types)
             self.offset_commits.append(subscribe(
                 self.broker, consumer, sorted(spec.handlers_by_topic), group, self.settings,
-                description=f"{unit.name} consumes " + ", ".join(names)))
+                description=f"{unit.name} consumes " + ", ".join(names),
+                confirm_log=self.confirm_log if self.follows_log else None))
         self.metrics.watch_consumers(self.bootstrap_servers, {
             c.name: sorted(u.messaging.consumer.handlers_by_topic)  # type: ignore[union-attr]
             for u in self.units if (c := self.consumers.get(u.name)) is not None})

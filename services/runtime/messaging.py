@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,8 +109,18 @@ class OffsetCommits:
     commit made while the next message is in hand must not pass it.
     """
 
-    def __init__(self, interval_s: float = 0.5) -> None:
+    def __init__(self, interval_s: float = 0.5,
+                 confirm_log: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.interval_s = interval_s
+        # Asks the broker whether its log is still the one the offsets are positions in (and
+        # moves to a new one if not: the host's confirm_log, which calls forget()).
+        self._confirm_log = confirm_log
+        # Bumped by forget(): offsets of messages read from an older log are not recorded.
+        self.generation = 0
+        # A commit failed: the broker may have been restarted empty since, so its log is
+        # confirmed before the next commit, or offsets from the old log would be committed
+        # into the new one, past its end, and the group would skip what is republished.
+        self._failed = False
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: Any = None
         self._last = 0.0
@@ -117,8 +128,13 @@ class OffsetCommits:
         # The timer's commit task, held so that it is not collected while it runs.
         self._flushing: asyncio.Task[None] | None = None
 
-    async def processed(self, consumer: Any, topic: str, partition: int, offset: int) -> None:
-        """The message at ``offset`` is done (its tracking record is in the store)."""
+    async def processed(self, consumer: Any, topic: str, partition: int, offset: int,
+                        generation: int | None = None) -> None:
+        """The message at ``offset`` is done (its tracking record is in the store). With the
+        ``generation`` read before the message was processed: nothing is recorded if the
+        broker's log changed meanwhile (the offset is a position in the old log)."""
+        if generation is not None and generation != self.generation:
+            return
         self._consumer = consumer
         self._pending[TopicPartition(topic, partition)] = offset + 1
         loop = asyncio.get_running_loop()
@@ -139,6 +155,16 @@ class OffsetCommits:
             self._later = None
         if not self._pending or self._consumer is None:
             return
+        if self._failed and self._confirm_log is not None:
+            try:
+                if await self._confirm_log():
+                    return  # a new log: forget() dropped the old log's offsets
+            except Exception as error:  # noqa: BLE001 - the broker is still away
+                log.info("broker log not confirmed, commit tried again later: %r", error)
+                self._retry_later()
+                return
+            if not self._pending:
+                return
         offsets, self._pending = self._pending, {}
         self._last = asyncio.get_running_loop().time()
         try:
@@ -148,7 +174,10 @@ class OffsetCommits:
             # failure; what is not committed may be delivered again and is recognised by its
             # tracking record.
             log.info("offset commit failed, to be tried again: %r", error)
+            self._failed = True
             self._keep_for_retry(offsets)
+        else:
+            self._failed = False
 
     def _keep_for_retry(self, offsets: dict[TopicPartition, int]) -> None:
         """Keep the offsets of a failed commit pending (unless a later offset of the partition
@@ -160,6 +189,9 @@ class OffsetCommits:
         for partition, offset in offsets.items():
             if partition not in self._pending and (assigned is None or partition in assigned):
                 self._pending[partition] = offset
+        self._retry_later()
+
+    def _retry_later(self) -> None:
         if self._pending and self._later is None:
             self._later = asyncio.get_running_loop().call_later(
                 max(self.interval_s, RETRY_S), self._flush_later)
@@ -167,6 +199,8 @@ class OffsetCommits:
     def forget(self) -> None:
         """Drop the pending offsets: they are positions in a broker log that is gone (the
         broker was restarted empty and the consumer reads the new one from its start)."""
+        self.generation += 1
+        self._failed = False
         self._pending = {}
         if self._later is not None:
             self._later.cancel()
@@ -182,15 +216,17 @@ def subscribe(
     description: str = "",
     *,
     documentation: bool = False,
+    confirm_log: Callable[[], Awaitable[bool]] | None = None,
 ) -> OffsetCommits:
     """Feed ``topics`` to ``consumer`` in group ``group``; returns the subscriber's offset
     commits, to be flushed before it stops. With ``documentation`` the subscriber is only
     described (for AsyncAPI): as taking the messages of its topics one by one, as they are on
     the wire, not in the batches it is handed."""
-    commits = OffsetCommits(settings.kafka_commit_interval_s)
+    commits = OffsetCommits(settings.kafka_commit_interval_s, confirm_log)
 
     async def on_message(bodies: list[bytes]) -> None:
         msg: KafkaMessage = broker.context.get_local("message")
+        generation = commits.generation
         records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
         try:
             await consumer.consume_batch([ConsumedMessage(
@@ -208,7 +244,7 @@ def subscribe(
         for record in records:
             last[(record.topic, record.partition)] = record.offset
         for (topic, partition), offset in last.items():
-            await commits.processed(msg.consumer, topic, partition, offset)
+            await commits.processed(msg.consumer, topic, partition, offset, generation)
 
     async def described(body: bytes) -> None:
         raise NotImplementedError("documentation only")

@@ -198,3 +198,63 @@ async def test_an_offset_of_the_old_log_is_not_skipped_once_the_log_changed(tmp_
         assert len(seen) == 2
     finally:
         app.close()
+
+
+async def test_a_commit_tried_again_after_the_restart_does_not_skip_the_new_log(tmp_path):
+    """Processed offsets wait behind the commit interval (1 s here) when the broker is killed
+    -9; their commit fails while it is down and is tried again once it is back, empty. The
+    retry first asks which log the broker has, so the old log's offsets never reach the new
+    one. (They did: dispatch's group was left at offset 17 of the old funding log, the 17
+    funding events republished into the new log were never read, and the chaos test once
+    found a group 5 past its log's end.) Afterwards no committed offset is past its
+    partition's end, and every consumer reads all that is republished."""
+    from kafka import KafkaAdminClient
+
+    from services.runtime.broker import end_offsets
+
+    settings = SharedSettings(store="sqlite", data_dir=tmp_path, kafka_bootstrap_servers=None,
+                              kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=500,
+                              consumer_retry_backoff_s=0.05, broker_log_check_s=4.0,
+                              kafka_commit_interval_s=1.0)
+    units = build_units(["dispatch", "ledger"], settings)
+    for unit in units:
+        SEEDERS[unit.name](unit.application)
+    host = Host(units, settings)
+    await host.start()
+    try:
+        await _eventually(lambda: _caught_up(host))
+        producer = AIOKafkaProducer(bootstrap_servers=host.bootstrap_servers,
+                                    enable_idempotence=False)
+        await producer.start()
+        visits = [f"V-burst-{i}-{uuid.uuid4().hex[:6]}" for i in range(30)]
+        try:
+            for visit_id in visits:
+                await producer.send_and_wait("homecare.visits", _verified(visit_id).to_bytes(),
+                                             key=AREA.encode())
+        finally:
+            await producer.stop()
+        await _eventually(lambda: all(_charged(host, v) for v in visits))
+        await asyncio.to_thread(host.local_broker.restart, 2.0)
+        await _eventually(lambda: host.log_switches == 1, timeout=15)
+        await asyncio.sleep(3.0)  # the failed commit has been tried again by now
+
+        def beyond_the_end() -> dict[str, int]:
+            admin = KafkaAdminClient(bootstrap_servers=host.bootstrap_servers)
+            try:
+                out = {}
+                for listed in admin.list_groups():
+                    group = listed["group_id"]
+                    offsets = admin.list_group_offsets(group).get(group, {})
+                    ends = end_offsets(host.bootstrap_servers,
+                                       sorted({tp.topic for tp in offsets}))
+                    for tp, meta in offsets.items():
+                        if meta.offset > ends.get((tp.topic, tp.partition), 0):
+                            out[f"{group}:{tp.topic}:{tp.partition}"] = meta.offset
+                return out
+            finally:
+                admin.close()
+
+        assert await asyncio.to_thread(beyond_the_end) == {}
+        await _eventually(lambda: _caught_up(host))  # and what is republished is read
+    finally:
+        await host.stop()

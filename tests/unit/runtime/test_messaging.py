@@ -122,3 +122,73 @@ async def test_a_new_broker_log_forgets_the_offsets_of_the_old_one(monkeypatch) 
     commits.forget()
     await asyncio.sleep(0.15)
     assert consumer.commits == []
+
+
+class Broker:
+    """What confirm_log sees: a broker that is away, or up with the same or a new log."""
+
+    def __init__(self) -> None:
+        self.commits: OffsetCommits | None = None
+        self.away = False
+        self.new_log = False
+        self.asked = 0
+
+    async def confirm_log(self) -> bool:
+        self.asked += 1
+        if self.away:
+            raise ConnectionError("broker away")
+        if self.new_log:
+            self.new_log = False
+            assert self.commits is not None
+            self.commits.forget()  # what the host's switch to the new log does
+            return True
+        return False
+
+
+async def test_after_a_failed_commit_the_broker_log_is_confirmed_before_committing_again(
+        monkeypatch) -> None:
+    """The commit failed because the broker was killed; it came back empty. The retry asks
+    which log the broker has first and, a new one, commits nothing: the old log's offsets,
+    committed into the new log, would point past its end and the group would skip the
+    messages republished into it."""
+    monkeypatch.setattr("services.runtime.messaging.RETRY_S", 0.05)
+    consumer = RecordingConsumer(failures=1)
+    broker = Broker()
+    commits = broker.commits = OffsetCommits(interval_s=0, confirm_log=broker.confirm_log)
+    broker.away = True
+    await commits.processed(consumer, "t", 0, 500)  # fails, kept for the retry
+    await asyncio.sleep(0.12)  # retries while the broker is away: not committed, kept
+    assert broker.asked >= 1 and consumer.commits == []
+    broker.away, broker.new_log = False, True
+    await asyncio.sleep(0.15)
+    assert consumer.commits == []
+    await commits.processed(consumer, "t", 0, 3)  # read from the new log: committed at once
+    assert consumer.commits == [{TopicPartition("t", 0): 4}]
+
+
+async def test_after_a_failed_commit_the_same_log_gets_the_offsets_and_asking_stops(
+        monkeypatch) -> None:
+    """The broker was only away (the same log): the retry commits the kept offsets, and the
+    next commits do not ask again (one broker round trip is all a commit costs)."""
+    monkeypatch.setattr("services.runtime.messaging.RETRY_S", 0.05)
+    consumer = RecordingConsumer(failures=1)
+    broker = Broker()
+    commits = broker.commits = OffsetCommits(interval_s=0, confirm_log=broker.confirm_log)
+    await commits.processed(consumer, "t", 0, 7)  # fails
+    await asyncio.sleep(0.12)
+    assert consumer.commits == [{TopicPartition("t", 0): 8}] and broker.asked == 1
+    await commits.processed(consumer, "t", 0, 8)
+    assert consumer.commits[1:] == [{TopicPartition("t", 0): 9}] and broker.asked == 1
+
+
+async def test_a_message_read_from_the_old_log_is_not_recorded_after_the_switch() -> None:
+    """A batch read before the broker's log changed finishes after the switch: its offsets
+    are positions in the old log and are not committed."""
+    consumer = RecordingConsumer()
+    commits = OffsetCommits(interval_s=0)
+    generation = commits.generation  # read as the batch was handed over
+    commits.forget()  # the switch happened while it was processed
+    await commits.processed(consumer, "t", 0, 900, generation)
+    assert consumer.commits == []
+    await commits.processed(consumer, "t", 0, 0, commits.generation)
+    assert consumer.commits == [{TopicPartition("t", 0): 1}]
