@@ -18,6 +18,7 @@ import uvicorn
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import Tracking
 from fastapi import FastAPI, Request
+from playwright.sync_api import expect
 
 from contracts.events.visits import VisitScheduled, VisitVerified
 from services.system import with_pages
@@ -111,12 +112,13 @@ def test_volunteer_sees_balance_tasks_gives_and_redeems(page, site: Site, screen
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     page.wait_for_selector("#main:not([hidden])")
     assert page.locator("#available").inner_text() == "可用 1 小时 30 分钟"
+    # The page is shown once the balance is in; tasks and history fill in after it.
     tasks = page.locator("#tasks li")
-    assert tasks.count() == 1 and "探访关爱" in tasks.first.inner_text()
-    assert "待服务" in tasks.first.inner_text()
-    page.wait_for_function("document.querySelector('#open-note').textContent.length > 0")
-    assert "未连接" in page.locator("#open-note").inner_text()  # no dispatch here: said plainly
-    assert "+1 小时 30 分钟 · 志愿服务获得" in page.locator("#history").inner_text()
+    expect(tasks).to_have_count(1)
+    expect(tasks.first).to_contain_text("探访关爱")
+    expect(tasks.first).to_contain_text("待服务")
+    expect(page.locator("#open-note")).to_contain_text("未连接")  # no dispatch here: said plainly
+    expect(page.locator("#history")).to_contain_text("+1 小时 30 分钟 · 志愿服务获得")
 
     page.fill("#gift [name=to_person]", "E-1003")
     page.fill("#gift [name=minutes]", "30")
