@@ -222,6 +222,21 @@ class IdempotentConsumer:
 
     def _process_messages(self, messages: Sequence[ConsumedMessage]) -> list[Outcome]:
         outcomes: list[Outcome] = []
+        # The last position per partition of messages passed over and not yet tracked: most
+        # of what a service is sent it does not handle, and a commit each for nothing but the
+        # position was a third of the database's commits. Passing over changes nothing, so an
+        # untracked one read again is passed over again; a later message's tracking record
+        # covers it (positions are "up to"), else one is written per partition at the end.
+        untracked: dict[str, int] = {}
+        try:
+            self._process_run_of(messages, outcomes, untracked)
+        finally:
+            for source, position in untracked.items():
+                self._insert_tracking(Tracking(self.tracking_name(source), position))
+        return outcomes
+
+    def _process_run_of(self, messages: Sequence[ConsumedMessage], outcomes: list[Outcome],
+                        untracked: dict[str, int]) -> None:
         for message in messages:
             try:
                 integration_event = parse_event(message.value, topic=message.topic)
@@ -230,16 +245,19 @@ class IdempotentConsumer:
                 break
             token = correlation_id_var.set(str(integration_event.correlation_id))
             try:
-                outcome = self._process(message, integration_event)
+                outcome = self._process(message, integration_event, track_ignored=False)
             except Exception:  # noqa: BLE001 - nothing was written: consume retries it
                 break
             finally:
                 correlation_id_var.reset(token)
             if outcome is Outcome.REDELIVERED and self.confirm_log is not None:
                 break  # consume asks the broker whether this is still the same log
+            if outcome is Outcome.IGNORED:
+                untracked[message.source] = message.position
+            else:  # tracked at this position or later already
+                untracked.pop(message.source, None)
             self._done(message, integration_event, outcome)
             outcomes.append(outcome)
-        return outcomes
 
     # The whole of one message ---------------------------------------------------------------
     async def consume(self, message: ConsumedMessage) -> Outcome:
@@ -309,20 +327,22 @@ class IdempotentConsumer:
             raise ConnectionError(f"cannot confirm the broker log: {error!r}") from error
 
     # One transaction --------------------------------------------------------------------------
-    def _process(self, message: ConsumedMessage, integration_event: IntegrationEvent) -> Outcome:
+    def _process(self, message: ConsumedMessage, integration_event: IntegrationEvent,
+                 *, track_ignored: bool = True) -> Outcome:
         with unit_of_work():
-            return self._process_one(message, integration_event)
+            return self._process_one(message, integration_event, track_ignored)
 
-    def _process_one(self, message: ConsumedMessage,
-                     integration_event: IntegrationEvent) -> Outcome:
+    def _process_one(self, message: ConsumedMessage, integration_event: IntegrationEvent,
+                     track_ignored: bool = True) -> Outcome:
         recorder = self.app.process_recorder
         tracking_name = self.tracking_name(message.source)
         tracking = Tracking(tracking_name, message.position)
         handler = self.handlers.get(integration_event.type)
         if handler is None:
             # Nothing to do but move the position (a no-op when it is there already): one
-            # round trip instead of three, for most of a topic's messages.
-            self._insert_tracking(tracking)
+            # round trip instead of three; in a batch, not even that (_process_messages).
+            if track_ignored:
+                self._insert_tracking(tracking)
             return Outcome.IGNORED
         inbox_id = InboxEntry.create_id(self.name, integration_event.event_id)
         seen_before = getattr(recorder, "seen_before", None)

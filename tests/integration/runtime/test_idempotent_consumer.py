@@ -360,3 +360,56 @@ async def test_a_store_outage_in_the_middle_of_a_batch_holds_it_there(ledger, mo
     assert await consumer.consume_batch(batch) == [Outcome.PROCESSED] * 3
     assert dlq.sent == [] and calls["n"] == 5
     assert _posted(ledger) == 60
+
+
+
+def _checked_out(visit_id: str) -> bytes:
+    from contracts.events.visits import VisitCheckedOut
+
+    return VisitCheckedOut(service_area_id="A1", payload={
+        "visit_id": visit_id, "elder_id": "E-1", "caregiver_id": "C-1",
+        "at": STARTED + timedelta(minutes=50), "location_verified": True,
+        "actual_minutes": 50}).to_bytes()
+
+
+async def test_messages_passed_over_in_a_batch_are_tracked_once_per_partition(ledger,
+                                                                              monkeypatch):
+    """Check-outs (which the ledger does not handle) on two partitions, and between them on
+    partition 0 a verified visit (which it does). Each partition's position still ends at its
+    last message (the batch read again posts nothing more); but the passed-over messages
+    cost one tracking write per partition, for its last one, not one each: the verified
+    visit's own tracking record covers the check-outs before it."""
+    consumer = _consumer(ledger, RecordingPublisher())
+    written: list[tuple[str, int]] = []
+    insert_tracking = ledger.process_recorder.insert_tracking
+
+    def counted(tracking):
+        written.append((tracking.application_name.rsplit(":", 1)[-1], tracking.notification_id))
+        return insert_tracking(tracking)
+
+    monkeypatch.setattr(ledger.process_recorder, "insert_tracking", counted)
+
+    def on(partition: int, value: bytes, offset: int) -> ConsumedMessage:
+        return ConsumedMessage(topic="homecare.visits", partition=partition, offset=offset,
+                               key=b"A1", value=value)
+
+    batch = [on(0, _checked_out("V-1"), 0), on(1, _checked_out("V-2"), 0),
+             on(0, _checked_out("V-3"), 1), on(0, _verified("V-1").to_bytes(), 2),
+             on(1, _checked_out("V-4"), 1), on(0, _checked_out("V-5"), 3),
+             on(1, _checked_out("V-6"), 2)]
+    assert await consumer.consume_batch(batch) == [
+        Outcome.IGNORED, Outcome.IGNORED, Outcome.IGNORED, Outcome.PROCESSED,
+        Outcome.IGNORED, Outcome.IGNORED, Outcome.IGNORED]
+    assert sorted(written) == [("0", 4), ("1", 3)]  # positions are offsets + 1
+    assert _posted(ledger) == 50
+    assert ledger.process_recorder.max_tracking_id("homecare-ledger:homecare.visits:0") == 4
+    assert ledger.process_recorder.max_tracking_id("homecare-ledger:homecare.visits:1") == 3
+    again = await consumer.consume_batch(batch)
+    assert again[3] is Outcome.REDELIVERED and _posted(ledger) == 50
+
+
+async def test_a_message_passed_over_alone_is_tracked_at_once(ledger):
+    """Outside a batch (consume), a passed-over message's position is written with it."""
+    consumer = _consumer(ledger, RecordingPublisher())
+    assert await consumer.consume(_message(_checked_out("V-1"), 5)) is Outcome.IGNORED
+    assert ledger.process_recorder.max_tracking_id("homecare-ledger:homecare.visits:0") == 6
