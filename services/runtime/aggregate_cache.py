@@ -19,6 +19,10 @@ Two rules keep a stale state from outliving the check that should have evicted i
 - a state read from the store is cached only if no check moved past newer events while it
   was being read (:meth:`LogWatch.cache_read`);
 - a state never replaces a newer one of the same aggregate (:class:`TypedLRUCache`).
+
+An aggregate not in the store is cached as :data:`ABSENT` (version 0) under the same rules:
+most lookups that find nothing are for what a command is about to create (a charge, a
+transfer), or that rarely exists (a month closed), and each cost a query.
 """
 
 from __future__ import annotations
@@ -74,6 +78,20 @@ def fresh_as_of() -> float:
     return now if started is None else max(started, now - MAX_UNIT_AGE_S)
 
 
+class Absent:
+    """What the cache holds for an aggregate the store had no events of when it was read
+    (a charge not made yet, a month not closed): asking again costs no query until the log
+    shows an event of it, which evicts this like any older version."""
+
+    version = 0
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = Absent()
+
+
 class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
     """eventsourcing's aggregate LRU cache, keeping only aggregates of the given classes, and
     never an older state of an aggregate in place of a newer one (two threads saving the same
@@ -87,7 +105,8 @@ class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
     def put(self, key: Any, value: Any) -> Any:
         if value is None:
             return super().put(key, value)
-        if not isinstance(value, self.kinds):
+        if not isinstance(value, (*self.kinds, Absent)):
+            self.evict(key)  # not kept, and no longer absent
             return None
         with self._replacing:
             current = self.peek(key)

@@ -41,7 +41,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, strtobool
 
-from services.runtime.aggregate_cache import LogWatch, TypedLRUCache, fresh_as_of
+from services.runtime.aggregate_cache import ABSENT, LogWatch, TypedLRUCache, fresh_as_of
 from services.runtime.audit import AuditedMapper
 from services.runtime.cipher import cipher_env
 from services.runtime.keystore import SubjectKeys, subject_keys_for
@@ -203,9 +203,16 @@ class CopyingRepository(Repository):  # type: ignore[type-arg]
         assert watch is not None
         watch.check(fresh_as_of())
         with contextlib.suppress(KeyError):
-            return watch.cache.get(aggregate_id)
+            cached = watch.cache.get(aggregate_id)
+            if cached is ABSENT:
+                raise AggregateNotFoundError(aggregate_id)
+            return cached
         position = watch.position
-        aggregate = self._reconstruct_aggregate(aggregate_id, None, project_aggregate)
+        try:
+            aggregate = self._reconstruct_aggregate(aggregate_id, None, project_aggregate)
+        except AggregateNotFoundError:
+            watch.cache_read(aggregate_id, ABSENT, position)
+            raise
         watch.cache_read(aggregate_id, aggregate, position)
         return aggregate
 
@@ -276,9 +283,17 @@ class ServiceApplication(Application):
             if not self._personal(recording.domain_event):
                 self._decoded.put(recording.notification.id, recording.domain_event)
         cache = self.repository.cache
+        events_of: dict[Any, list[Any]] = {}
+        for domain_event in processing.events:
+            events_of.setdefault(domain_event.originator_id, []).append(domain_event)
         for aggregate_id, aggregate in processing.aggregates.items():
             if self.cached_aggregates and not isinstance(aggregate, self.cached_aggregates):
+                if isinstance(cache, TypedLRUCache):
+                    cache.evict(aggregate_id)  # its absence, if that was cached
                 continue
+            # Several events of one aggregate saved together (a check-out verified at once):
+            # the relay translates each by the state right after it; kept here too.
+            self._keep_earlier_states(aggregate_id, events_of.get(aggregate_id, [])[:-1])
             # The state just saved is the next command's starting point: cached (a copy, so
             # nothing the caller still does to its object reaches the cache) instead of replayed
             # from the store on the next read, which the library does with fast-forward on.
@@ -287,6 +302,24 @@ class ServiceApplication(Application):
             # ... and what the outbox relay reads to translate the events just saved.
             self._saved_states.put((aggregate_id, aggregate.version), copy_aggregate(aggregate))
         return recordings
+
+    def _keep_earlier_states(self, aggregate_id: Any, earlier: list[Any]) -> None:
+        """The states right after each of ``earlier`` (all but the last event of the aggregate
+        just saved), from the cached state before them: no replay from the store for the
+        relay. Nothing is kept when the cache does not hold exactly the state before them."""
+        if not earlier:
+            return
+        state = None
+        if earlier[0].originator_version > 1:
+            cache = self.repository.cache
+            before = cache.peek(aggregate_id) if isinstance(cache, TypedLRUCache) else None
+            if before is None or before.version != earlier[0].originator_version - 1:
+                return
+            state = copy_aggregate(before)
+        for domain_event in earlier:
+            state = domain_event.mutate(state)
+            self._saved_states.put((aggregate_id, domain_event.originator_version),
+                                   copy_aggregate(state))
 
     def domain_event_of(self, notification: Any) -> Any:
         """The domain event a notification of this application's log holds (shared: read it,

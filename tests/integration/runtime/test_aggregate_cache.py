@@ -11,7 +11,7 @@ from eventsourcing.application import project_aggregate
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
-from services.runtime.aggregate_cache import unit_of_work
+from services.runtime.aggregate_cache import ABSENT, unit_of_work
 from services.runtime.eventstore import ServiceApplication
 
 pytestmark = pytest.mark.integration
@@ -163,3 +163,61 @@ def test_without_a_unit_of_work_every_read_checks_the_log(replicas):
     b.save(changed)
     assert a.peek(counter.id).count == 3
 
+
+
+def test_an_aggregate_not_in_the_store_is_asked_for_once_per_unit_of_work(replicas):
+    """Looking up what does not exist (a charge not made yet) is cached as absent: the second
+    lookup in a unit costs no query. Created by this process, it is found at once; created
+    by another, from the next unit on."""
+    a, b = replicas
+    mine, theirs = Counter(name="mine"), Counter(name="theirs")
+    queries = CountingRecorder(a)
+    with unit_of_work():
+        assert a.get_or_none(mine.id) is None and a.get_or_none(theirs.id) is None
+        reads = queries.reads
+        assert a.get_or_none(mine.id) is None and a.get_or_none(theirs.id) is None
+        assert queries.reads == reads
+        a.save(mine)
+        assert a.get_or_none(mine.id).name == "mine"
+        b.save(theirs)
+    with unit_of_work():
+        assert a.get_or_none(theirs.id).name == "theirs"
+
+
+def test_an_absence_read_while_a_check_passed_the_creation_is_not_cached(replicas):
+    """The absence read before another process created the aggregate must not outlive the
+    check that saw the creation (the same rule as for a stale state)."""
+    a, b = replicas
+    counter = Counter(name="c")
+    watch = a.repository.watch
+    with unit_of_work():
+        a.get_or_none(Counter(name="warm-up").id)  # the watch has started following
+    position = watch.position
+    b.save(counter)
+    watch.check(float("inf"))  # a check, meanwhile, reads past the creation
+    watch.cache_read(counter.id, ABSENT, position)  # the absence, read before it
+    with unit_of_work():
+        assert a.get_or_none(counter.id).name == "c"
+
+
+def test_a_state_saved_with_later_events_is_kept_for_the_relay_at_each_version(replicas):
+    """Two events of one aggregate saved together: the state right after the first (what
+    the relay translates it by) is kept too, built from the cached state before the save,
+    not replayed from the store; it equals the replayed state."""
+    app, _ = replicas
+    counter = Counter(name="c")
+    app.save(counter)
+    with unit_of_work():
+        changing = app.repository.get(counter.id)
+    changing.add(2)
+    changing.add(5)
+    app.save(changing)
+    kept = app.saved_state(counter.id, 2)
+    assert kept is not None and (kept.version, kept.count) == (2, 2)
+    replayed = app.repository.get(counter.id, version=2)
+    assert (replayed.version, replayed.count, replayed.name) == (2, 2, "c")
+    assert app.saved_state(counter.id, 3).count == 7
+    created_and_counted = Counter(name="d")
+    created_and_counted.add(1)
+    app.save(created_and_counted)
+    assert app.saved_state(created_and_counted.id, 1).count == 0
