@@ -199,12 +199,6 @@ PERSONAL_DATA: dict[type | str, PersonalFields] = {
 class TimebankApplication(ServiceApplication):
     name = "Timebank"
     personal_data = PERSONAL_DATA
-    # Cached, kept fresh by following the log (as dispatch and the ledger do): a consumed
-    # message read its holds, tasks and accounts from the store each time, a tenth of this
-    # service's CPU in the pipeline. Members hold data sealed per person: never cached.
-    env = {"AGGREGATE_CACHE_MAXSIZE": "5000"}
-    cached_aggregates = (Account, Transfer, Tally, Earning, Hold, Gift, Redemption,
-                         Settlement, VolunteerTask)
     subscriptions: dict[str, set[str]] = {
         VISITS: {"VisitScheduled", "VisitRescheduled", "VisitVerified", "VisitCancelled",
                  "ElderErased"},
