@@ -147,6 +147,9 @@ PERSONAL_DATA: dict[type | str, PersonalFields] = {
 
 # Which aggregate kinds the area stream carries, by class name prefix.
 STREAMED = {"Visit": "visit", "Alert": "alert", "ReplanProposal": "proposal"}
+# How far the clocks of two dispatch processes may disagree: a late-start alert raised by
+# another replica's sweep is looked for from this long before its grace runs out.
+CLOCK_SKEW_ALLOWED = timedelta(minutes=1)
 
 
 class DispatchApplication(ServiceApplication):
@@ -750,7 +753,7 @@ class DispatchApplication(ServiceApplication):
                                    f"check-in of {visit_id}: {visit.check_in_problem}",
                                    now or self.clock(), visit_id=visit_id,
                                    caregiver_id=visit.caregiver_id, elder_id=visit.elder_id)
-        changed += self._resolve_late_alerts(visit, rules)
+        changed += self._resolve_late_alerts(visit, rules, now or self.clock())
         if reinstated:
             changed += self._close_alerts(visit_id, "offline check-in synced: it took place",
                                           kinds={AlertKind.MISSED})
@@ -799,7 +802,7 @@ class DispatchApplication(ServiceApplication):
                                        elder_id=visit.elder_id)
         else:
             visit.verify(by="automatic", rules=rules)
-        changed += self._resolve_late_alerts(visit, rules)
+        changed += self._resolve_late_alerts(visit, rules, now or self.clock())
         self.save(*changed)
         return visit
 
@@ -1307,11 +1310,17 @@ class DispatchApplication(ServiceApplication):
                 out.append(alert)
         return out
 
-    def _resolve_late_alerts(self, visit: Visit, rules: AreaRules) -> list[Alert]:
+    def _resolve_late_alerts(self, visit: Visit, rules: AreaRules,
+                             now: datetime) -> list[Alert]:
         """An offline check-in synced late shows when the visit really started: late-start
         alerts it disproves are resolved instead of left crying wolf."""
-        if visit.checked_in_at is None:
+        if visit.checked_in_at is None or not rules.late_grace_minutes:
             return []
+        graces = rules.late_grace_minutes
+        if visit.checked_in_at > visit.planned_start + timedelta(minutes=max(graces)):
+            return []  # started later than every grace: it disproves none
+        if now < visit.planned_start + timedelta(minutes=min(graces)) - CLOCK_SKEW_ALLOWED:
+            return []  # told before any grace ran out: the sweep cannot have raised one yet
         # The read model says which were raised: most check-ins have none to look up.
         self.index.catch_up()
         raised = set(self._alerts_by_subject.get(visit.visit_id, ()))

@@ -401,3 +401,29 @@ def test_a_check_out_overlapping_the_caregiver_s_other_visit_needs_review():
         overlapped.verification_problems)
     assert serve(third, third.planned_start, planned).state == "verified"
     a.close()
+
+
+@pytest.mark.parametrize(("told", "started", "looked_up"), [
+    (NINE + timedelta(minutes=5), NINE + timedelta(minutes=5), False),  # before any grace
+    (NINE + timedelta(minutes=90), NINE + timedelta(minutes=70), False),  # later than all
+    (NINE + timedelta(minutes=40), NINE + timedelta(minutes=20), True),  # may disprove one
+])
+def test_a_check_in_looks_for_late_alerts_only_when_it_could_disprove_one(
+        app, monkeypatch, told, started, looked_up):
+    """Looking for the visit's late-start alerts means catching the read model up (a query
+    of the log each check-in). Told before the first grace ran out (less the clock skew
+    allowed), no sweep can have raised one; started later than the last grace, it disproves
+    none: then nothing is looked up."""
+    v = _visit(app)
+    app.clock.now = told
+    looked: list[str] = []
+    alerts_by_subject = app._alerts_by_subject
+
+    class Watched(dict):
+        def get(self, key, default=None):
+            looked.append(key)
+            return alerts_by_subject.get(key, default)
+
+    monkeypatch.setattr(app, "_alerts_by_subject", Watched())
+    app.check_in(v.visit_id, at=started, lat=HOME[0], lon=HOME[1])
+    assert (v.visit_id in looked) is looked_up
