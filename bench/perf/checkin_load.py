@@ -8,7 +8,10 @@ answer does not slow the sender), and reports p50 / p95 / p99, the achieved rate
 CPU time per request (which, unlike latency, hardly moves when others share the machine).
 Check-ins are sent as the visits' caregivers (each with its own token, so the ownership check
 runs as on a phone); `--as admin` sends one administrator's token instead.
-Run: `python -m bench.perf.checkin_load [--rate 300] [--seconds 10] [--store sqlite]`.
+`--replicas N` (PostgreSQL) runs N dispatch processes on one database and one broker, the
+check-ins sent to them in turn, as a deployment scaled out serves them.
+Run: `python -m bench.perf.checkin_load [--rate 300] [--seconds 10] [--store sqlite]
+[--replicas 1]`.
 """
 
 from __future__ import annotations
@@ -34,22 +37,25 @@ from bench.perf.checkin_profile import start_py_spy
 from bench.perf.common import NEVER_MIN, admin_headers, cpu_seconds, prepare_data_dir
 from bench.perf.rawhttp import RawClient
 from services.runtime.auth import Principal, auth_from_settings
-from services.runtime.broker import free_port
+from services.runtime.broker import LocalBroker, free_port
 from services.runtime.settings import SharedSettings
 
 AREA = "bench-area"
 HOME = (29.3069, 120.0760)
 
 
-def start_dispatch(store: str, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_dispatch(store: str, workdir: Path, env_extra: dict[str, str] | None = None,
+                   name: str = "dispatch") -> tuple[subprocess.Popen, str]:
     prepare_data_dir(workdir)  # keys made once, before the process starts
     port = free_port()
     env = {**os.environ, "HOMECARE_STORE": store, "HOMECARE_LOG_LEVEL": "WARNING",
-           "HOMECARE_POSTGRES_DBNAME": f"homecare_load_{uuid.uuid4().hex[:8]}"}
+           "HOMECARE_POSTGRES_DBNAME": f"homecare_load_{uuid.uuid4().hex[:8]}",
+           **(env_extra or {})}
+    log = workdir / f"{name}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--services", "dispatch", "--port",
          str(port), "--no-demo-data", "--data-dir", str(workdir)],
-        env=env, stdout=(workdir / "dispatch.log").open("wb"), stderr=subprocess.STDOUT)
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -59,8 +65,38 @@ def start_dispatch(store: str, workdir: Path) -> tuple[subprocess.Popen, str]:
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError((workdir / "dispatch.log").read_text()[-2000:])
+            raise RuntimeError(log.read_text()[-2000:])
         time.sleep(0.3)
+
+
+def start_replicas(store: str, workdir: Path, replicas: int
+                   ) -> tuple[list[subprocess.Popen], list[str], LocalBroker | None]:
+    """One dispatch process with its own broker, or ``replicas`` of them on one PostgreSQL
+    database and one broker, as a deployment scaled out runs them (the first started alone,
+    so that it creates the schema)."""
+    if replicas == 1:
+        process, base = start_dispatch(store, workdir)
+        return [process], [base], None
+    if store != "postgres":
+        raise SystemExit("--replicas needs --store postgres (one database shared)")
+    broker = LocalBroker(log_dir=str(workdir)).start()
+    shared = {"HOMECARE_POSTGRES_DBNAME": f"homecare_load_{uuid.uuid4().hex[:8]}",
+              "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+              "HOMECARE_BROKER_LOG_ID": broker.incarnation or "",
+              "HOMECARE_BROKER_LOG_FROM_CLUSTER": "true"}
+    processes: list[subprocess.Popen] = []
+    bases: list[str] = []
+    try:
+        for i in range(replicas):
+            process, base = start_dispatch(store, workdir, shared, name=f"dispatch-{i}")
+            processes.append(process)
+            bases.append(base)
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        broker.stop()
+        raise
+    return processes, bases, broker
 
 
 async def create_visits(base: str, count: int,
@@ -136,20 +172,24 @@ def settle(pid: int, busy_below: float = 0.15, limit_s: float = 120.0) -> tuple[
     return round(time.monotonic() - started, 1), idle
 
 
-async def load(base: str, visits: list[tuple[str, str, str]],
+async def load(bases: list[str], visits: list[tuple[str, str, str]],
                rate: float, headers: dict[str, str],
-               tokens: dict[str, str] | None = None, server_pid: int | None = None,
+               tokens: dict[str, str] | None = None, server_pids: list[int] | None = None,
                idle_cpu_per_s: float = 0.0, client_kind: str = "raw") -> dict[str, float]:
+    """Check-ins at ``rate`` per second, the i-th to ``bases[i % len(bases)]`` (a load balancer's
+    round robin over replicas)."""
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []  # (sent, seconds after the start; latency)
     failures = 0
     if client_kind == "httpx":
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        client: Any = httpx.AsyncClient(base_url=base, timeout=10, limits=limits,
-                                        headers=headers)
+        clients: list[Any] = [httpx.AsyncClient(base_url=base, timeout=10, limits=limits,
+                                                headers=headers) for base in bases]
     else:
-        client = RawClient(base, connections=200, timeout=10, headers=headers)
+        clients = [RawClient(base, connections=200 // len(bases), timeout=10, headers=headers)
+                   for base in bases]
     try:
-        async def check_in(visit_id: str, caregiver_id: str, at: str) -> None:
+        async def check_in(visit_id: str, caregiver_id: str, at: str, client: Any) -> None:
             nonlocal failures
             started = time.perf_counter()
             auth = {"authorization": tokens[caregiver_id]} if tokens else None
@@ -166,13 +206,17 @@ async def load(base: str, visits: list[tuple[str, str, str]],
                     asyncio.IncompleteReadError) as error:  # a failure, not a crash
                 problem = f"{type(error).__name__}: {error}"
             latencies.append(time.perf_counter() - started)
+            timeline.append((started - begin, latencies[-1]))
             if problem is not None:
                 failures += 1
                 if failures == 1:
                     print(f"first failure: {problem}", file=sys.stderr)
 
         tasks = []
-        cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+        def server_cpu() -> float:
+            return sum(cpu_seconds(pid) for pid in server_pids or [])
+
+        cpu_before = server_cpu()
         own_cpu_before = time.process_time()
         load_before = os.getloadavg()[0]
         begin = time.perf_counter()
@@ -180,13 +224,15 @@ async def load(base: str, visits: list[tuple[str, str, str]],
             delay = begin + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(check_in(visit_id, caregiver_id, at)))
+            tasks.append(asyncio.create_task(
+                check_in(visit_id, caregiver_id, at, clients[i % len(clients)])))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - begin
-        cpu = cpu_seconds(server_pid) - cpu_before if server_pid else None
+        cpu = server_cpu() - cpu_before if server_pids else None
         own_cpu = time.process_time() - own_cpu_before
     finally:
-        await (client.aclose() if client_kind == "httpx" else client.close())
+        for client in clients:
+            await (client.aclose() if client_kind == "httpx" else client.close())
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -202,7 +248,22 @@ async def load(base: str, visits: list[tuple[str, str, str]],
                 1000 * (cpu - idle_cpu_per_s * elapsed) / len(ordered), 2) if cpu else None,
             # near 1.0 the sender, not the server, set the pace
             "client_cpu_share": round(own_cpu / elapsed, 2),
-            "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            "loadavg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "slowest_moments": slowest_moments(timeline)}
+
+
+def slowest_moments(timeline: list[tuple[float, float]], window_s: float = 0.1,
+                    top: int = 5) -> list[dict[str, float]]:
+    """The ``top`` windows of sending time with the slowest answers (start of the window, its
+    worst latency, how many of its requests took over 50 ms): whether the tail is spread
+    evenly (a busy server queueing) or bunched in a few moments (something holding it)."""
+    windows: dict[int, list[float]] = {}
+    for sent, latency in timeline:
+        windows.setdefault(int(sent / window_s), []).append(latency)
+    worst = sorted(windows.items(), key=lambda item: max(item[1]), reverse=True)[:top]
+    return [{"at_s": round(k * window_s, 1), "worst_ms": round(1000 * max(v), 1),
+             "over_50ms": sum(1 for x in v if x > 0.05), "requests": len(v)}
+            for k, v in sorted(worst)]
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -217,28 +278,44 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                              "or httpx, which cannot send 300/s here")
     parser.add_argument("--profile", default=None,
                         help="record the server during the load with py-spy (collapsed stacks)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="dispatch processes on one PostgreSQL database and one broker, the "
+                             "check-ins spread over them in turn (as behind a load balancer)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        process, base = start_dispatch(args.store, Path(folder))
+        processes, bases, broker = start_replicas(args.store, Path(folder), args.replicas)
+        pids = [p.pid for p in processes]
         try:
             count = int(args.rate * args.seconds)
             headers = admin_headers(Path(folder))
-            visits = asyncio.run(create_visits(base, count, headers))
+            # made through one replica: order placement is serialised within a process
+            visits = asyncio.run(create_visits(bases[0], count, headers))
             tokens = (caregiver_tokens(Path(folder), {c for _, c, _ in visits})
                       if args.caller == "caregiver" else None)
-            settled, idle_cpu = settle(process.pid)
-            spy = start_py_spy(process.pid, args.profile) if args.profile else None
+            settling = [settle(pid) for pid in pids]
+            settled, idle_cpu = sum(s for s, _ in settling), sum(i for _, i in settling)
+            spy = start_py_spy(pids[0], args.profile) if args.profile else None
             try:
-                result = asyncio.run(load(base, visits, args.rate, headers, tokens,
-                                          process.pid, idle_cpu, args.client))
+                result = asyncio.run(load(bases, visits, args.rate, headers, tokens,
+                                          pids, idle_cpu, args.client))
             finally:
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=60)
+        except Exception:
+            # the server's side of a failure (its log goes with the temporary folder)
+            for log in sorted(Path(folder).glob("dispatch*.log")):
+                print(log.name, log.read_text(errors="replace")[-4000:], file=sys.stderr)
+            raise
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+            if broker is not None:
+                broker.stop()
+    result["replicas"] = args.replicas
     result["store"] = args.store
     result["caller"] = args.caller
     result["settled_s"] = settled
@@ -252,6 +329,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
           f"{result['p99_ms']} | {result['failures']} | {result['server_cpu_ms_per_request']} "
           f"({result['server_cpu_ms_per_request_net']}) | "
           f"{result['loadavg'][0]}-{result['loadavg'][1]} |")
+    print("slowest moments (sent at s: worst ms, over 50 ms / requests): " + "; ".join(
+        f"{m['at_s']}: {m['worst_ms']}, {m['over_50ms']}/{m['requests']}"
+        for m in result["slowest_moments"]))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

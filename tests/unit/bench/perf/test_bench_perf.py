@@ -177,3 +177,18 @@ def test_cpu_meter_counts_nothing_for_a_process_that_exits_meanwhile() -> None:
     finally:
         busy.communicate(b"\n", timeout=30)
     assert meter.ms_per(1)["gone"] == 0
+
+
+def test_slowest_moments_show_whether_the_tail_is_bunched() -> None:
+    """The check-in bench names the windows of sending time whose answers were slowest, in
+    time order, with how many of each window's requests took over 50 ms."""
+    from bench.perf.checkin_load import slowest_moments
+
+    timeline = [(i * 0.01, 0.003) for i in range(100)]  # 1 s of quick answers
+    timeline[42] = (0.42, 0.25)
+    timeline[43] = (0.43, 0.06)
+    timeline[71] = (0.71, 0.09)
+    moments = slowest_moments(timeline, window_s=0.1, top=2)
+    assert moments == [
+        {"at_s": 0.4, "worst_ms": 250.0, "over_50ms": 2, "requests": 10},
+        {"at_s": 0.7, "worst_ms": 90.0, "over_50ms": 1, "requests": 10}]
