@@ -40,6 +40,7 @@ from services.runtime.messaging import (
 )
 from services.runtime.observability import HttpMetricsMiddleware, MetricsRefresher, metrics_app
 from services.runtime.outbox import OutboxRelay
+from services.runtime.pgstore import relay_lease
 from services.runtime.settings import SharedSettings
 
 log = logging.getLogger(__name__)
@@ -160,10 +161,12 @@ class Host:
             for u in self.units if (c := self.consumers.get(u.name)) is not None})
         await self.broker.start()
         for unit in self.units:
+            relay_name = f"outbox-relay:{unit.name}"
             relay = OutboxRelay(unit.application, unit.application.translate, publisher,
-                                name=f"outbox-relay:{unit.name}",
+                                name=relay_name,
                                 poll_interval_s=self.settings.outbox_poll_interval_s,
-                                log_id=self.log_id)
+                                log_id=self.log_id,
+                                lease=relay_lease(unit.application, relay_name))
             self.relays.append(relay)
             self._tasks.append(asyncio.create_task(relay.run(self._stopping),
                                                    name=f"relay-{unit.name}"))
@@ -281,6 +284,7 @@ class Host:
                 await asyncio.wait_for(task, timeout=10)
         for relay in self.relays:
             await _drain(relay, timeout=10)
+            relay.close()
         if self.broker is not None:
             with contextlib.suppress(Exception):
                 await self.broker.stop()

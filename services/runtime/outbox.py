@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from contracts.envelope import IntegrationEvent
 from services.runtime.eventstore import ServiceApplication, stable_id
@@ -61,6 +61,15 @@ def integration_event_id(domain_event: Any, type_name: str) -> UUID:
     )
 
 
+class RelayLease(Protocol):
+    """Whether this process may relay an outbox now: one relay per outbox at a time, when
+    several replicas of a service share its store (``services.runtime.pgstore.AdvisoryLease``)."""
+
+    def held(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -72,8 +81,10 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval_s: float = 0.05,
         log_id: str | None = None,
+        lease: RelayLease | None = None,
     ) -> None:
         self.app = app
+        self.lease = lease  # None: this process is the store's only relay
         self.name = name
         # Where the position is kept: one record per broker log (plain name: a persistent log).
         self.tracking_name = name
@@ -100,6 +111,8 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish the next batch; return how many notifications were consumed."""
         recorder = self.app.process_recorder
+        if self.lease is not None and not await asyncio.to_thread(self.lease.held):
+            return 0  # another replica relays this outbox
         tracking_name = self.tracking_name  # the log this batch goes to, even if it changes
         start = await asyncio.to_thread(self.position, tracking_name)
         notifications = await asyncio.to_thread(
@@ -128,8 +141,21 @@ class OutboxRelay:
         for type_name in published:
             OUTBOX_PUBLISHED.labels(self._service, type_name).inc()
         last = notifications[-1].id
-        await asyncio.to_thread(recorder.insert_tracking, Tracking(tracking_name, last))
+        try:
+            await asyncio.to_thread(recorder.insert_tracking, Tracking(tracking_name, last))
+        except IntegrityError:
+            # Another relay of this outbox got as far first (a replica that held the lease
+            # until a moment ago): it published the same messages, and consumers drop copies.
+            if await asyncio.to_thread(self.position, tracking_name) < last:
+                raise
+            log.info("outbox position %s already recorded by another relay", last,
+                     extra={"relay": self.name})
         return len(notifications)
+
+    def close(self) -> None:
+        """Give up the lease (another replica takes the outbox over)."""
+        if self.lease is not None:
+            self.lease.release()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until ``stopping`` is set; back off on errors, never give up."""

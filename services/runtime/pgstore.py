@@ -28,12 +28,17 @@ The history of each step, with its figures, is in ``git log services/runtime/pgs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import struct
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -46,6 +51,8 @@ from eventsourcing.utils import retry
 from psycopg import errors, pq
 from psycopg.generators import execute
 from psycopg.sql import SQL, Identifier, Literal
+
+log = logging.getLogger(__name__)
 
 
 def events_lock_key(schema: str, table: str) -> int:
@@ -237,3 +244,93 @@ def _numbered(query: bytes) -> bytes:
 
 class TrackedPostgresFactory(PostgresFactory):
     process_recorder_class = TrackedFunctionProcessRecorder
+
+
+def relay_lock_key(schema: str, relay_name: str) -> int:
+    """The advisory-lock key that one outbox relay holds while it relays (signed 64-bit)."""
+    digest = hashlib.blake2b(f"homecare-relay:{schema}:{relay_name}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+class AdvisoryLease:
+    """Whether this process is the one that relays an outbox: a session-level advisory lock,
+    held on a connection of its own for as long as the process relays.
+
+    Every replica of a service runs a relay over the same store; without the lease each
+    published the whole outbox (consumers dropped the copies, but the broker carried them
+    all), and each relay's position collided with the others' (an error and a back-off every
+    few batches). The lock goes with the session: a replica killed or cut off from the database
+    loses it, and another takes over within ``retry_every_s``. A holder checks that its session
+    is still alive at most every ``verify_every_s`` (while it cannot know, two relays may
+    publish the same batch: harmless, as before).
+    """
+
+    def __init__(self, connect: Callable[[], Any], key: int, *, verify_every_s: float = 1.0,
+                 retry_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._connect = connect
+        self.key = key
+        self.verify_every_s = verify_every_s
+        self.retry_every_s = retry_every_s
+        self._clock = clock
+        self._connection: Any = None
+        self._holding = False
+        self._checked = float("-inf")  # when the holding session last answered
+        self._tried = float("-inf")  # when the lock was last asked for
+        self._lock = threading.Lock()
+
+    def held(self) -> bool:
+        """True while this process holds the lease (asks the database at most every
+        ``verify_every_s`` while holding, ``retry_every_s`` while not)."""
+        with self._lock:
+            now = self._clock()
+            if self._holding:
+                if now - self._checked < self.verify_every_s:
+                    return True
+                try:
+                    self._connection.execute("SELECT 1")
+                    self._checked = now
+                    return True
+                except psycopg.Error:
+                    log.warning("outbox relay lease lost (its session ended)")
+                    self._drop()
+            if now - self._tried < self.retry_every_s:
+                return False
+            self._tried = now
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._connection = self._connect()
+                row = self._connection.execute("SELECT pg_try_advisory_lock(%s)",
+                                               (self.key,)).fetchone()
+            except psycopg.Error:
+                self._drop()
+                return False
+            self._holding = bool(row[0])
+            self._checked = now
+            return self._holding
+
+    def release(self) -> None:
+        """Give the lease up (closing the session releases the lock)."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        self._holding = False
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+        self._connection = None
+
+
+def relay_lease(app: Any, relay_name: str) -> AdvisoryLease | None:
+    """The lease for ``app``'s outbox relay on PostgreSQL; None on a store that only one
+    process opens (SQLite, in memory), where the relay needs none."""
+    datastore = getattr(app.process_recorder, "datastore", None)
+    if not isinstance(datastore, PostgresDatastore):
+        return None
+    params = {k: v for k, v in datastore.pool.kwargs.items() if k != "row_factory"}
+
+    def connect() -> Any:
+        return psycopg.connect(**params, autocommit=True, connect_timeout=5,
+                               application_name=f"homecare {relay_name} lease")
+
+    return AdvisoryLease(connect, relay_lock_key(datastore.schema, relay_name))

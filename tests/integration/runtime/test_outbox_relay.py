@@ -1,5 +1,6 @@
 """The outbox relay publishes a service's notifications in order and resumes where it stopped."""
 
+import time
 from datetime import date
 
 import pytest
@@ -8,6 +9,7 @@ from contracts.registry import parse_event
 from services.demo import seed_dispatch
 from services.dispatch.application import DispatchApplication, PlaceOrder
 from services.runtime.outbox import OutboxRelay
+from services.runtime.pgstore import relay_lease
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +104,102 @@ async def test_a_relay_on_a_new_broker_log_publishes_the_whole_outbox_again(disp
     assert new_log.position() == old_log.position() == position
     assert OutboxRelay(dispatch, dispatch.translate, first, name="relay-test").tracking_name \
         == "relay-test"
+
+
+@pytest.fixture
+def replica(dispatch, persistence):
+    """A second process's view of the same store (another replica of dispatch)."""
+    app = DispatchApplication(env=persistence)
+    yield app
+    app.close()
+
+
+def _leased(app: DispatchApplication, publisher: RecordingPublisher) -> OutboxRelay:
+    """A relay with the lease the host gives it, asking the database on every call (the host's
+    lease asks at most once a second)."""
+    lease = relay_lease(app, "relay-test")
+    if lease is None:
+        pytest.skip("a store only one process opens needs no lease")
+    lease.verify_every_s = lease.retry_every_s = 0
+    return OutboxRelay(app, app.translate, publisher, name="relay-test", lease=lease)
+
+
+async def _relay_all(relay: OutboxRelay) -> None:
+    while await relay.relay_once():
+        pass
+
+
+async def test_only_the_replica_holding_the_lease_relays_the_outbox(dispatch, replica):
+    """Two replicas' relays over one store: the first to ask takes the lease and publishes
+    everything; the other publishes nothing (no copies on the broker, no colliding positions)
+    until the holder gives the lease up, and then carries on from the holder's position."""
+    first, second = RecordingPublisher(), RecordingPublisher()
+    holder, standby = _leased(dispatch, first), _leased(replica, second)
+    try:
+        _order(dispatch, 1)
+        await _relay_all(holder)
+        _order(replica, 2)
+        assert await standby.relay_once() == 0
+        await _relay_all(holder)
+        assert second.sent == []
+        assert [parse_event(v).payload.order_id for _, _, v in first.sent] == \
+            ["O-1", "O-1", "O-2", "O-2"]
+        holder.close()
+        _order(dispatch, 3)
+        await _relay_all(standby)
+        assert [parse_event(v).payload.order_id for _, _, v in second.sent] == ["O-3", "O-3"]
+        assert await holder.relay_once() == 0  # taken over, not taken back
+    finally:
+        holder.close()
+        standby.close()
+
+
+async def test_the_lease_passes_on_when_its_holder_s_session_ends(dispatch, replica,
+                                                                   postgres_server,
+                                                                   postgres_env):
+    """A replica killed or cut off from the database loses its session and with it the lease:
+    another replica takes the outbox over, and the former holder, finding its session gone,
+    does not publish while the other holds the lease."""
+    first, second = RecordingPublisher(), RecordingPublisher()
+    holder, standby = _leased(dispatch, first), _leased(replica, second)
+    try:
+        _order(dispatch, 1)
+        await _relay_all(holder)
+        backend = holder.lease._connection.info.backend_pid  # type: ignore[union-attr]
+        with postgres_server.connect(postgres_env["POSTGRES_DBNAME"]) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        for _ in range(100):  # the backend releases its locks as it exits
+            if standby.lease.held():  # type: ignore[union-attr]
+                break
+            time.sleep(0.02)
+        _order(dispatch, 2)
+        assert await holder.relay_once() == 0
+        await _relay_all(standby)
+        assert [parse_event(v).payload.order_id for _, _, v in second.sent] == ["O-2", "O-2"]
+        assert len(first.sent) == 2
+    finally:
+        holder.close()
+        standby.close()
+
+
+async def test_a_position_another_relay_recorded_first_is_not_an_error(dispatch, replica):
+    """Two relays that published the same batch (the moment a lease changes hands) both
+    finish it: the second finds its position already recorded and carries on, without an
+    error or a back-off."""
+    _order(dispatch, 1)
+    first = RecordingPublisher()
+    one = OutboxRelay(dispatch, dispatch.translate, first, name="relay-test")
+
+    class OvertakenPublisher(RecordingPublisher):
+        """Lets the other relay publish and record the same batch while this one publishes."""
+
+        async def publish(self, topic, key, value, headers):
+            if not first.sent:
+                await one.relay_once()
+            await super().publish(topic, key, value, headers)
+
+    second = OvertakenPublisher()
+    other = OutboxRelay(replica, replica.translate, second, name="relay-test")
+    assert await other.relay_once() > 0  # every notification read, none left over
+    assert [v for _, _, v in second.sent] == [v for _, _, v in first.sent]
+    assert other.position() == one.position() == other.app.process_recorder.max_notification_id()
