@@ -293,6 +293,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             visits = asyncio.run(create_visits(bases[0], count, headers))
             tokens = (caregiver_tokens(Path(folder), {c for _, c, _ in visits})
                       if args.caller == "caregiver" else None)
+            for base in bases:
+                # a replica that served nothing yet catches its read model up on everything
+                # the first wrote (in service it would have followed all along)
+                httpx.get(f"{base}/dispatch/areas/{AREA}/caregivers", headers=headers,
+                          timeout=120).raise_for_status()
             settling = [settle(pid) for pid in pids]
             settled, idle_cpu = sum(s for s, _ in settling), sum(i for _, i in settling)
             spy = start_py_spy(pids[0], args.profile) if args.profile else None
