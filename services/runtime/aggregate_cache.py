@@ -39,10 +39,6 @@ from eventsourcing.application import LRUCache
 # When the current unit of work started (time.monotonic()), None outside of one.
 _unit_started: ContextVar[float | None] = ContextVar("unit_started", default=None)
 
-# The highest notification id written in the current unit of work (a list, so that the
-# worker threads of the unit, which run in copies of its context, share it); None outside.
-_unit_written: ContextVar[list[int] | None] = ContextVar("unit_written", default=None)
-
 # A unit that runs longer than this (a server-sent event stream, a long batch) checks the log
 # again: what it reads is at most this old.
 MAX_UNIT_AGE_S = 1.0
@@ -55,25 +51,10 @@ def unit_of_work() -> Iterator[None]:
         yield
         return
     token = _unit_started.set(time.monotonic())
-    written = _unit_written.set([0])
     try:
         yield
     finally:
-        _unit_written.reset(written)
         _unit_started.reset(token)
-
-
-def note_written(notification_id: int) -> None:
-    """The current unit wrote up to this notification (its reads must include it)."""
-    written = _unit_written.get()
-    if written is not None and notification_id > written[0]:
-        written[0] = notification_id
-
-
-def written_in_unit() -> int:
-    """The highest notification id the current unit wrote (0: none, or no unit)."""
-    written = _unit_written.get()
-    return 0 if written is None else written[0]
 
 
 class UnitOfWorkMiddleware:
