@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -142,9 +142,6 @@ class LogWatch:
         self.position: int | None = None  # the last notification looked at
         self.checked_at = float("-inf")  # when the last check started (monotonic)
         self.checks = 0  # how many (what the tests count)
-        # Told each run of notifications read, with the id the read started from (read models
-        # in the same process take them instead of reading the log again).
-        self.followers: list[Callable[[int, Sequence[Any]], None]] = []
         self._lock = threading.Lock()
 
     def check(self, as_of: float) -> None:
@@ -167,15 +164,13 @@ class LogWatch:
     def _read_log(self) -> None:
         assert self.position is not None
         while True:
-            start = self.position + 1
-            notifications = self.recorder.select_notifications(start, self.batch_size)
+            notifications = self.recorder.select_notifications(
+                self.position + 1, self.batch_size)
             for notification in notifications:
                 cached = self.cache.peek(notification.originator_id)
                 if cached is not None and cached.version < notification.originator_version:
                     self.cache.evict(notification.originator_id)
                 self.position = notification.id
-            for follow in self.followers:
-                follow(start, notifications)
             if len(notifications) < self.batch_size:
                 return
 

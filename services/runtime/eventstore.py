@@ -12,7 +12,6 @@ import contextlib
 import functools
 import logging
 import os
-import threading
 from collections.abc import Mapping
 from copy import deepcopy
 from datetime import date, datetime, time, timedelta, timezone
@@ -250,10 +249,6 @@ class ServiceApplication(Application):
         # decompressing, decrypting and parsing them again. Events holding personal data
         # sealed per person are never kept (an erased person's data must not linger).
         self._decoded: LRUCache = LRUCache(self.saved_states_kept)  # type: ignore[type-arg]
-        # The highest notification id this process has written: a read model that the log
-        # watch keeps current still reads the log itself until it has this one.
-        self.last_written = 0
-        self._writing = threading.Lock()
         super().__init__(env=dict(env) if env else None)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:  # type: ignore[type-arg]
@@ -287,10 +282,6 @@ class ServiceApplication(Application):
         for recording in recordings:
             if not self._personal(recording.domain_event):
                 self._decoded.put(recording.notification.id, recording.domain_event)
-        if recordings:
-            top = max(recording.notification.id for recording in recordings)
-            with self._writing:
-                self.last_written = max(self.last_written, top)
         cache = self.repository.cache
         events_of: dict[Any, list[Any]] = {}
         for domain_event in processing.events:
