@@ -9,12 +9,17 @@ together (each visit is a new aggregate, so optimistic concurrency alone does no
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.dispatch.conftest import HOME, seed
+from services.dispatch.application import DispatchApplication
+from services.runtime.aggregate_cache import UnitOfWorkMiddleware
+from tests.integration.dispatch.conftest import HOME, http_app, seed
+from tests.support.auth import bearer
 
 
 def _checked_out_needing_review(client: TestClient) -> str:
@@ -55,6 +60,32 @@ def test_orders_placed_together_never_book_one_caregiver_twice(client, dispatch_
                                                               monkeypatch):
     """Twelve orders for one day placed from twelve threads at once, each save taking 20 ms
     as on a busy database: no two of the visits given to the same caregiver overlap."""
+    _place_together_and_check(client, dispatch_app, monkeypatch)
+
+
+@pytest.fixture
+def stored_dispatch(persistence) -> Iterator[DispatchApplication]:
+    app = DispatchApplication(env=persistence)
+    app.plan_time_limit_s = 1.0
+    yield app
+    app.close()
+
+
+def test_orders_placed_together_on_a_real_store_never_book_one_caregiver_twice(
+        stored_dispatch, monkeypatch):
+    """The same on SQLite and PostgreSQL, each request a unit of work as the host runs it (the
+    aggregate cache and the read model follow the store's log): a placement sees every booking
+    committed before it took the placement lock, not only what was committed when its request
+    began. (A read model that trusted a log check made by another request before that
+    request's own placement booked caregivers twice; in memory the race did not show.)"""
+    web = http_app(stored_dispatch)
+    web.add_middleware(UnitOfWorkMiddleware)
+    with TestClient(web, headers=bearer("admin")) as client:
+        _place_together_and_check(client, stored_dispatch, monkeypatch)
+
+
+def _place_together_and_check(client: TestClient, dispatch_app: DispatchApplication,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     seed(client)
     save = dispatch_app.save
 
