@@ -55,11 +55,16 @@ from psycopg.sql import SQL, Identifier, Literal
 log = logging.getLogger(__name__)
 
 
-def events_lock_key(schema: str, table: str) -> int:
-    """The advisory-lock key that serialises appends to one events table (a signed 64-bit
-    integer, stable across processes and versions)."""
-    digest = hashlib.blake2b(f"homecare-events:{schema}.{table}".encode(), digest_size=8)
+def _advisory_key(name: str) -> int:
+    """A PostgreSQL advisory-lock key for ``name``: a signed 64-bit integer, stable across
+    processes and versions."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def events_lock_key(schema: str, table: str) -> int:
+    """The advisory-lock key that serialises appends to one events table."""
+    return _advisory_key(f"homecare-events:{schema}.{table}")
 
 
 class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
@@ -247,9 +252,8 @@ class TrackedPostgresFactory(PostgresFactory):
 
 
 def relay_lock_key(schema: str, relay_name: str) -> int:
-    """The advisory-lock key that one outbox relay holds while it relays (signed 64-bit)."""
-    digest = hashlib.blake2b(f"homecare-relay:{schema}:{relay_name}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
+    """The advisory-lock key that one outbox relay holds while it relays."""
+    return _advisory_key(f"homecare-relay:{schema}:{relay_name}")
 
 
 class AdvisoryLease:
@@ -266,12 +270,11 @@ class AdvisoryLease:
     """
 
     def __init__(self, connect: Callable[[], Any], key: int, *, verify_every_s: float = 1.0,
-                 retry_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 retry_every_s: float = 1.0) -> None:
         self._connect = connect
         self.key = key
         self.verify_every_s = verify_every_s
         self.retry_every_s = retry_every_s
-        self._clock = clock
         self._connection: Any = None
         self._holding = False
         self._checked = float("-inf")  # when the holding session last answered
@@ -282,7 +285,7 @@ class AdvisoryLease:
         """True while this process holds the lease (asks the database at most every
         ``verify_every_s`` while holding, ``retry_every_s`` while not)."""
         with self._lock:
-            now = self._clock()
+            now = time.monotonic()
             if self._holding:
                 if now - self._checked < self.verify_every_s:
                     return True
