@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from services.runtime.eventstore import ServiceApplication, stable_id
 from services.runtime.observability import record_plan
 from services.runtime.personal import PersonalFields
 from services.runtime.readmodel import FollowingReadModel
+from services.runtime.sections import exclusive_sections
 
 
 class NotFound(LookupError):
@@ -70,6 +70,12 @@ class Owner:
     service_area_id: str
     caregiver_ids: frozenset[str] = frozenset()
     elder_id: str | None = None
+
+
+def bookings_of(service_area_id: str) -> str:
+    """The exclusive section in which the area's caregivers are booked: placing, claiming and
+    planning read the area's bookings and write visits inside it."""
+    return f"bookings:{service_area_id}"
 
 
 @dataclass
@@ -173,10 +179,11 @@ class DispatchApplication(ServiceApplication):
     def __init__(self, env: dict[str, str] | None = None, timezone: str = "Asia/Shanghai"):
         super().__init__(env)
         self.tz = ZoneInfo(timezone)
-        # Orders taken one by one are assigned one at a time: two requests at the same moment
-        # would both see the same caregiver free and book the same time twice (each visit is
-        # a new aggregate, so no optimistic-concurrency conflict stops the second).
-        self._placing = threading.Lock()
+        # An area's caregivers are booked one decision at a time, in every process: two
+        # placements at the same moment would both see the same caregiver free and book the
+        # same time twice (each visit is a new aggregate, so no optimistic-concurrency conflict
+        # stops the second). See bookings_of() and services/runtime/sections.py.
+        self.sections = exclusive_sections(self)
         self._elders_by_area: dict[str, set[str]] = defaultdict(set)
         self._caregivers_by_area: dict[str, set[str]] = defaultdict(set)
         self._providers: set[str] = set()
@@ -197,6 +204,10 @@ class DispatchApplication(ServiceApplication):
         self.index = FollowingReadModel(self, self._index)
         # The server's clock; tests and simulations replace it.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def close(self) -> None:
+        self.sections.close()
+        super().close()
 
     # Read model ------------------------------------------------------------------------------
     def _index(self, e: Any) -> None:
@@ -418,7 +429,7 @@ class DispatchApplication(ServiceApplication):
     # Orders ----------------------------------------------------------------------------------
     def place_order(self, command: PlaceOrder,
                     now: datetime | None = None) -> tuple[ServiceOrder, Visit | None]:
-        with self._placing:
+        with self.sections.hold(bookings_of(self.get_elder(command.elder_id).service_area_id)):
             aggregates = self._place(command, now)
             if aggregates:
                 self.save(*aggregates)
@@ -593,6 +604,10 @@ class DispatchApplication(ServiceApplication):
         """A volunteer takes an open mutual-aid task (or welfare check) for themself: the order
         is scheduled to them if the same rules as any assignment allow it, else refused with
         the reason (volunteers do mutual aid only, their daily and weekly limits, the window)."""
+        with self.sections.hold(bookings_of(self.get_order(order_id).service_area_id)):
+            return self._claim(order_id, caregiver_id)
+
+    def _claim(self, order_id: str, caregiver_id: str) -> tuple[ServiceOrder, Visit]:
         order = self.get_order(order_id)
         if order.state not in (OrderState.PLACED, OrderState.UNASSIGNED):
             raise DispatchError(f"order {order_id} is {order.state}, not open for anyone to take")
@@ -1013,6 +1028,11 @@ class DispatchApplication(ServiceApplication):
                  time_limit_s: float | None = None) -> dict[str, Any]:
         """Run the router over the day's orders and not-started visits: new visits are
         scheduled (VisitScheduled), moved ones rescheduled (VisitRescheduled)."""
+        with self.sections.hold(bookings_of(service_area_id)):
+            return self._plan_day(service_area_id, day, now, time_limit_s)
+
+    def _plan_day(self, service_area_id: str, day: date, now: datetime | None,
+                  time_limit_s: float | None) -> dict[str, Any]:
         problem = self._day_problem(service_area_id, day, [], now=now, include_orders=True)
         # Warm-started from the day as it stands, so a second run changes little.
         result = problem.solve(time_limit_s or self.plan_time_limit_s, warm=True)
@@ -1089,6 +1109,12 @@ class DispatchApplication(ServiceApplication):
                        time_limit_s: float | None = None) -> ReplanProposal:
         """Replan what has not started (started visits pinned); the dispatcher accepts the
         proposal, or the area accepts automatically."""
+        with self.sections.hold(bookings_of(service_area_id)):
+            return self._propose_replan(service_area_id, day, reason=reason, now=now,
+                                        time_limit_s=time_limit_s)
+
+    def _propose_replan(self, service_area_id: str, day: date, *, reason: str,
+                        now: datetime | None, time_limit_s: float | None) -> ReplanProposal:
         now = now or self.clock()
         problem = self._day_problem(service_area_id, day, [], now=now)
         result = problem.solve(time_limit_s or self.plan_time_limit_s, warm=True)
@@ -1132,6 +1158,12 @@ class DispatchApplication(ServiceApplication):
 
     def decide_proposal(self, proposal_id: str, *, accept: bool, by: str,
                         reason: str = "", now: datetime | None = None) -> ReplanProposal:
+        with self.sections.hold(bookings_of(self.get_proposal(proposal_id).service_area_id)):
+            return self._decide_proposal(proposal_id, accept=accept, by=by, reason=reason,
+                                         now=now)
+
+    def _decide_proposal(self, proposal_id: str, *, accept: bool, by: str, reason: str,
+                         now: datetime | None) -> ReplanProposal:
         proposal = self.get_proposal(proposal_id)
         if accept:
             proposal.accept(by=by)
@@ -1441,6 +1473,11 @@ class DispatchApplication(ServiceApplication):
     def policy(self, event: IntegrationEvent, processing: ProcessingEvent) -> None:
         if isinstance(event, OrderPlaced):
             p = event.payload
+            # Booked in the area's section like an order taken over HTTP, held until the
+            # consumer has recorded what this collects.
+            owner = self.owner_of_elder(p.elder_id)
+            if owner is not None:
+                processing.hold(self.sections.hold(bookings_of(owner.service_area_id)))
             aggregates = self._place(PlaceOrder(
                 order_id=p.order_id, elder_id=p.elder_id, service_type=p.service_type,
                 requested_date=p.requested_date, source=p.source, priority=p.priority,

@@ -57,6 +57,19 @@ def unit_of_work() -> Iterator[None]:
         _unit_started.reset(token)
 
 
+@contextlib.contextmanager
+def reads_from_now() -> Iterator[None]:
+    """Reads inside see what was committed before they began, not only what was committed
+    when the enclosing unit of work started: for a decision that must rest on the latest
+    state, such as booking a caregiver inside an exclusive section (services/runtime/
+    sections.py). Costs one more check of the log."""
+    token = _unit_started.set(time.monotonic())
+    try:
+        yield
+    finally:
+        _unit_started.reset(token)
+
+
 class UnitOfWorkMiddleware:
     """Each HTTP request is a unit of work (plain ASGI: the endpoint's threads inherit it)."""
 

@@ -367,7 +367,9 @@ class IdempotentConsumer:
             )
         )
         # The audit stamp of every event written: this consumer, caused by this event.
-        with acting_as(self.actor, f"{integration_event.type}:{integration_event.event_id}"):
+        # Sections the handler entered are left once the record is written (or not).
+        with acting_as(self.actor, f"{integration_event.type}:{integration_event.event_id}"), \
+                processing.sections:
             handler(integration_event, processing)
             return self._record(processing, integration_event, inbox_id, tracking_name,
                                 message.position)

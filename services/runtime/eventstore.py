@@ -36,6 +36,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     Mapper,
     ProcessRecorder,
+    Tracking,
     Transcoder,
     Transcoding,
 )
@@ -123,7 +124,19 @@ class Processing(ProcessingEvent):  # type: ignore[type-arg]
     """eventsourcing's unit of what one command or message saves, collecting from aggregates
     and events by their classes first: the library asks two runtime-checkable protocols per
     object, whose checks walk every attribute (about 13 us a save, a twentieth of an append).
-    Anything else still goes through the library's own checks."""
+    Anything else still goes through the library's own checks.
+
+    A handler that must decide and write inside an exclusive section (services/runtime/
+    sections.py) enters it with :meth:`hold`; the consumer leaves it once what was collected
+    is recorded, or not."""
+
+    def __init__(self, tracking: Tracking | None = None) -> None:
+        super().__init__(tracking)
+        self.sections = contextlib.ExitStack()
+
+    def hold(self, section: contextlib.AbstractContextManager[Any]) -> None:
+        """Enter ``section`` until this processing is recorded (or given up)."""
+        self.sections.enter_context(section)
 
     def collect_events(self, *objs: Any, **kwargs: Any) -> None:
         for obj in objs:

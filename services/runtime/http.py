@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from services.runtime.keystore import SubjectErased
+from services.runtime.sections import SectionBusy
 
 
 def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ...],
@@ -43,7 +44,13 @@ def install_error_handlers(app: FastAPI, *, not_found: tuple[type[Exception], ..
         return JSONResponse(status_code=409, content={"detail": str(exc),
                                                       "error": "SubjectErased"})
 
+    # An exclusive section (an area's bookings) stayed busy past the wait: nothing was done.
+    async def busy(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, headers={"retry-after": "2"}, content={
+            "detail": f"{exc}; nothing was saved: repeat the request", "error": "Busy"})
+
     app.add_exception_handler(IntegrityError, concurrent)
+    app.add_exception_handler(SectionBusy, busy)
     app.add_exception_handler(SubjectErased, erased)
     document_error_responses(app)
     for exc in not_found:

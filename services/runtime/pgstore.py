@@ -31,10 +31,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -328,9 +329,10 @@ LEASE_SESSION_OPTIONS = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5
                          "-c tcp_keepalives_count=3")
 
 
-def relay_lease(app: Any, relay_name: str) -> AdvisoryLease | None:
-    """The lease for ``app``'s outbox relay on PostgreSQL; None on a store that only one
-    process opens (SQLite, in memory), where the relay needs none."""
+def own_session(app: Any, purpose: str) -> Callable[[], Any] | None:
+    """How to open a session of ``app``'s PostgreSQL store outside its pool, for a lock that
+    lives as long as the session (None on a store that only one process opens: SQLite, in
+    memory)."""
     datastore = getattr(app.process_recorder, "datastore", None)
     if not isinstance(datastore, PostgresDatastore):
         return None
@@ -341,8 +343,114 @@ def relay_lease(app: Any, relay_name: str) -> AdvisoryLease | None:
         # frozen node) is dropped by the server in about 25 s, its lock with it, instead of
         # after the operating system's default of two hours.
         return psycopg.connect(**params, autocommit=True, connect_timeout=5,
-                               application_name=f"homecare {relay_name} lease",
+                               application_name=f"homecare {purpose}",
                                keepalives=1, keepalives_idle=10, keepalives_interval=5,
                                keepalives_count=3, options=LEASE_SESSION_OPTIONS)
 
-    return AdvisoryLease(connect, relay_lock_key(datastore.schema, relay_name))
+    return connect
+
+
+def relay_lease(app: Any, relay_name: str) -> AdvisoryLease | None:
+    """The lease for ``app``'s outbox relay on PostgreSQL; None on a store that only one
+    process opens (SQLite, in memory), where the relay needs none."""
+    connect = own_session(app, f"{relay_name} lease")
+    if connect is None:
+        return None
+    return AdvisoryLease(connect, relay_lock_key(app.process_recorder.datastore.schema,
+                                                 relay_name))
+
+
+def section_lock_key(schema: str, name: str) -> int:
+    """The advisory-lock key of the exclusive section ``name`` of one service's store."""
+    return _advisory_key(f"homecare-section:{schema}:{name}")
+
+
+class AdvisoryLocks:
+    """Exclusive sections across the processes sharing one store: a session-level advisory lock
+    per section name, taken on a connection of its own (kept for the next section) and held
+    until the section ends, so past the commit of what the section wrote. A process that dies
+    inside loses its lock with its session (keepalives as for the relay's lease)."""
+
+    def __init__(self, connect: Callable[[], Any], schema: str, *, idle_kept: int = 4) -> None:
+        self._connect = connect
+        self.schema = schema
+        self.idle_kept = idle_kept
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, name: str, wait_s: float) -> Iterator[None]:
+        """Inside, no other process holds section ``name`` of this store; waits at most
+        ``wait_s``, rounded up to whole seconds, for it (:class:`LockWaitTimeout` after
+        that)."""
+        key = section_lock_key(self.schema, name)
+        connection = self._take()
+        try:
+            # Whole seconds, so that the setting rarely changes (one round trip less).
+            timeout_ms = 1000 * max(1, math.ceil(wait_s))
+            if getattr(connection, "_lock_timeout_ms", None) != timeout_ms:
+                connection.execute(f"SET lock_timeout = {timeout_ms}")
+                connection._lock_timeout_ms = timeout_ms  # set once per wait and session
+            connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except errors.LockNotAvailable:
+            self._give_back(connection)
+            raise LockWaitTimeout(f"section {name} is held by another process") from None
+        except psycopg.Error as error:
+            self._close(connection)
+            raise OperationalError(f"cannot take section {name}: {error}") from error
+        try:
+            yield
+        finally:
+            try:
+                released = connection.execute("SELECT pg_advisory_unlock(%s)",
+                                              (key,)).fetchone()[0]
+                if not released:  # the session was replaced under us (never expected)
+                    log.warning("section %s was not held at its end", name)
+                self._give_back(connection)
+            except psycopg.Error:
+                # The session is gone, and its lock with it.
+                log.warning("section %s: its session ended while held", name, exc_info=True)
+                self._close(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            self._close(connection)
+
+    def _take(self) -> Any:
+        with self._lock:
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.closed:
+                    return connection
+        try:
+            return self._connect()
+        except psycopg.Error as error:
+            raise OperationalError(f"cannot open a session for a section: {error}") from error
+
+    def _give_back(self, connection: Any) -> None:
+        with self._lock:
+            if len(self._idle) < self.idle_kept and not connection.closed:
+                self._idle.append(connection)
+                return
+        self._close(connection)
+
+    @staticmethod
+    def _close(connection: Any) -> None:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+class LockWaitTimeout(OperationalError):
+    """An exclusive section stayed held by someone else for longer than the wait allowed: a
+    transient condition (try again), not a fault of the request or message."""
+
+
+def advisory_locks(app: Any) -> AdvisoryLocks | None:
+    """Exclusive sections across the processes sharing ``app``'s PostgreSQL store; None on a
+    store that only one process opens."""
+    connect = own_session(app, f"{app.name.lower()} sections")
+    if connect is None:
+        return None
+    return AdvisoryLocks(connect, app.process_recorder.datastore.schema)
