@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -545,7 +545,10 @@ class DispatchApplication(ServiceApplication):
             for cid in b.caregiver_ids:
                 booked[cid].append((b.start, b.end))
         out = []
+        week: Counter[str] | None = None  # minutes per caregiver that week, when a limit asks
         for c in self.list_caregivers(elder.service_area_id):
+            if c.max_minutes_per_week is not None and week is None:
+                week = self._week_minutes(elder.service_area_id, day)
             shift_start, shift_end = c.shift_on(day)
             unavailable = None
             if c.caregiver_id in elder.excluded_caregiver_ids:
@@ -565,8 +568,8 @@ class DispatchApplication(ServiceApplication):
             elif (c.max_visits_per_day is not None
                   and len(booked[c.caregiver_id]) >= c.max_visits_per_day):
                 unavailable = f"already has {c.max_visits_per_day} visits that day (limit)"
-            elif (c.max_minutes_per_week is not None and self._week_minutes(c, day)
-                  + order.duration_minutes > c.max_minutes_per_week):
+            elif (c.max_minutes_per_week is not None and week is not None
+                  and week[c.caregiver_id] + order.duration_minutes > c.max_minutes_per_week):
                 unavailable = f"would exceed {c.max_minutes_per_week} minutes this week (limit)"
             out.append(CandidateCaregiver(
                 caregiver_id=c.caregiver_id, kind=c.kind, skills=frozenset(c.skills),
@@ -577,12 +580,20 @@ class DispatchApplication(ServiceApplication):
             ))
         return out
 
-    def _week_minutes(self, caregiver: Caregiver, day: date) -> int:
-        """Planned minutes of the caregiver's visits in the week (Monday to Sunday) of day."""
+    def _week_minutes(self, service_area_id: str, day: date) -> Counter[str]:
+        """Planned minutes of each caregiver's visits in the week (Monday to Sunday) of day:
+        one pass over the area's week for all of them (the read model caught up once)."""
+        self.index.catch_up()
         monday = day - timedelta(days=day.weekday())
-        return sum(b.minutes for d in range(7)
-                   for b in self.bookings(caregiver.service_area_id, monday + timedelta(days=d))
-                   if caregiver.caregiver_id in b.caregiver_ids)
+        minutes: Counter[str] = Counter()
+        for d in range(7):
+            for visit_id in self._visits_by_day.get((service_area_id,
+                                                     monday + timedelta(days=d)), ()):
+                booking = self._bookings[visit_id]
+                if booking.active:
+                    for caregiver_id in booking.caregiver_ids:
+                        minutes[caregiver_id] += booking.minutes
+        return minutes
 
     def bookings(self, service_area_id: str, day: date) -> list[Booking]:
         """The day's visits that still take a caregiver's time (from the read model)."""
