@@ -15,10 +15,11 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from eventsourcing.persistence import Cipher, InfrastructureFactory
+from eventsourcing.persistence import Cipher, InfrastructureFactory, PersistenceError
 
 DATA_KEY_BYTES = 32
 # What an erased subject's row holds instead of a key: the erasure is remembered, so no new key
@@ -34,19 +35,28 @@ class SubjectErased(Exception):
         super().__init__(f"{subject} was erased on request and cannot hold personal data again; "
                          "register the person under a new id")
         self.subject = subject
-# How long a process may keep using a key it read (other replicas see an erasure this late).
+# How late another process may see an erasure: a process keeps the keys it read, and asks at
+# most this often whether any subject was erased since it last asked (one cheap query for all
+# keys, not one per key); when one was, it forgets every key it holds.
 CACHE_SECONDS = 30.0
+# How many subjects' keys a process keeps (least recently used go first): a city's elders and
+# volunteers fit; about 200 bytes each.
+CACHE_SIZE = 20_000
 
 
 class SubjectKeys(ABC):
     """Data keys by subject: created on first use, deleted on erasure."""
 
-    def __init__(self, wrap: Cipher | None = None, cache_seconds: float = CACHE_SECONDS) -> None:
+    def __init__(self, wrap: Cipher | None = None, cache_seconds: float = CACHE_SECONDS,
+                 cache_size: int = CACHE_SIZE) -> None:
         # The event-store cipher wraps each key at rest (None: stored as is, e.g. in memory).
         self.wrap = wrap
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, bytes]] = {}
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self._erasures_seen: int | None = None  # tombstones counted at the last look
+        self._looked_at = float("-inf")  # when that look started (monotonic)
 
     # What a backend provides ------------------------------------------------------------------
     @abstractmethod
@@ -60,36 +70,56 @@ class SubjectKeys(ABC):
         """Replace the subject's row (if any) by TOMBSTONE, or add one."""
 
     @abstractmethod
+    def _erasures(self) -> int:
+        """How many subjects were ever erased (tombstones are never removed, so the count
+        only grows: a change means an erasure since it was last read)."""
+
+    @abstractmethod
     def subjects(self) -> list[str]:
         """Every subject that has a key (for audits and tests)."""
 
     # The interface ------------------------------------------------------------------------------
     def key(self, subject: str) -> bytes | None:
         """The subject's data key, or None when it never had one or was erased."""
-        now = time.monotonic()
+        self._forget_if_erased()
         with self._lock:
             cached = self._cache.get(subject)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+            if cached is not None:
+                self._cache.move_to_end(subject)
+                return cached
         stored = self._select(subject)
         if stored is None or stored == TOMBSTONE:
             return None
         key = self.wrap.decrypt(stored) if self.wrap else stored
         with self._lock:
-            self._cache[subject] = (now + self.cache_seconds, key)
+            self._cache[subject] = key
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return key
+
+    def _forget_if_erased(self) -> None:
+        """At most every ``cache_seconds``: forget every key held if a subject was erased
+        since the last look (by this process or another)."""
+        now = time.monotonic()
+        if now - self._looked_at < self.cache_seconds:
+            return
+        erasures = self._erasures()
+        with self._lock:
+            if erasures != self._erasures_seen:
+                self._cache.clear()
+                self._erasures_seen = erasures
+            self._looked_at = max(self._looked_at, now)
 
     def key_or_create(self, subject: str) -> bytes:
         """The subject's data key, made now if it has none (a concurrent maker may win)."""
         key = self.key(subject)
         if key is not None:
             return key
-        if self.is_erased(subject):
-            raise SubjectErased(subject)
         fresh = os.urandom(DATA_KEY_BYTES)
+        # Never replaces a row: an erased subject's tombstone stays, and is read back below.
         self._insert_if_absent(subject, self.wrap.encrypt(fresh) if self.wrap else fresh)
         key = self.key(subject)
-        if key is None:  # erased while being created
+        if key is None:  # erased, before or while being created
             raise SubjectErased(subject)
         return key
 
@@ -126,6 +156,10 @@ class MemorySubjectKeys(SubjectKeys):
         with self._lock:
             self._rows[subject] = TOMBSTONE
 
+    def _erasures(self) -> int:
+        with self._lock:
+            return sum(1 for stored in self._rows.values() if stored == TOMBSTONE)
+
     def subjects(self) -> list[str]:
         return sorted(s for s, k in self._rows.items() if k != TOMBSTONE)
 
@@ -143,6 +177,9 @@ class SQLiteSubjectKeys(SubjectKeys):
         with datastore.transaction(commit=True) as c:
             c.execute(f"CREATE TABLE IF NOT EXISTS {table} (subject TEXT PRIMARY KEY, "
                       "wrapped_key BLOB NOT NULL, created_at TEXT NOT NULL)")
+            # The tombstones alone, so counting them reads no key rows.
+            c.execute(f"CREATE INDEX IF NOT EXISTS {table}_erased ON {table} (subject) "
+                      "WHERE length(wrapped_key) = 0")
 
     def _select(self, subject: str) -> bytes | None:
         with self.datastore.transaction(commit=False) as c:
@@ -162,6 +199,11 @@ class SQLiteSubjectKeys(SubjectKeys):
                       "wrapped_key = excluded.wrapped_key",
                       (subject, TOMBSTONE, datetime.now(UTC).isoformat()))
 
+    def _erasures(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT count(*) AS n FROM {self.table} WHERE length(wrapped_key) = 0")
+            return int(c.fetchone()["n"])
+
     def subjects(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT subject FROM {self.table} WHERE length(wrapped_key) > 0 "
@@ -174,6 +216,7 @@ class PostgresSubjectKeys(SubjectKeys):
 
     def __init__(self, datastore: Any, wrap: Cipher | None = None,
                  table: str = "subject_keys") -> None:
+        import psycopg
         from psycopg import sql
 
         super().__init__(wrap)
@@ -184,6 +227,17 @@ class PostgresSubjectKeys(SubjectKeys):
             c.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (subject text PRIMARY KEY, "
                               "wrapped_key bytea NOT NULL, "
                               "created_at timestamptz NOT NULL DEFAULT now())").format(self.table))
+        # The tombstones alone, so counting them reads no key rows (replicas starting together
+        # may race to create it: whoever loses finds it made).
+        try:
+            with datastore.transaction(commit=True) as c:
+                c.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (subject) "
+                                  "WHERE length(wrapped_key) = 0").format(
+                    sql.Identifier(f"{table}_erased"), self.table))
+        except PersistenceError as error:
+            if not isinstance(error.__cause__, psycopg.errors.UniqueViolation
+                              | psycopg.errors.DuplicateTable):
+                raise
 
     def _q(self, text: str) -> Any:
         return self._sql.SQL(text).format(self.table)
@@ -204,6 +258,11 @@ class PostgresSubjectKeys(SubjectKeys):
             c.execute(self._q("INSERT INTO {} (subject, wrapped_key) VALUES (%s, %s) "
                               "ON CONFLICT (subject) DO UPDATE SET wrapped_key = "
                               "excluded.wrapped_key"), (subject, TOMBSTONE))
+
+    def _erasures(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._q("SELECT count(*) AS n FROM {} WHERE length(wrapped_key) = 0"))
+            return int(c.fetchone()["n"])
 
     def subjects(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
