@@ -25,7 +25,7 @@ from services.dispatch.domain.plans import CarePlan, ReplanProposal
 from services.dispatch.domain.visits import InvalidInput, ServiceOrder, Visit
 from services.dispatch.routing.travel import LatLon, haversine_km
 from services.runtime.auth import Principal
-from services.runtime.http import OffLoopRoute
+from services.runtime.http import BUSY_RESPONSES, OffLoopRoute
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 # Who did it is the caller the token names (Principal.actor), never what the body says.
@@ -455,7 +455,7 @@ def build_router(app: DispatchApplication) -> APIRouter:
         return caregiver_view(app.change_shift(caregiver_id, body.shift_start, body.shift_end,
                                                list(body.work_days)))
 
-    @router.post("/caregivers/{caregiver_id}/sick", status_code=201,
+    @router.post("/caregivers/{caregiver_id}/sick", status_code=201, responses=BUSY_RESPONSES,
                  dependencies=[grants.caregiver_manage])
     def report_sick(caregiver_id: str, body: SickIn) -> dict[str, Any]:
         """The caregiver stops for the day: a replanning proposal of their later visits."""
@@ -548,14 +548,14 @@ def build_router(app: DispatchApplication) -> APIRouter:
                 o["distance_m"] = None if home is None else _rounded_metres(origin, home)
         return orders
 
-    @router.post("/areas/{service_area_id}/plans", status_code=201,
+    @router.post("/areas/{service_area_id}/plans", status_code=201, responses=BUSY_RESPONSES,
                  dependencies=[grants.area_write])
     def plan_day(service_area_id: str, day: date = Query(alias="date"),
                  time_limit_s: float | None = Query(default=None, gt=0, le=60)) -> dict[str, Any]:
         """Run the router over the day's orders and not-started visits."""
         return app.plan_day(service_area_id, day, time_limit_s=time_limit_s)
 
-    @router.post("/areas/{service_area_id}/replans", status_code=201,
+    @router.post("/areas/{service_area_id}/replans", status_code=201, responses=BUSY_RESPONSES,
                  dependencies=[grants.area_write])
     def replan(service_area_id: str, body: ReplanIn) -> dict[str, Any]:
         """Replan the rest of the day (a cancellation, a visit running long...)."""
@@ -565,12 +565,12 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def list_proposals(service_area_id: str) -> list[dict[str, Any]]:
         return [proposal_view(p) for p in app.list_proposals(service_area_id)]
 
-    @router.post("/proposals/{proposal_id}/accept")
+    @router.post("/proposals/{proposal_id}/accept", responses=BUSY_RESPONSES)
     def accept_proposal(proposal_id: str, body: AcknowledgeIn,
                         principal: Principal = grants.proposal_decide) -> dict[str, Any]:
         return proposal_view(app.decide_proposal(proposal_id, accept=True, by=principal.actor))
 
-    @router.post("/proposals/{proposal_id}/reject")
+    @router.post("/proposals/{proposal_id}/reject", responses=BUSY_RESPONSES)
     def reject_proposal(proposal_id: str, body: DecisionIn,
                         principal: Principal = grants.proposal_decide) -> dict[str, Any]:
         return proposal_view(app.decide_proposal(proposal_id, accept=False, by=principal.actor,
@@ -637,7 +637,7 @@ def build_router(app: DispatchApplication) -> APIRouter:
                                           "X-Accel-Buffering": "no"})
 
     # Orders and care plans -------------------------------------------------------------------
-    @router.post("/orders", status_code=201)
+    @router.post("/orders", status_code=201, responses=BUSY_RESPONSES)
     def place_order(body: OrderIn,
                     principal: Principal = grants.order_place) -> dict[str, Any]:
         """Take an order; scheduled at once to the first free caregiver (emergencies by urgent
@@ -653,7 +653,8 @@ def build_router(app: DispatchApplication) -> APIRouter:
     def get_order(order_id: str) -> dict[str, Any]:
         return order_view(app.get_order(order_id))
 
-    @router.post("/orders/{order_id}/claim", status_code=201, dependencies=[grants.order_claim])
+    @router.post("/orders/{order_id}/claim", status_code=201, responses=BUSY_RESPONSES,
+                 dependencies=[grants.order_claim])
     def claim_order(order_id: str, body: ClaimIn) -> dict[str, Any]:
         """A volunteer takes an open mutual-aid task or welfare check (the page's 接单)."""
         order, visit = app.claim_order(order_id, body.caregiver_id)
@@ -684,7 +685,7 @@ def build_router(app: DispatchApplication) -> APIRouter:
             care_plan_id, items=[i.model_dump(mode="json") for i in body.items],
             effective_from=body.effective_from, by=principal.actor))
 
-    @router.post("/care-plans/{care_plan_id}/weeks", status_code=201,
+    @router.post("/care-plans/{care_plan_id}/weeks", status_code=201, responses=BUSY_RESPONSES,
                  dependencies=[grants.care_plan_write])
     def generate_week(care_plan_id: str, week_of: date = Query()) -> list[dict[str, Any]]:
         """The plan's orders for the week containing week_of (idempotent)."""

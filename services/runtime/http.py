@@ -81,6 +81,14 @@ CHANGE_RESPONSES: dict[str, dict[str, Any]] = {
 }
 
 
+# Operations that book an area's caregivers (an exclusive section, services/runtime/sections.py).
+BUSY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the area's bookings stayed busy for 30 s (a long plan run elsewhere); "
+                         "nothing was saved: repeat the request after Retry-After",
+          "content": _ERROR_CONTENT},
+}
+
+
 def document_error_responses(app: FastAPI) -> None:
     """The errors every service answers with, in the OpenAPI document, once for all routes:
     400 where there is a body (not JSON), 404 where the path or the body names a record, 409
