@@ -9,6 +9,7 @@ together (each visit is a new aggregate, so optimistic concurrency alone does no
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.events.orders import OrderPlaced
-from services.dispatch.application import DispatchApplication
+from services.dispatch.application import DispatchApplication, bookings_of
 from services.runtime.aggregate_cache import UnitOfWorkMiddleware
 from services.runtime.consumer import ConsumedMessage, IdempotentConsumer, Outcome
 from tests.integration.dispatch.conftest import AREA, HOME, http_app, seed
@@ -193,3 +194,35 @@ def _place_from_everywhere_and_check(app: DispatchApplication, first: TestClient
         slots.sort()
         for (_, end, _), (start, _, _) in zip(slots, slots[1:], strict=False):
             assert end <= start, f"{caregiver} booked twice: {slots}"
+
+
+def test_an_order_waiting_too_long_for_its_area_is_answered_busy_and_nothing_is_saved(
+        client, dispatch_app):
+    """While the area's bookings are held past the wait (a long plan run, here another thread
+    holding the section), POST /orders answers 503 Busy with Retry-After, and the order does
+    not exist; repeated once the area is free, it is placed."""
+    seed(client)
+    dispatch_app.sections.wait_s = 0.05
+    entered, leave = threading.Event(), threading.Event()
+
+    def plan_running() -> None:
+        with dispatch_app.sections.hold(bookings_of(AREA)):
+            entered.set()
+            leave.wait(5)
+
+    holder = threading.Thread(target=plan_running)
+    holder.start()
+    day = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    order = {"order_id": "O-busy", "elder_id": "E-1", "service_type": "cleaning",
+             "requested_date": day}
+    try:
+        assert entered.wait(5)
+        busy = client.post("/dispatch/orders", json=order)
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"] == "Busy" and busy.headers["retry-after"]
+        assert "bookings:test-area is busy" in busy.json()["detail"]
+        assert client.get("/dispatch/orders/O-busy").status_code == 404
+    finally:
+        leave.set()
+        holder.join(5)
+    assert client.post("/dispatch/orders", json=order).status_code == 201
