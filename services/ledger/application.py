@@ -549,7 +549,7 @@ class LedgerApplication(ServiceApplication):
             return []
         if self.get_or_none(Charge.create_id(p.visit_id)) is not None:
             return []  # charged already
-        self._profile_for(p.elder_id, p.visit_id)
+        profile = self._profile_for(p.elder_id, p.visit_id)  # an unknown elder fails here
         verification = Verification(
             visit_id=p.visit_id, elder_id=p.elder_id, provider_id=p.provider_id,
             service_area_id=event.service_area_id, service_type=p.service_type,
@@ -564,13 +564,15 @@ class LedgerApplication(ServiceApplication):
                 return [res]
             return []  # verified already, the charge still waits
         books = _Books(self)
-        return self._settle(books, res, verification)
+        return self._settle(books, res, verification, profile)
 
-    def _settle(self, books: _Books, res: Reservation | None,
-                v: Verification) -> list[Any]:
+    def _settle(self, books: _Books, res: Reservation | None, v: Verification,
+                profile: ElderProfile | None = None) -> list[Any]:
         """Charge a verified visit: the held legs if the reservation holds the minutes, else
-        what is free now from entitlement and packages; minutes beyond that are unfunded."""
-        profile = self._profile_for(v.elder_id, v.visit_id)
+        what is free now from entitlement and packages; minutes beyond that are unfunded.
+        ``profile``: the elder's, when the caller has just read it (it holds sealed personal
+        facts and is never cached: each read is a query and a decryption)."""
+        profile = profile or self._profile_for(v.elder_id, v.visit_id)
         service_month = self._local_month(v.started_at)
         blocked = self.is_blacklisted(v.provider_id)
         if res is not None and res.state is ReservationState.HELD:
