@@ -94,6 +94,17 @@ def build_router(app: TimebankApplication) -> APIRouter:
                                 body.display_name))
         return _balance(app, person_id)
 
+    @router.post("/members/{person_id}/erasure")
+    def erase_member(person_id: str, principal: Principal = access.admin_only) -> dict[str, Any]:
+        """Erase a member's details on request (crypto-shredding): birth date, hardship and
+        name read as erased from now on; the account, its credits and history stay (others'
+        balances depend on them). Repeating it is harmless."""
+        answer(lambda: app.member(person_id))
+        member = app.erase_member(person_id, by=principal.actor, at=datetime.now(UTC))
+        assert member is not None
+        return {**_balance(app, person_id), "display_name": member.display_name,
+                "erased_at": member.erased_at, "erased_by": member.erased_by}
+
     @router.post("/accounts/{person_id}", status_code=201, dependencies=[access.admin_only])
     def open_account(person_id: str, bank_id: str | None = None) -> dict[str, Any]:
         answer(lambda: app.open_account(person_id, bank_id))

@@ -18,7 +18,7 @@ from services.runtime.consumer import ConsumedMessage, IdempotentConsumer, Outco
 from services.runtime.http import install_error_handlers
 from services.timebank.api import build_router
 from services.timebank.application import NotFound, TimebankApplication
-from services.timebank.domain.rules import EarningCaps, TimebankRules
+from services.timebank.domain.rules import EarningCaps, RuleError, TimebankRules
 from tests.support.auth import bearer, install_test_auth
 
 # Who gets through does not depend on the store: PostgreSQL (what runs in production) only.
@@ -235,3 +235,33 @@ async def test_an_elder_member_reads_and_redeems_only_their_own_credits(bank) ->
                           headers=elder)
     assert r.status_code == 200, r.text
     assert app.redemption("R-E5").cancelled_by == "elder:E-5"
+
+
+async def test_only_an_administrator_erases_a_member_and_the_account_stays(bank) -> None:
+    """POST /members/{id}/erasure: refused to the member themself and to the auditor (403);
+    an administrator's erases the details (name read as "[erased]", the person's key gone, no
+    new details accepted), says who and when, keeps the account and its credits, and may be
+    repeated; an unknown person is 404."""
+    app, _, client = bank
+    app.join("V-3", BANK, birth_date=date(1958, 3, 1), hardship=True, display_name="李明")
+    before = app.balance("V-1").available_minutes
+    for who in (LI, AUDITOR, bearer("volunteer", volunteer_id="V-3", caregiver_id="V-3")):
+        assert (await client.post("/timebank/members/V-3/erasure",
+                                  headers=who)).status_code == 403
+    assert app.subject_keys.key("person:V-3") is not None
+    admin = bearer("admin")
+    r = await client.post("/timebank/members/V-3/erasure", headers=admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["display_name"] == "[erased]" and body["erased_by"] and body["erased_at"]
+    assert app.subject_keys.key("person:V-3") is None
+    member = app.member("V-3")
+    assert (member.birth_date, member.hardship) == (None, False)
+    again = await client.post("/timebank/members/V-3/erasure", headers=admin)
+    assert again.status_code == 200 and again.json()["erased_at"] == body["erased_at"]
+    assert (await client.get("/timebank/accounts/V-3", headers=admin)).status_code == 200
+    assert app.balance("V-1").available_minutes == before
+    with pytest.raises(RuleError):
+        app.join("V-3", BANK, display_name="李明")
+    assert (await client.post("/timebank/members/X-9/erasure",
+                              headers=admin)).status_code == 404
