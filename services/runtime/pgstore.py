@@ -384,20 +384,24 @@ class AdvisoryLocks:
         ``wait_s``, rounded up to whole seconds, for it (:class:`LockWaitTimeout` after
         that)."""
         key = section_lock_key(self.schema, name)
-        connection = self._take()
-        try:
-            # Whole seconds, so that the setting rarely changes (one round trip less).
-            timeout_ms = 1000 * max(1, math.ceil(wait_s))
-            if getattr(connection, "_lock_timeout_ms", None) != timeout_ms:
-                connection.execute(f"SET lock_timeout = {timeout_ms}")
-                connection._lock_timeout_ms = timeout_ms  # set once per wait and session
-            connection.execute("SELECT pg_advisory_lock(%s)", (key,))
-        except errors.LockNotAvailable:
-            self._give_back(connection)
-            raise LockWaitTimeout(f"section {name} is held by another process") from None
-        except psycopg.Error as error:
-            self._close(connection)
-            raise OperationalError(f"cannot take section {name}: {error}") from error
+        # Whole seconds, so that the setting rarely changes (one round trip less).
+        timeout_ms = 1000 * max(1, math.ceil(wait_s))
+        while True:
+            connection, kept = self._take()
+            try:
+                if getattr(connection, "_lock_timeout_ms", None) != timeout_ms:
+                    connection.execute(f"SET lock_timeout = {timeout_ms}")
+                    connection._lock_timeout_ms = timeout_ms  # once per wait and session
+                connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+                break
+            except errors.LockNotAvailable:
+                self._give_back(connection)
+                raise LockWaitTimeout(f"section {name} is held by another process") from None
+            except psycopg.Error as error:
+                self._close(connection)
+                if kept:  # a kept session the server has ended meanwhile: take a new one
+                    continue
+                raise OperationalError(f"cannot take section {name}: {error}") from error
         try:
             yield
         finally:
@@ -418,14 +422,16 @@ class AdvisoryLocks:
         for connection in idle:
             self._close(connection)
 
-    def _take(self) -> Any:
+    def _take(self) -> tuple[Any, bool]:
+        """A session, and whether it was kept from an earlier section (it may have been
+        ended by the server since: a restart, a terminated backend)."""
         with self._lock:
             while self._idle:
                 connection = self._idle.pop()
                 if not connection.closed:
-                    return connection
+                    return connection, True
         try:
-            return self._connect()
+            return self._connect(), False
         except psycopg.Error as error:
             raise OperationalError(f"cannot open a session for a section: {error}") from error
 

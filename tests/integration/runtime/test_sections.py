@@ -107,3 +107,21 @@ def test_a_replica_that_dies_inside_a_section_frees_it(replicas, postgres_server
     assert locks is not None and locks._idle == []
     with first.hold("bookings:A"):
         pass
+
+
+def test_a_kept_session_the_server_ended_is_replaced_without_an_error(replicas,
+                                                                      postgres_server,
+                                                                      postgres_env):
+    """Between two sections, the server ends the session kept for the next one (a restart, a
+    terminated backend): the next section opens a new session instead of failing."""
+    first, _ = replicas
+    locks = first.across_processes
+    assert locks is not None
+    with first.hold("bookings:A"):
+        pass
+    (kept,) = locks._idle
+    with postgres_server.connect(postgres_env["POSTGRES_DBNAME"]) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (kept.info.backend_pid,))
+    with first.hold("bookings:A"):
+        pass
+    assert kept.closed and locks._idle and locks._idle[0] is not kept
