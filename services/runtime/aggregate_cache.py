@@ -50,11 +50,8 @@ def unit_of_work() -> Iterator[None]:
     if _unit_started.get() is not None:
         yield
         return
-    token = _unit_started.set(time.monotonic())
-    try:
+    with reads_from_now():
         yield
-    finally:
-        _unit_started.reset(token)
 
 
 @contextlib.contextmanager
