@@ -210,3 +210,44 @@ def test_an_append_uses_a_statement_the_session_has_without_knowing_it(store):
     [recording] = store.save(Account(code="untracked"))
     assert recording.notification.id == recorder.max_notification_id()
     assert recorder.max_tracking_id("consumer:topic:0") == 11
+
+
+def test_reads_rendered_once_answer_as_the_library_s_composed_queries(store):
+    """select_events and select_notifications, with their queries rendered once per shape,
+    return what eventsourcing's own (composed on every call) return, for every combination
+    of bounds, order, limit and topics; and seen_before_many answers as seen_before."""
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    recorder = store.process_recorder
+    first, second = Account(code="read-a"), Account(code="read-b")
+    for _ in range(4):
+        first._change(transfer_id=first.id)
+        second._change(transfer_id=second.id)
+        store.save(first, second)
+    library = PostgresApplicationRecorder
+    for gt in (None, 2):
+        for lte in (None, 4):
+            for desc in (False, True):
+                for limit in (None, 2):
+                    kwargs = {"gt": gt, "lte": lte, "desc": desc, "limit": limit}
+                    ours = recorder.select_events(first.id, **kwargs)
+                    theirs = library.select_events(recorder, first.id, **kwargs)
+                    assert ours == theirs and ours, kwargs
+    topic = recorder.select_events(first.id, limit=1)[0].topic
+    for start in (None, 1, 3):
+        for inclusive in (True, False):
+            for stop in (None, 6):
+                for topics in ((), (topic,)):
+                    args = (start, 5, stop, topics)
+                    ours = recorder.select_notifications(*args, inclusive_of_start=inclusive)
+                    theirs = library.select_notifications(recorder, *args,
+                                                          inclusive_of_start=inclusive)
+                    assert [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                            for n in ours] == [
+                        (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                        for n in theirs], args
+    recorder.insert_tracking(Tracking("consumer:topic:1", 7))
+    positions, stored = recorder.seen_before_many(
+        ["consumer:topic:1", "consumer:topic:2"], [first.id, Account(code="never").id])
+    assert positions == {"consumer:topic:1": 7} and stored == {first.id}
+    assert recorder.seen_before("consumer:topic:1", 7, first.id) == (True, True)
