@@ -137,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-dir", default=None,
                         help="record each service with py-spy (collapsed stacks) during the "
                              "throughput phase into this directory (py-spy must be installed)")
+    parser.add_argument("--profile-rate", type=int, default=50,
+                        help="py-spy samples per second with --profile-dir")
     parser.add_argument("--keep", action="store_true",
                         help="keep the database and data directory (for profiling)")
     parser.add_argument("--out", default=None)
@@ -450,7 +452,7 @@ async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str,
             await asyncio.sleep(2)  # the statistics of what came before are reported
             activity = await asyncio.to_thread(database_activity, dbname)
             cpu = CpuMeter.start(cpu_groups(services, broker.pid))
-            spies = start_profilers(services, args.profile_dir)
+            spies = start_profilers(services, args.profile_dir, args.profile_rate)
             out = await closed_loop(urls["dispatch"], headers, batch, args.concurrency)
             await watch.wait(lambda: all(v in watch.charged for v in out.sent), 600, "postings")
             stop_profilers(spies)
@@ -471,16 +473,17 @@ async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str,
         broker.stop()
 
 
-def start_profilers(services: list[ServiceProcess],
-                    folder: str | None) -> list[subprocess.Popen[bytes]]:
+def start_profilers(services: list[ServiceProcess], folder: str | None,
+                    rate: int = 50) -> list[subprocess.Popen[bytes]]:
     """py-spy sampling each service until stopped: the thread holding the GIL (Python
     doing work, not threads waiting for PostgreSQL in C), native frames off."""
     if not folder:
         return []
     Path(folder).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "50", "--nonblocking",
-                              "--gil", "-o", str(Path(folder) / f"{s.name}.txt"), "-p", str(s.pid)],
+    return [subprocess.Popen([spy, "record", "--format", "raw", "--rate", str(rate),
+                              "--nonblocking", "--gil", "-o", str(Path(folder) / f"{s.name}.txt"),
+                              "-p", str(s.pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for s in services]
 

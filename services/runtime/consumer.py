@@ -11,6 +11,11 @@ For each message it writes, in ONE transaction of the service's event store:
   its messages are not taken for redeliveries; what was processed before is then recognised by
   the inbox (event ids), which is keyed by the consumer's name alone.
 
+A handled message whose handler collects nothing writes no inbox entry (nothing was done, so
+nothing can be done twice): only its position is tracked, as for a message with no handler. In a
+batch, the store is asked once, on PostgreSQL, which positions and inbox entries it has for all
+of the batch's handled messages.
+
 Kafka's own idempotence and transactions are not relied on. A message that is not a valid
 contract (or whose key or headers contradict its body) goes to ``<topic>.dlq`` at once; one whose
 handler keeps failing goes there after bounded retries with backoff, with the error in the
@@ -110,6 +115,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # same event_id seen before (republished)
     REDELIVERED = "redelivered"  # same position seen before (Kafka redelivery)
     IGNORED = "ignored"  # a valid event this consumer does not act on
+    UNCHANGED = "unchanged"  # handled, and the handler found nothing to change
     DEAD_LETTERED = "dead_lettered"
 
 
@@ -147,6 +153,15 @@ class ConsumedMessage:
     def position(self) -> int:
         # Tracking ids must grow strictly from 1; Kafka offsets start at 0.
         return self.offset + 1
+
+
+@dataclass(frozen=True)
+class SeenBefore:
+    """What the store knew of a run of messages before processing it: the position tracked
+    under each tracking name, and which inbox entries exist."""
+
+    positions: dict[str, int]
+    stored: set[UUID]
 
 
 class DeadLetterPublisher(Protocol):
@@ -237,27 +252,47 @@ class IdempotentConsumer:
 
     def _process_run_of(self, messages: Sequence[ConsumedMessage], outcomes: list[Outcome],
                         untracked: dict[str, int]) -> None:
+        valid: list[tuple[ConsumedMessage, IntegrationEvent]] = []
         for message in messages:
             try:
                 integration_event = parse_event(message.value, topic=message.topic)
                 check_delivery(message, integration_event)
             except Exception:  # noqa: BLE001 - consume dead-letters it, saying why
                 break
+            valid.append((message, integration_event))
+        seen = self._seen_many(valid)
+        for message, integration_event in valid:
             token = correlation_id_var.set(str(integration_event.correlation_id))
             try:
-                outcome = self._process(message, integration_event, track_ignored=False)
+                outcome = self._process(message, integration_event, track_ignored=False,
+                                        seen=seen)
             except Exception:  # noqa: BLE001 - nothing was written: consume retries it
                 break
             finally:
                 correlation_id_var.reset(token)
             if outcome is Outcome.REDELIVERED and self.confirm_log is not None:
                 break  # consume asks the broker whether this is still the same log
-            if outcome is Outcome.IGNORED:
+            if outcome in (Outcome.IGNORED, Outcome.UNCHANGED):
                 untracked[message.source] = message.position
             else:  # tracked at this position or later already
                 untracked.pop(message.source, None)
             self._done(message, integration_event, outcome)
             outcomes.append(outcome)
+
+    def _seen_many(self, valid: Sequence[tuple[ConsumedMessage, IntegrationEvent]]
+                   ) -> SeenBefore | None:
+        """What the store knows of the handled messages of a run (their positions tracked,
+        their events in the inbox), asked in one round trip where the store can (PostgreSQL),
+        instead of once per message. Asked before the first is processed: a message processed
+        earlier in the same run is caught when its second copy's inbox entry collides."""
+        many = getattr(self.app.process_recorder, "seen_before_many", None)
+        handled = [(m, e) for m, e in valid if e.type in self.handlers]
+        if many is None or len(handled) < 2:
+            return None
+        positions, stored = many(
+            sorted({self.tracking_name(m.source) for m, _ in handled}),
+            [InboxEntry.create_id(self.name, e.event_id) for _, e in handled])
+        return SeenBefore(positions, stored)
 
     # The whole of one message ---------------------------------------------------------------
     async def consume(self, message: ConsumedMessage) -> Outcome:
@@ -328,12 +363,12 @@ class IdempotentConsumer:
 
     # One transaction --------------------------------------------------------------------------
     def _process(self, message: ConsumedMessage, integration_event: IntegrationEvent,
-                 *, track_ignored: bool = True) -> Outcome:
+                 *, track_ignored: bool = True, seen: SeenBefore | None = None) -> Outcome:
         with unit_of_work():
-            return self._process_one(message, integration_event, track_ignored)
+            return self._process_one(message, integration_event, track_ignored, seen)
 
     def _process_one(self, message: ConsumedMessage, integration_event: IntegrationEvent,
-                     track_ignored: bool = True) -> Outcome:
+                     track_ignored: bool = True, seen: SeenBefore | None = None) -> Outcome:
         recorder = self.app.process_recorder
         tracking_name = self.tracking_name(message.source)
         tracking = Tracking(tracking_name, message.position)
@@ -346,7 +381,10 @@ class IdempotentConsumer:
             return Outcome.IGNORED
         inbox_id = InboxEntry.create_id(self.name, integration_event.event_id)
         seen_before = getattr(recorder, "seen_before", None)
-        if seen_before is not None:  # PostgreSQL: both questions in one round trip
+        if seen is not None:  # asked for the whole run already
+            redelivered = seen.positions.get(tracking_name, 0) >= message.position
+            duplicate = not redelivered and inbox_id in seen.stored
+        elif seen_before is not None:  # PostgreSQL: both questions in one round trip
             redelivered, duplicate = seen_before(tracking_name, message.position, inbox_id)
         else:
             redelivered = recorder.has_tracking_id(tracking_name, message.position)
@@ -371,6 +409,14 @@ class IdempotentConsumer:
         with acting_as(self.actor, f"{integration_event.type}:{integration_event.event_id}"), \
                 processing.sections:
             handler(integration_event, processing)
+            if all(e.originator_id == inbox_id for e in processing.events):
+                # Nothing to change (the time bank is sent every verified visit, and acts on
+                # a volunteer's): like a message passed over, only the position moves. No
+                # inbox entry is needed: a second copy finds nothing to change either, or,
+                # if the state changed since, acts once then.
+                if track_ignored:
+                    self._insert_tracking(tracking)
+                return Outcome.UNCHANGED
             return self._record(processing, integration_event, inbox_id, tracking_name,
                                 message.position)
 

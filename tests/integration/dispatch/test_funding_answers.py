@@ -118,7 +118,7 @@ async def test_credits_answers_decide_only_for_volunteer_visits(dispatch):
         "visit_id": employee_visit.visit_id, "account_id": "E-1", "requested_minutes": 60,
         "available_minutes": 0, "reason": "no credits"})
     assert await consumer.consume(_message(held, 0)) is Outcome.PROCESSED
-    assert await consumer.consume(_message(refused, 1)) is Outcome.PROCESSED
+    assert await consumer.consume(_message(refused, 1)) is Outcome.UNCHANGED
     assert dispatch.get_visit(volunteer_visit.visit_id).funding == "funded"
     assert dispatch.get_visit(employee_visit.visit_id).funding == "pending"
 
@@ -133,7 +133,7 @@ async def test_a_mutual_aid_visit_needs_no_funding_and_an_unknown_visit_is_ignor
         "visit_id": "V-unknown", "elder_id": "E-1", "requested_minutes": 60,
         "available_minutes": 0, "reason": "x"})
     dlq = RecordingPublisher()
-    assert await _consumer(dispatch, dlq).consume(_message(stray, 0)) is Outcome.PROCESSED
+    assert await _consumer(dispatch, dlq).consume(_message(stray, 0)) is Outcome.UNCHANGED
     assert dlq.sent == [] and dispatch.list_alerts("A1") == []
 
 

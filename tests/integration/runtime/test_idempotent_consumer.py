@@ -413,3 +413,62 @@ async def test_a_message_passed_over_alone_is_tracked_at_once(ledger):
     consumer = _consumer(ledger, RecordingPublisher())
     assert await consumer.consume(_message(_checked_out("V-1"), 5)) is Outcome.IGNORED
     assert ledger.process_recorder.max_tracking_id("homecare-ledger:homecare.visits:0") == 6
+
+
+async def test_a_batch_asks_the_store_once_whether_its_messages_were_seen(ledger, monkeypatch):
+    """On PostgreSQL, a batch's "redelivered?" and "processed before?" questions go to the
+    store in one query for the run, not one per message; the answers are the same: a copy
+    processed in an earlier batch is a duplicate, a position tracked before is redelivered."""
+    recorder = ledger.process_recorder
+    if not hasattr(recorder, "seen_before_many"):
+        pytest.skip("asked per message on this store")
+    consumer = _consumer(ledger, RecordingPublisher())
+    first = _verified("V-1", 50).to_bytes()
+    assert await consumer.consume_batch([_message(first, 0)]) == [Outcome.PROCESSED]
+    asked = {"one": 0, "many": 0}
+    seen_before, seen_before_many = recorder.seen_before, recorder.seen_before_many
+
+    def one(*args):
+        asked["one"] += 1
+        return seen_before(*args)
+
+    def many(*args):
+        asked["many"] += 1
+        return seen_before_many(*args)
+
+    monkeypatch.setattr(recorder, "seen_before", one)
+    monkeypatch.setattr(recorder, "seen_before_many", many)
+    batch = [_message(first, 1),  # a copy of the same event (republished)
+             _message(_verified("V-2", 30).to_bytes(), 2),
+             _message(_verified("V-3", 20).to_bytes(), 3)]
+    assert await consumer.consume_batch(batch) == [
+        Outcome.DUPLICATE, Outcome.PROCESSED, Outcome.PROCESSED]
+    assert asked == {"one": 0, "many": 1}
+    assert _posted(ledger) == 100
+    assert await consumer.consume_batch(batch) == [Outcome.REDELIVERED] * 3
+    assert asked == {"one": 0, "many": 2} and _posted(ledger) == 100
+
+
+async def test_a_handled_message_that_changes_nothing_writes_no_inbox_entry(ledger):
+    """A handler that finds nothing to change (the time bank sent a visit no volunteer served)
+    leaves no event at all, not even the inbox entry; the message's position is still
+    tracked, once per partition at the end of a batch, at once alone; and what the other
+    messages of the batch change is saved as usual."""
+    consumer = IdempotentConsumer(
+        ledger, "homecare-ledger",
+        {"VisitVerified": ledger.policy, "VisitCheckedOut": lambda event, processing: None},
+        RecordingPublisher(), backoff_s=0.01)
+    before = ledger.process_recorder.max_notification_id() or 0
+    batch = [_message(_checked_out("V-1"), 0), _message(_verified("V-1").to_bytes(), 1),
+             _message(_checked_out("V-2"), 2)]
+    assert await consumer.consume_batch(batch) == [
+        Outcome.UNCHANGED, Outcome.PROCESSED, Outcome.UNCHANGED]
+    assert _posted(ledger) == 50
+    assert ledger.process_recorder.max_tracking_id("homecare-ledger:homecare.visits:0") == 3
+    written = ledger.process_recorder.select_notifications(before + 1, 100)
+    assert not any(n.topic.endswith("InboxEntry.Received") and b"V-2" in n.state
+                   for n in written)  # (states are compressed; nothing of V-2 at all)
+    assert len([n for n in written if "InboxEntry" in n.topic]) == 1  # the verified visit's
+    assert await consumer.consume(_message(_checked_out("V-3"), 7)) is Outcome.UNCHANGED
+    assert ledger.process_recorder.max_tracking_id("homecare-ledger:homecare.visits:0") == 8
+    assert ledger.process_recorder.max_notification_id() == written[-1].id  # nothing new

@@ -112,7 +112,8 @@ class Pipe:
             event = log[reader.positions[topic]]
             reader.positions[topic] += 1
             if event.type in wanted:
-                assert await reader.feed(event) in (Outcome.PROCESSED, Outcome.DUPLICATE)
+                assert await reader.feed(event) in (Outcome.PROCESSED, Outcome.DUPLICATE,
+                                                   Outcome.UNCHANGED)
                 self._relay()
                 return True
         return False
