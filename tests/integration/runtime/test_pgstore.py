@@ -251,3 +251,29 @@ def test_reads_rendered_once_answer_as_the_library_s_composed_queries(store):
         ["consumer:topic:1", "consumer:topic:2"], [first.id, Account(code="never").id])
     assert positions == {"consumer:topic:1": 7} and stored == {first.id}
     assert recorder.seen_before("consumer:topic:1", 7, first.id) == (True, True)
+
+
+def test_several_events_sent_as_binary_arrays_are_stored_byte_for_byte(store):
+    """Several events in one append go to the server as four binary arrays: each comes back
+    as written (ids, versions, a topic with non-ASCII text, states with every byte value and
+    an empty one), in order, with and without a tracking row, and a tracked batch already
+    processed writes nothing."""
+    from uuid import uuid4
+
+    from eventsourcing.persistence import StoredEvent
+
+    recorder = store.process_recorder
+    first, second = uuid4(), uuid4()
+    events = [StoredEvent(first, 1, "测试:Created", bytes(range(256))),
+              StoredEvent(first, 2, "测试:Changed", b""),
+              StoredEvent(second, 1, "x" * 300, b"\x00" * 70_000)]
+    ids = recorder.insert_events(events)
+    assert len(ids) == 3 and ids == sorted(ids)
+    assert list(recorder.select_events(first)) + list(recorder.select_events(second)) == events
+    tracked = [StoredEvent(second, 2, "t", b"\xff"), StoredEvent(second, 3, "t", b"\x01")]
+    more = recorder.insert_events(tracked, tracking=Tracking("consumer:topic:9", 3))
+    assert more[0] > ids[-1] and recorder.max_tracking_id("consumer:topic:9") == 3
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([StoredEvent(second, 4, "t", b""), StoredEvent(second, 5, "t", b"")],
+                               tracking=Tracking("consumer:topic:9", 3))
+    assert [e.originator_version for e in recorder.select_events(second)] == [1, 2, 3]
