@@ -2,7 +2,7 @@
 
 Two dispatch applications share one SQLite file (as two processes would); each caches visits
 and areas. What one writes the other reads, a cached copy handed to a command is the caller's
-own, and elders and alerts (data sealed per elder) are never kept in the cache.
+own, an erased elder's cached copy goes at once, and alerts are never kept in the cache.
 """
 
 from __future__ import annotations
@@ -113,21 +113,30 @@ def test_a_command_gets_its_own_copy_of_a_cached_visit(
     assert first.get_visit(visit.visit_id).state is VisitState.SCHEDULED
 
 
-def test_elders_and_alerts_are_never_cached(
+def test_an_erased_elder_leaves_no_readable_copy_in_any_process_cache(
         apps: tuple[DispatchApplication, DispatchApplication]) -> None:
-    """Visits and areas are cached; elders and alerts, which hold data sealed with the elder's
-    own key, are read from the store every time, so crypto-shredding leaves no copy behind."""
-    first, _ = apps
+    """Visits, areas and elders are cached, alerts (a message sealed with the elder's key)
+    never. When one process erases an elder, the other, which had the elder cached with its
+    name, drops that copy at its next read: what it reads then, and what either process keeps,
+    holds no personal data."""
+    first, second = apps
     visit = scheduled_visit(first)
     first.configure_area(AREA, {"geofence_radius_m": 300})
     far = (HOME[0] + 0.05, HOME[1])  # outside the geofence: a location alert is raised
     first.check_in(visit.visit_id, at=visit.planned_start, lat=far[0], lon=far[1],
                    caregiver_id=visit.caregiver_id)
-    first.get_elder("E-1")
     first.list_alerts(AREA)
-    # eventsourcing's LRU cache keeps links [prev, next, key, aggregate] by key.
-    cached = {type(link[3]) for link in first.repository.cache.cache.values()}
-    assert Visit in cached and ServiceArea in cached
-    assert Elder not in cached and Alert not in cached
+    assert second.get_elder("E-1").name == "王秀英"
+
+    def cached(app: DispatchApplication) -> list[object]:
+        # eventsourcing's LRU cache keeps links [prev, next, key, aggregate] by key.
+        return [link[3] for link in app.repository.cache.cache.values()]
+
+    assert {Visit, ServiceArea, Elder} <= {type(a) for a in cached(first)}
+    assert Alert not in {type(a) for a in cached(first)}
+    assert any(getattr(a, "name", None) == "王秀英" for a in cached(second))
     first.erase_elder("E-1", by="admin")
-    assert first.get_elder("E-1").name != "王秀英"
+    assert second.get_elder("E-1").name == "[erased]"
+    assert first.get_elder("E-1").name == "[erased]"
+    for app in apps:
+        assert not any(getattr(a, "name", None) == "王秀英" for a in cached(app))
