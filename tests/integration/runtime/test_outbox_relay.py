@@ -220,3 +220,29 @@ def test_the_lease_session_is_dropped_soon_when_its_holder_falls_silent(dispatch
                             "tcp_keepalives_count": "3"}
     finally:
         relay.close()
+
+
+async def test_the_backlog_gauge_is_zero_when_caught_up_and_counted_at_most_once_a_second(
+        dispatch, monkeypatch):
+    """Counting the backlog takes two queries: a relay that found nothing new reports 0
+    without counting; one still behind counts at most once a second, whatever its rounds."""
+    from services.runtime.observability import OUTBOX_BACKLOG
+
+    relay = OutboxRelay(dispatch, dispatch.translate, RecordingPublisher(), name="gauge-test",
+                        batch_size=1)
+    counted = []
+    real_backlog = relay.backlog
+    monkeypatch.setattr(relay, "backlog", lambda: counted.append(1) or real_backlog())
+    gauge = OUTBOX_BACKLOG.labels("dispatch")
+    _order(dispatch, 1)
+    _order(dispatch, 2)
+    assert await relay.relay_once() == 1
+    await relay._report_backlog()  # behind: counted
+    assert len(counted) == 1 and gauge._value.get() == real_backlog() > 0
+    assert await relay.relay_once() == 1
+    await relay._report_backlog()  # behind again, within the second: not counted
+    assert len(counted) == 1
+    while await relay.relay_once():
+        pass
+    await relay._report_backlog()  # found nothing new: 0 without counting
+    assert len(counted) == 1 and gauge._value.get() == 0
