@@ -57,6 +57,7 @@ from bench.perf.common import (
     per_unit,
     positive,
     prepare_data_dir,
+    rss_kb,
     start_service,
     wait_ready,
 )
@@ -462,9 +463,13 @@ async def run(args: argparse.Namespace, workdir: Path, dbname: str) -> dict[str,
             results[-1]["database_per_visit"] = per_unit(
                 activity, await asyncio.to_thread(database_activity, dbname), len(batch))
             say(json.dumps(results[-1]))
+        # Resident size at the end (aggregate caches as full as this many visits make them).
+        resident = {s.name: {k: round(v / 1024) for k, v in rss_kb(s.pid).items()}
+                    for s in services}
+        say(f"resident MB at the end: {json.dumps(resident)}")
         return {"plan": {"areas": plan.areas, "caregivers_per_area": plan.caregivers_per_area,
                          "visits_per_area_day": plan.visits_per_area_day, "days": plan.days,
-                         "visits": len(visits)}, "phases": results}
+                         "visits": len(visits)}, "phases": results, "resident_mb": resident}
     finally:
         with contextlib.suppress(Exception):
             await watch.stop()
