@@ -171,8 +171,8 @@ class DispatchApplication(ServiceApplication):
     # Visits, areas (their rules), orders, caregivers, providers and elders come from a cache
     # that follows the notification log (services/runtime/aggregate_cache.py), so several
     # dispatch processes stay correct: a check-in reads its visit twice (ownership check,
-    # command), its area's rules once and its elder once (the code and the home: a fifth of a
-    # check-out's CPU when read from the store and decrypted each time). An erasure blanks the
+    # command) and its area's rules once; a check-out also reads its elder (the code: a fifth
+    # of a check-out's CPU when read from the store and decrypted each time). An erasure blanks the
     # elder's personal fields in the state it saves, and every process evicts its cached copy
     # at its next unit of work that reads a cached aggregate (a request, a consumed batch, the
     # once-a-minute sweep), as it learns of a deleted key within 30 s. Alerts name the elder

@@ -164,34 +164,28 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
         for attribute in ("max_tracking_id_statement", "max_notification_id_statement",
                           "insert_tracking_statement"):
             setattr(self, attribute, render(getattr(self, attribute)))
-        self._select_events_sql: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        self._from_events = render(SQL(" FROM {schema}.{table}").format(**names))
+        # By shape: the query for psycopg, and its name and numbered form for libpq.
+        self._select_events_sql: dict[tuple[bool, bool, bool, bool],
+                                      tuple[bytes, bytes, bytes]] = {}
         self._select_notifications_sql: dict[tuple[bool, bool, bool, bool], bytes] = {}
-        self._lean_select_events_sql: dict[tuple[bool, bool, bool, bool],
-                                           tuple[bytes, bytes]] = {}
-        self._names = names
 
-    def _select_events_query(self, shape: tuple[bool, bool, bool, bool]) -> bytes:
-        query = self._select_events_sql.get(shape)
-        if query is None:
+    def _select_events_query(self, shape: tuple[bool, bool, bool, bool]
+                             ) -> tuple[bytes, bytes, bytes]:
+        statements = self._select_events_sql.get(shape)
+        if statements is None:
             gt, lte, desc, limit = shape
-            query = (SQL("SELECT * FROM {schema}.{table} WHERE originator_id = %s")
-                     .format(**self._names).as_bytes(None)
+            where = (b" WHERE originator_id = %s"
                      + (b" AND originator_version > %s" if gt else b"")
                      + (b" AND originator_version <= %s" if lte else b"")
                      + (b" ORDER BY originator_version DESC" if desc
                         else b" ORDER BY originator_version ASC")
                      + (b" LIMIT %s" if limit else b""))
-            self._select_events_sql[shape] = query
-        return query
-
-    def _lean_select_events(self, shape: tuple[bool, bool, bool, bool],
-                            query: bytes) -> tuple[bytes, bytes]:
-        lean = self._lean_select_events_sql.get(shape)
-        if lean is None:
-            lean = (b"hc_select_events_%d" % sum(bit << n for n, bit in enumerate(shape)),
-                    _numbered(query.replace(b"SELECT *", _EVENT_COLUMNS, 1)))
-            self._lean_select_events_sql[shape] = lean
-        return lean
+            statements = (b"SELECT *" + self._from_events + where,
+                           b"hc_select_events_%d" % sum(bit << n for n, bit in enumerate(shape)),
+                           _numbered(_EVENT_COLUMNS + self._from_events + where))
+            self._select_events_sql[shape] = statements
+        return statements
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_events(self, originator_id: UUID | str, *, gt: int | None = None,
@@ -200,11 +194,10 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
         """As the library's, with the query rendered once per shape; with uuid ids, a
         statement prepared per connection and run through libpq in binary (reading aggregates
         from the store is most of what the ledger and the time bank ask of it)."""
-        shape = (gt is not None, lte is not None, desc, limit is not None)
-        query = self._select_events_query(shape)
+        query, name, lean = self._select_events_query(
+            (gt is not None, lte is not None, desc, limit is not None))
         bounds = [v for v in (gt, lte, limit) if v is not None]
         if self.lean and isinstance(originator_id, UUID):
-            name, lean = self._lean_select_events(shape, query)
             params = [originator_id.bytes, *(_INT8.pack(v) for v in bounds)]
             with self.datastore.get_connection() as conn, conn.lock:
                 result = _run_prepared(conn, name, lean, params)
@@ -230,7 +223,7 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
             conditions = [c for c, wanted in (
                 (b"notification_id>=%s" if inclusive else b"notification_id>%s", start),
                 (b"notification_id <= %s", stop), (b"topic = ANY(%s)", topics)) if wanted]
-            query = (SQL("SELECT * FROM {schema}.{table}").format(**self._names).as_bytes(None)
+            query = (b"SELECT *" + self._from_events
                      + (b" WHERE " + b" AND ".join(conditions) if conditions else b"")
                      + b" ORDER BY notification_id LIMIT %s")
             self._select_notifications_sql[shape] = query
@@ -378,6 +371,7 @@ _EVENT_COLUMNS = b"SELECT originator_id, originator_version, topic, state"
 _ARRAY_HEADER = struct.Struct("!iiIii")
 # Element type oids of PostgreSQL's binary array format.
 _UUID_OID, _INT4_OID, _TEXT_OID, _BYTEA_OID = 2950, 23, 25, 17
+DUPLICATE_PREPARED_STATEMENT = b"42P05"
 
 
 def _binary_array(element_oid: int, elements: list[bytes]) -> bytes:
@@ -385,7 +379,6 @@ def _binary_array(element_oid: int, elements: list[bytes]) -> bytes:
     element type, length and lower bound, then each element's length and bytes."""
     return _ARRAY_HEADER.pack(1, 0, element_oid, len(elements), 1) + b"".join(
         _INT4.pack(len(element)) + element for element in elements)
-DUPLICATE_PREPARED_STATEMENT = b"42P05"
 
 
 def _numbered(query: bytes) -> bytes:
