@@ -16,8 +16,8 @@ Commands stay safe regardless: a command on a state that another process changed
 fails its save (optimistic concurrency), which also evicts what it read.
 
 Two rules keep a stale state from outliving the check that should have evicted it:
-- a state read from the store is cached only if no check moved past newer events while it
-  was being read (:meth:`LogWatch.cache_read`);
+- a state read from the store is cached only if no check moved past newer events of it while
+  it was being read (:meth:`LogWatch.cache_read`);
 - a state never replaces a newer one of the same aggregate (:class:`TypedLRUCache`).
 
 An aggregate not in the store is cached as :data:`ABSENT` (version 0) under the same rules:
@@ -145,6 +145,9 @@ class TypedLRUCache(LRUCache):  # type: ignore[type-arg]
 class LogWatch:
     """Evicts cached aggregates that the notification log shows a later version of."""
 
+    # How many aggregates the watch remembers the latest notification of (see cache_read).
+    RECENT_LIMIT = 10_000
+
     def __init__(self, recorder: Any, cache: TypedLRUCache, batch_size: int = 1000) -> None:
         self.recorder = recorder
         self.cache = cache
@@ -153,6 +156,10 @@ class LogWatch:
         self.checked_at = float("-inf")  # when the last check started (monotonic)
         self.checks = 0  # how many (what the tests count)
         self._lock = threading.Lock()
+        # Aggregate id -> (position, version) of the latest notification of it read after
+        # position _recent_from: what a state read meanwhile is compared with.
+        self._recent: dict[Any, tuple[int, int]] = {}
+        self._recent_from: int | None = None
 
     def check(self, as_of: float) -> None:
         """Make sure the log was read at or after ``as_of`` (monotonic time)."""
@@ -166,6 +173,7 @@ class LogWatch:
                 # What was cached before the log was first followed may be stale: start clean.
                 self.position = self.recorder.max_notification_id() or 0
                 self.cache.empty()
+                self._recent_from = self.position
             else:
                 self._read_log()
             self.checked_at = started
@@ -173,21 +181,48 @@ class LogWatch:
 
     def _read_log(self) -> None:
         assert self.position is not None
+        if len(self._recent) > self.RECENT_LIMIT:
+            self._recent.clear()  # bounded: reads begun before now are not cached any more
+            self._recent_from = self.position
+        recent = self._recent
         while True:
-            notifications = self.recorder.select_notifications(
-                self.position + 1, self.batch_size)
-            for notification in notifications:
-                cached = self.cache.peek(notification.originator_id)
-                if cached is not None and cached.version < notification.originator_version:
-                    self.cache.evict(notification.originator_id)
-                self.position = notification.id
-            if len(notifications) < self.batch_size:
+            versions = self._versions(self.position + 1)
+            for position, aggregate_id, version in versions:
+                cached = self.cache.peek(aggregate_id)
+                if cached is not None and cached.version < version:
+                    self.cache.evict(aggregate_id)
+                recent[aggregate_id] = (position, version)
+                self.position = position
+            if len(versions) < self.batch_size:
                 return
+
+    def _versions(self, start: int) -> list[tuple[int, Any, int]]:
+        """(position, aggregate id, version) of the notifications from ``start`` on: only
+        these, where the store can leave the events out (PostgreSQL)."""
+        select_versions = getattr(self.recorder, "select_versions", None)
+        if select_versions is not None:
+            return select_versions(start, self.batch_size)
+        return [(n.id, n.originator_id, n.originator_version)
+                for n in self.recorder.select_notifications(start, self.batch_size)]
 
     def cache_read(self, aggregate_id: Any, aggregate: Any, position_before: int | None) -> None:
         """Cache a state read from the store, unless a check read past newer events of it
         meanwhile (the check could not evict what was not cached yet); ``position_before`` is
-        the watch's position taken before the read."""
+        the watch's position taken before the read.
+
+        What the log held up to ``position_before`` was committed before the read began, so
+        the state includes it; only what a check read since can be newer. Under load other
+        requests' checks move the watch during most reads: comparing with the latest version
+        read of this aggregate, rather than refusing whenever the watch moved, keeps a
+        check-in from reading its visit from the store twice (ownership, then command)."""
         with self._lock:
-            if self.position == position_before and position_before is not None:
-                self.cache.put(aggregate_id, aggregate)
+            if position_before is None:
+                return
+            if self.position != position_before:
+                if self._recent_from is None or position_before < self._recent_from:
+                    return  # what was read meanwhile is forgotten: cannot tell
+                latest = self._recent.get(aggregate_id)
+                if latest is not None and latest[0] > position_before \
+                        and latest[1] > aggregate.version:
+                    return
+            self.cache.put(aggregate_id, aggregate)

@@ -169,6 +169,9 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
         self._select_events_sql: dict[tuple[bool, bool, bool, bool],
                                       tuple[bytes, bytes, bytes]] = {}
         self._select_notifications_sql: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        self._select_versions_sql = _numbered(
+            b"SELECT notification_id, originator_id, originator_version" + self._from_events
+            + b" WHERE notification_id >= %s ORDER BY notification_id LIMIT %s")
 
     def _select_events_query(self, shape: tuple[bool, bool, bool, bool]
                              ) -> tuple[bytes, bytes, bytes]:
@@ -247,6 +250,24 @@ class TrackedFunctionProcessRecorder(PostgresProcessRecorder):
                                  originator_version=row["originator_version"],
                                  topic=row["topic"], state=bytes(row["state"]))
                     for row in curs.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_versions(self, start: int, limit: int) -> list[tuple[int, Any, int]]:
+        """Each notification's id, aggregate and version from ``start`` on, without the event:
+        all that the aggregate cache's watch needs to know what it holds is stale. The watch
+        reads back everything its process writes, and fetching and wrapping each event's state
+        was most of that cost."""
+        if not self.lean:
+            return [(n.id, n.originator_id, n.originator_version)
+                    for n in self.select_notifications(start, limit)]
+        with self.datastore.get_connection() as conn, conn.lock:
+            result = _run_prepared(conn, b"hc_select_versions", self._select_versions_sql,
+                                   [_INT8.pack(start), _INT8.pack(limit)])
+            if result.status != pq.ExecStatus.TUPLES_OK:
+                raise errors.error_from_result(result, encoding=conn.info.encoding)
+            value, unpack = result.get_value, _INT8.unpack
+            return [(unpack(value(row, 0))[0], UUID(bytes=value(row, 1)),
+                     unpack(value(row, 2))[0]) for row in range(result.ntuples)]
 
     def subscribe(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(

@@ -137,6 +137,53 @@ def test_a_state_read_while_a_check_passed_newer_events_is_not_cached(replicas):
         assert a.peek(counter.id).count == 2
 
 
+def test_a_state_read_while_a_check_passed_only_other_events_is_cached(replicas):
+    """Under load other requests' checks move the watch during most reads. A state read
+    while a check read past events of other aggregates only (or of this one, no newer than
+    the state) is cached: the next read does not ask the store."""
+    a, b = replicas
+    counter, other = Counter(name="c"), Counter(name="o")
+    b.save(counter, other)
+    watch = a.repository.watch
+    with unit_of_work():
+        a.peek(counter.id)  # the first check: the log is followed from here
+    watch.cache.evict(counter.id)
+    position = watch.position
+    state_read = a.repository._reconstruct_aggregate(counter.id, None, project_aggregate)
+    changed = b.repository.get(other.id)
+    changed.add(1)
+    b.save(changed)
+    watch.check(float("inf"))  # a check reads past the other counter's event
+    assert watch.position != position
+    watch.cache_read(counter.id, state_read, position)
+    assert watch.cache.peek(counter.id) is state_read
+    reads = CountingRecorder(a)
+    with unit_of_work():
+        assert a.peek(counter.id).count == 0
+    assert reads.reads == 0
+
+
+def test_a_state_read_before_the_watch_forgot_what_it_read_is_not_cached(replicas,
+                                                                        monkeypatch):
+    """The watch remembers the latest notification of a bounded number of aggregates; once it
+    has started afresh, a read begun before cannot be compared and is not cached."""
+    a, b = replicas
+    monkeypatch.setattr(a.repository.watch, "RECENT_LIMIT", 1)
+    counter = Counter(name="c")
+    b.save(counter)
+    watch = a.repository.watch
+    with unit_of_work():
+        a.peek(counter.id)
+    watch.cache.evict(counter.id)
+    position = watch.position
+    state_read = a.repository._reconstruct_aggregate(counter.id, None, project_aggregate)
+    for name in ("x", "y", "z"):
+        b.save(Counter(name=name))
+        watch.check(float("inf"))
+    watch.cache_read(counter.id, state_read, position)
+    assert watch.cache.peek(counter.id) is None
+
+
 def test_an_older_state_never_replaces_a_newer_one_in_the_cache(replicas):
     """Two saves of one aggregate may cache their states in the other order; the cache keeps
     the newer."""

@@ -253,6 +253,25 @@ def test_reads_rendered_once_answer_as_the_library_s_composed_queries(store):
     assert recorder.seen_before("consumer:topic:1", 7, first.id) == (True, True)
 
 
+def test_versions_are_the_notifications_without_their_events(store):
+    """select_versions gives each notification's id, aggregate and version from a start, in
+    order and up to a limit, as select_notifications does (the aggregate cache's watch reads
+    only these)."""
+    recorder = store.process_recorder
+    first, second = Account(code="versions-a"), Account(code="versions-b")
+    for _ in range(3):
+        first._change(transfer_id=first.id)
+        store.save(first, second)
+    start = recorder.max_notification_id() - 3
+    for limit in (1, 2, 10):
+        assert recorder.select_versions(start, limit) == [
+            (n.id, n.originator_id, n.originator_version)
+            for n in recorder.select_notifications(start, limit)]
+    assert recorder.select_versions(start, 10)[-1] == (
+        recorder.max_notification_id(), first.id, first.version)
+    assert recorder.select_versions(recorder.max_notification_id() + 1, 10) == []
+
+
 def test_several_events_sent_as_binary_arrays_are_stored_byte_for_byte(store):
     """Several events in one append go to the server as four binary arrays: each comes back
     as written (ids, versions, a topic with non-ASCII text, states with every byte value and
