@@ -15,6 +15,9 @@ from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
+from starlette.routing import Match
+from starlette.types import Scope
 
 from services.runtime.keystore import SubjectErased
 from services.runtime.sections import SectionBusy
@@ -186,3 +189,16 @@ class OffLoopRoute(APIRoute):
             async def endpoint(*args: Any, **kw: Any) -> Any:
                 return await off_the_loop(blocking, *args, **kw)
         super().__init__(path, endpoint, **kwargs)
+        # The path's fixed beginning, up to its first parameter: every path this route
+        # matches starts with it.
+        self.fixed_prefix = self.path_format.split("{", 1)[0]
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """As FastAPI's, but a path that does not start with the route's fixed beginning is
+        turned away before the route's pattern is tried: FastAPI tries each route in turn
+        (110 in the whole system), about 100 us per request for a check-in."""
+        if (scope["type"] == "http"
+                and not get_route_path(scope).startswith(self.fixed_prefix)
+                and "effective_route_context" not in scope.get("fastapi", {})):
+            return Match.NONE, {}
+        return super().matches(scope)

@@ -114,3 +114,47 @@ def test_plain_endpoints_run_on_request_threads_in_the_request_context():
         assert answer["thread"].startswith("request")
         assert client.post("/plain/x", json={"n": "three"}).status_code == 422
         assert not client.get("/async").json()["thread"].startswith("request")
+
+
+def test_routes_turning_away_paths_early_route_every_request_as_before() -> None:
+    """OffLoopRoute turns away a path that does not start with its fixed beginning without
+    trying its pattern. For a path made from every route of the whole system, with every
+    method, the route chosen (the first full match, else the first partial one: 405) is the
+    one FastAPI's own matching chooses."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Match
+
+    from services.cli import system_http_app
+    from services.runtime.http import OffLoopRoute
+
+    routes = system_http_app().router.routes
+    assert sum(isinstance(r, OffLoopRoute) for r in routes) > 50
+
+    def chosen(scope: dict, match: object) -> object:
+        partial = None
+        for route in routes:
+            found, _ = match(route, scope)
+            if found is Match.FULL:
+                return route
+            if found is Match.PARTIAL and partial is None:
+                partial = route
+        return partial
+
+    def plain(route: object, scope: dict) -> object:
+        return (APIRoute.matches(route, scope) if isinstance(route, APIRoute)
+                else route.matches(scope))
+
+    turned_away = 0
+    for route in routes:
+        path = getattr(route, "path_format", None)
+        if path is None:
+            continue
+        sample = "/".join("x-1" if part.startswith("{") else part for part in path.split("/"))
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            scope = {"type": "http", "method": method, "path": sample, "root_path": "",
+                     "headers": []}
+            assert chosen(scope, lambda r, s: r.matches(s)) is chosen(scope, plain), (
+                method, sample)
+        turned_away += sum(isinstance(r, OffLoopRoute) and not sample.startswith(r.fixed_prefix)
+                           for r in routes)
+    assert turned_away > 0
