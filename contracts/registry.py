@@ -108,6 +108,13 @@ def parse_event(raw: bytes | str | dict[str, Any], *, topic: str | None = None) 
     schema_version this consumer cannot read, or has an invalid field; and, when `topic` (the
     topic the message was read from) is given, when the type does not travel on that topic.
     """
+    return parse_event_and_version(raw, topic=topic)[0]
+
+
+def parse_event_and_version(raw: bytes | str | dict[str, Any], *, topic: str | None = None
+                            ) -> tuple[IntegrationEvent, int]:
+    """As :func:`parse_event`, with the schema_version the message itself carried (before
+    upcasting), which a consumer compares with the message's header."""
     data = _decode(raw)
     event_id = str(data["event_id"]) if data.get("event_id") is not None else None
     event_type = data.get("type")
@@ -149,7 +156,7 @@ def parse_event(raw: bytes | str | dict[str, Any], *, topic: str | None = None) 
         )
     data = upcast(data, event_type, version, current)
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data), version
     except ValidationError as exc:
         raise ContractError(
             f"invalid {event_type} v{current}: {_format_validation_error(exc)}",

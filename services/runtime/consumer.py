@@ -54,7 +54,7 @@ from eventsourcing.persistence import (
 )
 
 from contracts.envelope import IntegrationEvent
-from contracts.registry import ContractError, parse_event
+from contracts.registry import ContractError, parse_event_and_version
 from contracts.topics import dlq
 from services.runtime.aggregate_cache import unit_of_work
 from services.runtime.audit import acting_as, consumer_actor
@@ -70,10 +70,19 @@ TOO_LARGE: tuple[type[BaseException], ...] = (
     MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
-def check_delivery(message: ConsumedMessage, event: IntegrationEvent) -> None:
+def parse_delivered(message: ConsumedMessage) -> IntegrationEvent:
+    """The event a message carries, checked against how it travelled (check_delivery)."""
+    event, body_version = parse_event_and_version(message.value, topic=message.topic)
+    check_delivery(message, event, body_version)
+    return event
+
+
+def check_delivery(message: ConsumedMessage, event: IntegrationEvent,
+                   body_version: int | None = None) -> None:
     """How a message travelled must agree with what it says: its key is the event's partition
     key (the service area, so one elder's events stay in one partition, in order), and the
-    ``type`` and ``schema_version`` headers, when present, name the body's type and version.
+    ``type`` and ``schema_version`` headers, when present, name the body's type and version
+    (``body_version``, before any upcast: read from the message again when not given).
     A message that contradicts itself is not acted on; ContractError says why."""
     key = event.key()
     if message.key != key:
@@ -88,7 +97,8 @@ def check_delivery(message: ConsumedMessage, event: IntegrationEvent) -> None:
                             f"{event.type!r}", event_type=event.type, event_id=str(event.event_id))
     header_version = message.headers.get("schema_version")
     if header_version is not None:
-        body_version = json.loads(message.value).get("schema_version")  # before any upcast
+        if body_version is None:
+            body_version = json.loads(message.value).get("schema_version")  # before upcasts
         if header_version != str(body_version):
             raise ContractError(
                 f"header schema_version {header_version!r} contradicts the body's "
@@ -255,8 +265,7 @@ class IdempotentConsumer:
         valid: list[tuple[ConsumedMessage, IntegrationEvent]] = []
         for message in messages:
             try:
-                integration_event = parse_event(message.value, topic=message.topic)
-                check_delivery(message, integration_event)
+                integration_event = parse_delivered(message)
             except Exception:  # noqa: BLE001 - consume dead-letters it, saying why
                 break
             valid.append((message, integration_event))
@@ -297,8 +306,7 @@ class IdempotentConsumer:
     # The whole of one message ---------------------------------------------------------------
     async def consume(self, message: ConsumedMessage) -> Outcome:
         try:
-            integration_event = parse_event(message.value, topic=message.topic)
-            check_delivery(message, integration_event)
+            integration_event = parse_delivered(message)
         except Exception as error:  # noqa: BLE001 - whatever is wrong, it is the message's
             # A ContractError says what is wrong; anything else escaping the parser is the
             # message's fault all the same: raising would redeliver it forever (a stalled

@@ -228,7 +228,7 @@ async def test_whatever_the_parser_lets_out_is_dead_lettered_not_raised(ledger, 
     def broken_parser(raw, topic=None):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(consumer_module, "parse_event", broken_parser)
+    monkeypatch.setattr(consumer_module, "parse_event_and_version", broken_parser)
     dlq = RecordingPublisher()
     assert await _consumer(ledger, dlq).consume(_message(b"[[[[", 0)) is Outcome.DEAD_LETTERED
     (_, _, _, headers), = dlq.sent
