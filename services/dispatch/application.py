@@ -142,6 +142,12 @@ STATE_AFTER = {"Visit.Departed": VisitState.EN_ROUTE, "Visit.CheckedIn": VisitSt
                "Visit.Rescheduled": VisitState.SCHEDULED,
                "Visit.Reinstated": VisitState.SCHEDULED}
 
+# The events the read model (_index) acts on; the others are not decoded to follow the log.
+INDEXED_EVENTS = frozenset({
+    "Elder.Registered", "Caregiver.Registered", "Provider.Registered", "ServiceOrder.Placed",
+    "CarePlan.Created", "Visit.Scheduled", "Visit.Rescheduled", "Visit.CheckedIn",
+    "Visit.CheckedOut", "Alert.Raised", "ReplanProposal.Proposed", *STATE_AFTER})
+
 # Personal data, encrypted per elder before it is stored (crypto-shredded on erasure): the
 # elder's registration, and alerts about an elder (their messages name the elder and may give
 # the family's phone number).
@@ -205,7 +211,7 @@ class DispatchApplication(ServiceApplication):
         self._care_plans_by_area: dict[str, set[str]] = defaultdict(set)
         # originator id -> (area, stream kind, key) for the area's event stream
         self.stream_keys: dict[UUID, tuple[str, str, str]] = {}
-        self.index = FollowingReadModel(self, self._index)
+        self.index = FollowingReadModel(self, self._index, applies_to=INDEXED_EVENTS)
         # The server's clock; tests and simulations replace it.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 

@@ -96,6 +96,13 @@ PERSONAL_DATA: dict[type | str, PersonalFields] = {
 }
 
 
+# The events the read model (_index) acts on; the others are not decoded to follow the log.
+INDEXED_EVENTS = frozenset({
+    "Transfer.Created", "Account.Opened", "FamilyPackage.Bought", "ElderProfile.Registered",
+    "Charge.Made", "Charge.Unblocked", "Reservation.Requested", "Reservation.Renewed",
+    "Reservation.Rejected", "Reservation.Charged", "Reservation.Released"})
+
+
 class UnknownElder(LookupError):
     """A visit names an elder the ledger has no profile for: never guess who pays."""
 
@@ -192,7 +199,7 @@ class LedgerApplication(ServiceApplication):
         self._open_reservations: dict[UUID, str] = {}
         self._blocked_by_provider: dict[str, set[str]] = defaultdict(set)
         self._accounts_by_owner: dict[str, list[UUID]] = defaultdict(list)
-        self.index = FollowingReadModel(self, self._index)
+        self.index = FollowingReadModel(self, self._index, applies_to=INDEXED_EVENTS)
 
     # Read model ------------------------------------------------------------------------------
     def _index(self, e: Any) -> None:

@@ -196,6 +196,13 @@ PERSONAL_DATA: dict[type | str, PersonalFields] = {
 }
 
 
+# The events the read model (_index) acts on; the others are not decoded to follow the log.
+INDEXED_EVENTS = frozenset({
+    "Transfer.Created", "Account.Opened", "Hold.Opened", "Hold.Renewed", "Hold.Redeemed",
+    "Hold.Released", "Earning.Recorded", "Redemption.Placed", "Redemption.Scheduled",
+    "Redemption.Closed", "VolunteerTask.Assigned", "VolunteerTask.Moved"})
+
+
 class TimebankApplication(ServiceApplication):
     name = "Timebank"
     personal_data = PERSONAL_DATA
@@ -217,7 +224,7 @@ class TimebankApplication(ServiceApplication):
         self._earned: dict[str, list[tuple[datetime, int]]] = defaultdict(list)  # bank
         self._tasks_by_volunteer: dict[str, set[str]] = defaultdict(set)
         self._open_redemptions: dict[str, date] = {}  # redemption id -> requested date
-        self.index = FollowingReadModel(self, self._index)
+        self.index = FollowingReadModel(self, self._index, applies_to=INDEXED_EVENTS)
 
     # Read model ------------------------------------------------------------------------------
     def _index(self, e: Any) -> None:
