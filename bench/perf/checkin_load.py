@@ -34,7 +34,14 @@ from typing import Any
 import httpx
 
 from bench.perf.checkin_profile import start_py_spy
-from bench.perf.common import NEVER_MIN, admin_headers, cpu_seconds, prepare_data_dir
+from bench.perf.common import (
+    NEVER_MIN,
+    admin_headers,
+    cpu_seconds,
+    database_activity,
+    per_unit,
+    prepare_data_dir,
+)
 from bench.perf.rawhttp import RawClient
 from services.runtime.auth import Principal, auth_from_settings
 from services.runtime.broker import LocalBroker, free_port
@@ -69,18 +76,18 @@ def start_dispatch(store: str, workdir: Path, env_extra: dict[str, str] | None =
         time.sleep(0.3)
 
 
-def start_replicas(store: str, workdir: Path, replicas: int
+def start_replicas(store: str, workdir: Path, replicas: int, dbname: str
                    ) -> tuple[list[subprocess.Popen], list[str], LocalBroker | None]:
     """One dispatch process with its own broker, or ``replicas`` of them on one PostgreSQL
-    database and one broker, as a deployment scaled out runs them (the first started alone,
-    so that it creates the schema)."""
+    database (``dbname``) and one broker, as a deployment scaled out runs them (the first
+    started alone, so that it creates the schema)."""
     if replicas == 1:
-        process, base = start_dispatch(store, workdir)
+        process, base = start_dispatch(store, workdir, {"HOMECARE_POSTGRES_DBNAME": dbname})
         return [process], [base], None
     if store != "postgres":
         raise SystemExit("--replicas needs --store postgres (one database shared)")
     broker = LocalBroker(log_dir=str(workdir)).start()
-    shared = {"HOMECARE_POSTGRES_DBNAME": f"homecare_load_{uuid.uuid4().hex[:8]}",
+    shared = {"HOMECARE_POSTGRES_DBNAME": dbname,
               "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
               "HOMECARE_BROKER_LOG_ID": broker.incarnation or "",
               "HOMECARE_BROKER_LOG_FROM_CLUSTER": "true"}
@@ -284,7 +291,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        processes, bases, broker = start_replicas(args.store, Path(folder), args.replicas)
+        dbname = f"homecare_load_{uuid.uuid4().hex[:8]}"
+        processes, bases, broker = start_replicas(args.store, Path(folder), args.replicas,
+                                                  dbname)
         pids = [p.pid for p in processes]
         try:
             count = int(args.rate * args.seconds)
@@ -300,6 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                           timeout=120).raise_for_status()
             settling = [settle(pid) for pid in pids]
             settled, idle_cpu = sum(s for s, _ in settling), sum(i for _, i in settling)
+            postgres = args.store == "postgres"
+            activity = database_activity(dbname) if postgres else None
             spy = start_py_spy(pids[0], args.profile) if args.profile else None
             try:
                 result = asyncio.run(load(bases, visits, args.rate, headers, tokens,
@@ -308,6 +319,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=60)
+            if activity is not None:
+                time.sleep(2)  # the backends report their statistics
+                # per check-in: commits, and queries that read (table scans) of the store
+                result["database_per_request"] = per_unit(
+                    activity, database_activity(dbname), result["requests"])
         except Exception:
             # the server's side of a failure (its log goes with the temporary folder)
             for log in sorted(Path(folder).glob("dispatch*.log")):
@@ -337,6 +353,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print("slowest moments (sent at s: worst ms, over 50 ms / requests): " + "; ".join(
         f"{m['at_s']}: {m['worst_ms']}, {m['over_50ms']}/{m['requests']}"
         for m in result["slowest_moments"]))
+    if "database_per_request" in result:
+        print("database per check-in: " + json.dumps(result["database_per_request"]))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
