@@ -309,8 +309,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                           timeout=120).raise_for_status()
             settling = [settle(pid) for pid in pids]
             settled, idle_cpu = sum(s for s, _ in settling), sum(i for _, i in settling)
-            postgres = args.store == "postgres"
-            activity = database_activity(dbname) if postgres else None
+            activity = database_activity(dbname) if args.store == "postgres" else None
             spy = start_py_spy(pids[0], args.profile) if args.profile else None
             try:
                 result = asyncio.run(load(bases, visits, args.rate, headers, tokens,

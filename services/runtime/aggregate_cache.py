@@ -159,7 +159,7 @@ class LogWatch:
         # Aggregate id -> (position, version) of the latest notification of it read after
         # position _recent_from: what a state read meanwhile is compared with.
         self._recent: dict[Any, tuple[int, int]] = {}
-        self._recent_from: int | None = None
+        self._recent_from = 0
 
     def check(self, as_of: float) -> None:
         """Make sure the log was read at or after ``as_of`` (monotonic time)."""
@@ -219,7 +219,7 @@ class LogWatch:
             if position_before is None:
                 return
             if self.position != position_before:
-                if self._recent_from is None or position_before < self._recent_from:
+                if position_before < self._recent_from:
                     return  # what was read meanwhile is forgotten: cannot tell
                 latest = self._recent.get(aggregate_id)
                 if latest is not None and latest[0] > position_before \

@@ -114,6 +114,18 @@ def test_a_command_on_a_state_changed_elsewhere_fails_once_and_the_retry_succeed
         assert b.repository.get(counter.id).count == 11
 
 
+def _read_from_the_store(app: Counters, aggregate_id: object) -> tuple[int | None, object]:
+    """Once the app's watch follows the log: its position, then the aggregate's state read
+    from the store and not cached yet (what a check may overtake before cache_read)."""
+    watch = app.repository.watch
+    with unit_of_work():
+        app.peek(aggregate_id)  # the first check: the log is followed from here
+    watch.cache.evict(aggregate_id)
+    position = watch.position
+    return position, app.repository._reconstruct_aggregate(aggregate_id, None,
+                                                           project_aggregate)
+
+
 def test_a_state_read_while_a_check_passed_newer_events_is_not_cached(replicas):
     """A reads a counter from the store while (between its read and caching it) a check
     reads past B's newer event: that state is handed out but not cached, so the next unit
@@ -122,11 +134,7 @@ def test_a_state_read_while_a_check_passed_newer_events_is_not_cached(replicas):
     counter = Counter(name="c")
     b.save(counter)
     watch = a.repository.watch
-    with unit_of_work():
-        a.peek(counter.id)  # the first check: the log is followed from here
-    watch.cache.evict(counter.id)
-    position = watch.position
-    state_read = a.repository._reconstruct_aggregate(counter.id, None, project_aggregate)
+    position, state_read = _read_from_the_store(a, counter.id)
     changed = b.repository.get(counter.id)
     changed.add(2)
     b.save(changed)
@@ -145,11 +153,7 @@ def test_a_state_read_while_a_check_passed_only_other_events_is_cached(replicas)
     counter, other = Counter(name="c"), Counter(name="o")
     b.save(counter, other)
     watch = a.repository.watch
-    with unit_of_work():
-        a.peek(counter.id)  # the first check: the log is followed from here
-    watch.cache.evict(counter.id)
-    position = watch.position
-    state_read = a.repository._reconstruct_aggregate(counter.id, None, project_aggregate)
+    position, state_read = _read_from_the_store(a, counter.id)
     changed = b.repository.get(other.id)
     changed.add(1)
     b.save(changed)
@@ -172,11 +176,7 @@ def test_a_state_read_before_the_watch_forgot_what_it_read_is_not_cached(replica
     counter = Counter(name="c")
     b.save(counter)
     watch = a.repository.watch
-    with unit_of_work():
-        a.peek(counter.id)
-    watch.cache.evict(counter.id)
-    position = watch.position
-    state_read = a.repository._reconstruct_aggregate(counter.id, None, project_aggregate)
+    position, state_read = _read_from_the_store(a, counter.id)
     for name in ("x", "y", "z"):
         b.save(Counter(name=name))
         watch.check(float("inf"))
